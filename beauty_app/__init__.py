@@ -1,0 +1,3 @@
+"""BeautyLens: cross-domain beauty product image retrieval (MANet + SR-MAC)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,223 @@
+"""Batched feature extraction: images -> MANet forward -> pooled retrieval vectors (+ maps).
+
+The same path serves catalog indexing (many images, parallel decoding, bf16 autocast) and a
+single query (vector plus the saliency / text heatmaps, class probabilities and the SR-MAC
+regions the GUI draws).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..device import autocast
+from ..errors import ModelError, UserError
+from ..imaging import image_to_tensor, letterbox, letterbox_box, load_image
+from ..models.checkpoint import ModelBundle
+from ..models.manet import upsample_map
+from . import pooling as pooling_ops
+
+log = logging.getLogger(__name__)
+
+POOLING_NAMES = tuple(pooling_ops.POOLINGS)
+THUMBNAIL_SIDE = 160
+#: Longest side images are decoded at: bounds memory for huge files; far above the network input.
+DECODE_MAX_SIDE = 1024
+
+
+@dataclass
+class QueryAnalysis:
+    """Everything the app shows about one query image."""
+
+    vector: np.ndarray  # (D,) raw pooled vector (the index applies its whitening)
+    image_size: tuple[int, int]  # (width, height) of the decoded image
+    saliency: np.ndarray | None  # (height, width) float32 in [0,1] over the decoded image
+    text: np.ndarray | None
+    top_classes: list[tuple[str, float]] = field(default_factory=list)
+    regions: list[tuple[int, int, int, int, float, bool]] = field(default_factory=list)  # image pixels
+
+
+def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A small JPEG of the image for result grids and the catalog browser."""
+    thumb = image.copy()
+    thumb.thumbnail((side, side))
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+class FeatureExtractor:
+    """Turns images into retrieval vectors with one loaded model.
+
+    Args:
+        bundle: the loaded model (see :func:`beauty_app.models.checkpoint.load_model`).
+        pooling: gap | mac | spoc | gem | rmac | ramac | srmac.
+        batch_size: images per forward pass when indexing.
+        use_amp: bf16/fp16 autocast where the device supports it (2-3x faster on AMX CPUs).
+        scales: multi-scale extraction: each factor resizes the network input; vectors are summed.
+        input_size: network input side (default: the model's).
+    """
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        pooling: str = "srmac",
+        *,
+        batch_size: int = 16,
+        use_amp: bool = True,
+        scales: Sequence[float] = (1.0,),
+        input_size: int | None = None,
+        decode_workers: int = 2,
+    ):
+        if pooling not in pooling_ops.POOLINGS:
+            raise UserError(f"Unknown pooling {pooling!r}; choose one of {', '.join(POOLING_NAMES)}.")
+        if pooling == "srmac" and not bundle.has_saliency:
+            raise ModelError(
+                f"SR-MAC needs a model with a saliency branch and {bundle.spec} has none; "
+                f"use --pooling rmac or ramac, or a trained MANet checkpoint."
+            )
+        if bundle.model.external_saliency:
+            raise ModelError(
+                f"{bundle.spec} expects external saliency masks (the DSS variant) and cannot extract features "
+                f"on its own; use an end-to-end MANet checkpoint."
+            )
+        self.bundle = bundle
+        self.pooling = pooling
+        self.batch_size = max(1, int(batch_size))
+        self.use_amp = use_amp
+        self.scales = tuple(float(s) for s in scales) or (1.0,)
+        self.input_size = int(input_size or bundle.input_size)
+        self.decode_workers = max(1, int(decode_workers))
+        self.device = next(bundle.model.parameters()).device
+
+    @property
+    def dim(self) -> int:
+        return self.bundle.model.feature_dim
+
+    def settings(self) -> dict:
+        """What an index must record to be searched with compatible vectors."""
+        return {"model_spec": self.bundle.spec, "model_fingerprint": self.bundle.fingerprint,
+                "pooling": self.pooling, "dim": self.dim, "scales": list(self.scales),
+                "input_size": self.input_size}
+
+    # ------------------------------------------------------------------ tensors
+    def to_tensor(self, image: Image.Image) -> torch.Tensor:
+        """Letterbox to the input size (white padding) and normalise with the model's mean/std."""
+        return image_to_tensor(letterbox(image, self.input_size), self.bundle.mean, self.bundle.std)
+
+    @torch.inference_mode()
+    def _forward(self, batch: torch.Tensor):
+        with autocast(self.device, self.use_amp):
+            out = self.bundle.model(batch.to(self.device, non_blocking=True))
+        return out
+
+    def _pool(self, out) -> torch.Tensor:
+        saliency = out.saliency.float() if out.saliency is not None else None
+        return pooling_ops.POOLINGS[self.pooling](out.features.float(), saliency)
+
+    @torch.inference_mode()
+    def vectors(self, batch: torch.Tensor) -> np.ndarray:
+        """Pooled L2-normalised vectors (N,D) for a normalised batch (N,3,S,S), all scales summed."""
+        total = None
+        for scale in self.scales:
+            scaled = batch
+            if scale != 1.0:
+                side = max(32, int(round(batch.shape[-1] * scale)))
+                scaled = F.interpolate(batch, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+            pooled = self._pool(self._forward(scaled))
+            total = pooled if total is None else total + pooled
+        return F.normalize(total, dim=1).cpu().numpy().astype(np.float32)
+
+    # ------------------------------------------------------------------ single query
+    @torch.inference_mode()
+    def analyze(self, image: Image.Image, top: int = 3) -> QueryAnalysis:
+        """Vector, heatmaps (over the decoded image), top classes and SR-MAC regions of one image."""
+        width, height = image.size
+        batch = self.to_tensor(image).unsqueeze(0)
+        vector = self.vectors(batch)[0] if self.scales != (1.0,) else None
+        out = self._forward(batch)
+        if vector is None:
+            vector = F.normalize(self._pool(out), dim=1)[0].cpu().numpy().astype(np.float32)
+        left, top_px, new_w, new_h = letterbox_box(width, height, self.input_size)
+
+        def to_image_map(attention: torch.Tensor | None) -> np.ndarray | None:
+            if attention is None:
+                return None
+            full = upsample_map(attention, (self.input_size, self.input_size))[0, 0]
+            crop = full[top_px:top_px + new_h, left:left + new_w][None, None]
+            return F.interpolate(crop, size=(height, width), mode="bilinear",
+                                 align_corners=False)[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
+
+        top_classes: list[tuple[str, float]] = []
+        if out.logits is not None and self.bundle.class_names:
+            probs = torch.softmax(out.logits.float()[0], dim=0)
+            values, indices = probs.topk(min(top, probs.numel()))
+            top_classes = [(self.bundle.class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist())]
+
+        regions = []
+        if out.saliency is not None or self.pooling == "ramac":
+            attention = out.saliency if out.saliency is not None else pooling_ops.activation_attention(out.features.float())
+            fh, fw = out.features.shape[-2:]
+            cell = self.input_size / fw, self.input_size / fh
+            scale = width / new_w
+            for r_top, r_left, r_h, r_w, weight, kept in pooling_ops.srmac_region_weights(attention.float(), fh, fw)[0]:
+                # feature cells -> letterboxed input pixels -> decoded image pixels
+                x0 = (r_left * cell[0] - left) * scale
+                y0 = (r_top * cell[1] - top_px) * scale
+                regions.append((int(round(y0)), int(round(x0)), int(round(r_h * cell[1] * scale)),
+                                int(round(r_w * cell[0] * scale)), float(weight), bool(kept)))
+        return QueryAnalysis(vector, (width, height), to_image_map(out.saliency), to_image_map(out.text),
+                             top_classes, regions)
+
+    # ------------------------------------------------------------------ many images
+    def _decode(self, path) -> tuple[torch.Tensor | None, bytes | None, str | None]:
+        try:
+            image = load_image(path, max_side=DECODE_MAX_SIDE)
+        except UserError as exc:
+            return None, None, str(exc)
+        return self.to_tensor(image), make_thumbnail(image), None
+
+    def iter_batches(
+        self, items: Sequence, path_of: Callable = lambda item: item.path
+    ) -> Iterator[tuple[list, np.ndarray, list[bytes], list[tuple[object, str]]]]:
+        """Decode `items` in parallel and yield (good_items, vectors, thumbnails, failures) per batch.
+
+        Decoding runs on a small thread pool a batch ahead of the network, so the CPU/GPU is kept busy
+        while the next images are read. Bad files become (item, reason) failures, never exceptions.
+        """
+        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
+            def submit(chunk):
+                return [pool.submit(self._decode, path_of(item)) for item in chunk]
+
+            chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+            pending = submit(chunks[0]) if chunks else None
+            for index, chunk in enumerate(chunks):
+                results = [future.result() for future in pending]
+                pending = submit(chunks[index + 1]) if index + 1 < len(chunks) else None
+                good, tensors, thumbs, failures = [], [], [], []
+                for item, (tensor, thumb, error) in zip(chunk, results):
+                    if error is not None:
+                        failures.append((item, error))
+                    else:
+                        good.append(item)
+                        tensors.append(tensor)
+                        thumbs.append(thumb)
+                vectors = self.vectors(torch.stack(tensors)) if tensors else np.zeros((0, self.dim), np.float32)
+                yield good, vectors, thumbs, failures
+
+    def extract_paths(self, paths: Iterable) -> tuple[np.ndarray, list[tuple[object, str]]]:
+        """Vectors for image files (in order, failures left out and returned with reasons)."""
+        items = list(paths)
+        vectors, failures = [], []
+        for _good, batch_vectors, _thumbs, batch_failures in self.iter_batches(items, path_of=lambda p: p):
+            vectors.append(batch_vectors)
+            failures.extend(batch_failures)
+        return (np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)), failures

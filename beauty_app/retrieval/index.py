@@ -1,0 +1,660 @@
+"""The catalog index on disk: an SQLite database of catalog rows and vectors, plus a faiss index.
+
+This is the only module that imports faiss (torch and faiss can clash over OpenMP when both are
+imported in arbitrary places).
+
+Layout of an index directory::
+
+    catalog.sqlite   items (id, path, description, category, vector, thumbnail), skipped files,
+                     settings (model spec + fingerprint, pooling, dimension, index type, whitening)
+    index.faiss      the search structure, derived from the vectors in the database
+    .lock            held by the one process allowed to write
+
+The database is the source of truth and every change to it is one SQLite transaction, so a
+killed build or `catalog add` leaves either the old or the new state, never a mix. The faiss file
+is written atomically after each change together with the database revision and checksum it was
+made from; on open, a stale or damaged faiss file is detected and rebuilt from the vectors.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import faiss
+import numpy as np
+
+from ..errors import IndexStoreError
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "catalog.sqlite"
+FAISS_NAME = "index.faiss"
+LOCK_NAME = ".lock"
+FORMAT_VERSION = 1
+INDEX_TYPES = ("flat", "ivf", "hnsw", "pq")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    row INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    category TEXT NOT NULL DEFAULT '',
+    vector BLOB NOT NULL,
+    thumbnail BLOB
+);
+CREATE TABLE IF NOT EXISTS staged (
+    id TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    category TEXT NOT NULL DEFAULT '',
+    vector BLOB NOT NULL,
+    thumbnail BLOB
+);
+CREATE TABLE IF NOT EXISTS skipped (
+    item TEXT PRIMARY KEY,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+"""
+
+
+@dataclass
+class SearchHit:
+    """One ranked catalog result."""
+
+    rank: int
+    id: str
+    score: float
+    path: str
+    description: str
+    category: str
+    row: int
+
+    def as_dict(self) -> dict:
+        return {"rank": self.rank, "id": self.id, "score": round(float(self.score), 6), "path": self.path,
+                "description": self.description, "category": self.category}
+
+
+@dataclass
+class ItemRecord:
+    """A catalog row to store: identity, text and its feature vector (+ optional thumbnail JPEG)."""
+
+    id: str
+    path: str
+    description: str
+    category: str
+    vector: np.ndarray
+    thumbnail: bytes | None = None
+
+
+def _normalize(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+@dataclass
+class PCAWhitening:
+    """PCA whitening learned on catalog vectors: x -> L2norm(P (x - mean)).
+
+    The projection scales each principal direction by 1/sqrt(eigenvalue) (with a small floor so
+    near-empty directions are not blown up), which is the classic Jegou & Chum (2012) recipe.
+    """
+
+    mean: np.ndarray
+    projection: np.ndarray  # (out_dim, in_dim)
+
+    @classmethod
+    def learn(cls, vectors: np.ndarray, dim: int | None = None, eps: float = 1e-6) -> "PCAWhitening":
+        vectors = np.asarray(vectors, dtype=np.float64)
+        if len(vectors) < 2:
+            raise IndexStoreError("PCA whitening needs at least two catalog images.")
+        mean = vectors.mean(axis=0)
+        centred = vectors - mean
+        cov = centred.T @ centred / (len(vectors) - 1)
+        eigval, eigvec = np.linalg.eigh(cov)
+        order = np.argsort(eigval)[::-1]
+        keep = min(dim or vectors.shape[1], vectors.shape[1], len(vectors) - 1)
+        order = order[:keep]
+        floor = eigval[order].max() * eps + 1e-12
+        projection = (eigvec[:, order] / np.sqrt(np.maximum(eigval[order], floor))).T
+        return cls(mean.astype(np.float32), projection.astype(np.float32))
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.projection.shape[0])
+
+    def apply(self, vectors: np.ndarray) -> np.ndarray:
+        return _normalize((np.asarray(vectors, np.float32) - self.mean) @ self.projection.T)
+
+    def to_bytes(self) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, mean=self.mean, projection=self.projection)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "PCAWhitening":
+        import io
+
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return cls(arrays["mean"], arrays["projection"])
+
+
+def make_faiss_index(vectors: np.ndarray, index_type: str = "flat") -> faiss.Index:
+    """Build a faiss inner-product index of the given type over L2-normalised `vectors`.
+
+    flat: exact search. ivf: inverted lists (nlist ~ 4 sqrt(N)) searched with nprobe 16.
+    hnsw: graph index (M=32, efSearch 128). pq: IVF with 8-bit product quantisation (small memory).
+    Approximate types fall back to flat when the catalog is too small to train them.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    metric = faiss.METRIC_INNER_PRODUCT
+    if index_type not in INDEX_TYPES:
+        raise IndexStoreError(f"Unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}.")
+    if index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, metric)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 128
+    elif index_type in ("ivf", "pq"):
+        nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), n // 39))
+        if n < 39 * 4:
+            log.info("catalog of %d vectors is too small for %s; using exact search", n, index_type)
+            index = faiss.IndexFlatIP(dim)
+        else:
+            quantizer = faiss.IndexFlatIP(dim)
+            if index_type == "ivf":
+                index = faiss.IndexIVFFlat(quantizer, dim, nlist, metric)
+            else:
+                m = next(m for m in (64, 48, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= dim)
+                index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, metric)
+            index.train(vectors)
+            index.nprobe = min(16, nlist)
+    else:
+        index = faiss.IndexFlatIP(dim)
+    if n:
+        index.add(vectors)
+    return index
+
+
+def faiss_to_bytes(index: faiss.Index) -> bytes:
+    return faiss.serialize_index(index).tobytes()
+
+
+def faiss_from_bytes(data: bytes) -> faiss.Index:
+    return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+
+
+def set_search_threads(count: int) -> None:
+    """Limit faiss's OpenMP threads (single queries are faster on one thread)."""
+    faiss.omp_set_num_threads(max(1, int(count)))
+
+
+class WriteLock:
+    """An exclusive, non-blocking lock on an index directory, held while writing it."""
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / LOCK_NAME
+        self._handle = None
+
+    def __enter__(self) -> "WriteLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise IndexStoreError(
+                f"The index {self.path.parent} is being written by {holder}; wait for it to finish."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class CatalogIndex:
+    """An index directory opened for searching (and, with `writable=True`, for changes)."""
+
+    def __init__(self, directory: Path, connection: sqlite3.Connection, lock: WriteLock | None):
+        self.directory = directory
+        self._db = connection
+        self._lock = lock
+        self._faiss: faiss.Index | None = None
+        self._whitening: PCAWhitening | None = None
+        self._whitening_loaded = False
+        self._row_cache: np.ndarray | None = None
+        self._search_cache: np.ndarray | None = None
+
+    # ----------------------------------------------------------------- opening and creating
+    @classmethod
+    def create(cls, directory: str | os.PathLike, settings: dict) -> "CatalogIndex":
+        """Create a new, empty index (or reopen an unfinished one with the same settings) for writing.
+
+        `settings` must hold model_spec, model_fingerprint, pooling and dim; other keys are kept.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = WriteLock(directory).__enter__()
+        try:
+            db = cls._connect(directory / DB_NAME)
+            with db:
+                db.executescript(_SCHEMA)
+            index = cls(directory, db, lock)
+            existing = index.settings()
+            if existing:
+                index._check_compatible(existing, settings)
+            else:
+                with db:
+                    index._write_settings({**settings, "format_version": FORMAT_VERSION, "complete": False,
+                                           "revision": 0, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+            return index
+        except BaseException:
+            lock.__exit__()
+            raise
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike, writable: bool = False) -> "CatalogIndex":
+        """Open an existing index; checks integrity and refuses unfinished or foreign directories."""
+        directory = Path(directory)
+        db_path = directory / DB_NAME
+        if not db_path.is_file():
+            raise IndexStoreError(f"{directory} is not a BeautyLens index (no {DB_NAME}); build one with `catalog build`.")
+        lock = WriteLock(directory).__enter__() if writable else None
+        try:
+            db = cls._connect(db_path, readonly=not writable)
+            try:
+                ok = db.execute("PRAGMA quick_check").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                raise IndexStoreError(
+                    f"The index database in {directory} is damaged ({exc}); rebuild it with `catalog build`."
+                ) from None
+            if ok != "ok":
+                raise IndexStoreError(f"The index database in {directory} is damaged; rebuild it with `catalog build`.")
+            index = cls(directory, db, lock)
+            settings = index.settings()
+            if settings.get("format_version") != FORMAT_VERSION:
+                raise IndexStoreError(f"{directory} holds an index of an unsupported format; rebuild it.")
+            return index
+        except BaseException:
+            if lock is not None:
+                lock.__exit__()
+            raise
+
+    @staticmethod
+    def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+        try:
+            if readonly:
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                db = sqlite3.connect(path, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise IndexStoreError(
+                f"The index database {path} cannot be read ({exc}); rebuild it with `catalog build`."
+            ) from None
+        return db
+
+    def close(self) -> None:
+        self._db.close()
+        if self._lock is not None:
+            self._lock.__exit__()
+            self._lock = None
+
+    def __enter__(self) -> "CatalogIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- settings
+    def settings(self) -> dict:
+        try:
+            rows = self._db.execute("SELECT key, value FROM settings").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise IndexStoreError(f"The index database in {self.directory} is damaged ({exc}); rebuild it.") from None
+        return {key: json.loads(value) for key, value in rows}
+
+    def _write_settings(self, values: dict) -> None:
+        self._db.executemany(
+            "INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            [(key, json.dumps(value)) for key, value in values.items()],
+        )
+
+    @staticmethod
+    def _check_compatible(existing: dict, wanted: dict) -> None:
+        for key in ("model_fingerprint", "pooling", "dim", "scales", "input_size"):
+            if key in wanted and key in existing and existing[key] != wanted[key]:
+                raise IndexStoreError(
+                    f"The index was started with a different {key.replace('_', ' ')} ({existing[key]} vs "
+                    f"{wanted[key]}); use a new output folder or the same settings."
+                )
+
+    def check_model(self, fingerprint: str, pooling: str | None = None) -> None:
+        """Refuse to search with vectors from a different model (or pooling) than the index's."""
+        settings = self.settings()
+        if settings.get("model_fingerprint") != fingerprint:
+            raise IndexStoreError(
+                f"This index was built with model {settings.get('model_spec')!r}; search it with that model "
+                f"or rebuild the index with the new one."
+            )
+        if pooling is not None and settings.get("pooling") != pooling:
+            raise IndexStoreError(
+                f"This index holds {settings.get('pooling')} features, not {pooling}; rebuild it for {pooling}."
+            )
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.settings().get("complete"))
+
+    # ----------------------------------------------------------------- writing
+    def known_items(self) -> set[str]:
+        """Ids already stored or already skipped (a resumed build does not redo them)."""
+        stored = {row[0] for row in self._db.execute("SELECT id FROM items")}
+        return stored | {row[0] for row in self._db.execute("SELECT item FROM skipped")}
+
+    def add_items(self, records: Sequence[ItemRecord], skipped: Iterable[tuple[str, str]] = (),
+                  staged: bool = False) -> None:
+        """Store one batch of vectors and skip reasons in a single transaction.
+
+        Args:
+            staged: keep the records aside (searches do not see them) until :meth:`commit_staged`;
+                used by `catalog add` so an interrupted update leaves the previous index intact.
+        """
+        dim = self.settings().get("dim")
+        table = "staged" if staged else "items"
+        with self._db:
+            for record in records:
+                vector = np.ascontiguousarray(record.vector, dtype=np.float32).reshape(-1)
+                if dim is not None and vector.shape[0] != dim:
+                    raise IndexStoreError(f"Vector of dimension {vector.shape[0]} does not fit this {dim}-d index.")
+                self._db.execute(
+                    f"INSERT INTO {table}(id, path, description, category, vector, thumbnail) VALUES(?,?,?,?,?,?) "
+                    "ON CONFLICT(id) DO UPDATE SET path=excluded.path, description=excluded.description, "
+                    "category=excluded.category, vector=excluded.vector, thumbnail=excluded.thumbnail",
+                    (record.id, record.path, record.description, record.category, vector.tobytes(), record.thumbnail),
+                )
+            if not staged:
+                self._db.executemany("DELETE FROM skipped WHERE item = ?", [(r.id,) for r in records])
+                self._bump_revision()
+            self._db.executemany(
+                "INSERT INTO skipped(item, reason) VALUES(?, ?) ON CONFLICT(item) DO UPDATE SET reason=excluded.reason",
+                list(skipped),
+            )
+
+    def staged_items(self) -> dict[str, str]:
+        """Id -> path of records staged by an unfinished `catalog add`."""
+        return dict(self._db.execute("SELECT id, path FROM staged").fetchall())
+
+    def commit_staged(self) -> int:
+        """Move staged records into the catalog in one transaction; returns how many."""
+        with self._db:
+            moved = int(self._db.execute("SELECT count(*) FROM staged").fetchone()[0])
+            self._db.execute(
+                "INSERT INTO items(id, path, description, category, vector, thumbnail) "
+                "SELECT id, path, description, category, vector, thumbnail FROM staged WHERE true "
+                "ON CONFLICT(id) DO UPDATE SET path=excluded.path, description=excluded.description, "
+                "category=excluded.category, vector=excluded.vector, thumbnail=excluded.thumbnail")
+            self._db.execute("DELETE FROM skipped WHERE item IN (SELECT id FROM staged)")
+            self._db.execute("DELETE FROM staged")
+            self._bump_revision()
+        return moved
+
+    def remove_items(self, ids: Iterable[str]) -> int:
+        """Delete catalog rows by id; returns how many existed."""
+        ids = list(ids)
+        with self._db:
+            before = self.count()
+            self._db.executemany("DELETE FROM items WHERE id = ?", [(item,) for item in ids])
+            removed = before - self.count()
+            self._bump_revision()
+        return removed
+
+    def _bump_revision(self) -> None:
+        """Note that the stored rows changed (the faiss file of the old revision is now stale)."""
+        revision = int(self.settings().get("revision", 0)) + 1
+        self._write_settings({"revision": revision})
+
+    def finalize(self, index_type: str | None = None, whitening: int | bool | None = None) -> None:
+        """Learn whitening (optional), build and save the faiss index, and mark the index complete.
+
+        Args:
+            index_type: flat | ivf | hnsw | pq (default: keep the current setting, else flat).
+            whitening: None keeps the current setting; True learns full-dimension PCA whitening on
+                the catalog; a positive int learns it reduced to that many dimensions; False removes it.
+        """
+        settings = self.settings()
+        index_type = index_type or settings.get("index_type", "flat")
+        raw = self.raw_vectors()
+        with self._db:
+            if whitening is False:
+                self._db.execute("DELETE FROM blobs WHERE key = 'whitening'")
+            elif whitening is not None:
+                learned = PCAWhitening.learn(raw, None if whitening is True else int(whitening))
+                self._db.execute(
+                    "INSERT INTO blobs(key, value) VALUES('whitening', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (learned.to_bytes(),))
+            self._whitening_loaded = False
+            vectors = self._apply_whitening(raw)
+            index = make_faiss_index(vectors, index_type)
+            data = faiss_to_bytes(index)
+            revision = int(settings.get("revision", 0)) + 1
+            self._write_settings({
+                "index_type": index_type, "complete": True, "revision": revision, "count": len(raw),
+                "faiss_revision": revision, "faiss_sha256": hashlib.sha256(data).hexdigest(),
+                "search_dim": int(vectors.shape[1]) if len(vectors) else self._search_dim(),
+            })
+            # The faiss file is replaced before the transaction commits; if we are killed between
+            # the two, the revision check on open notices the mismatch and rebuilds it.
+            _atomic_write(self.directory / FAISS_NAME, data)
+        self._faiss = index
+        self._row_cache = None
+        self._search_cache = None
+
+    # ----------------------------------------------------------------- reading
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
+
+    def skipped(self) -> list[tuple[str, str]]:
+        return [tuple(row) for row in self._db.execute("SELECT item, reason FROM skipped ORDER BY item")]
+
+    def _rows(self) -> np.ndarray:
+        if self._row_cache is None:
+            self._row_cache = np.array([r[0] for r in self._db.execute("SELECT row FROM items ORDER BY row")],
+                                       dtype=np.int64)
+        return self._row_cache
+
+    def raw_vectors(self, ids: Sequence[str] | None = None) -> np.ndarray:
+        """Stored (unwhitened) vectors in row order, or for the given ids in that order."""
+        dim = int(self.settings()["dim"])
+        if ids is None:
+            blobs = [r[0] for r in self._db.execute("SELECT vector FROM items ORDER BY row")]
+        else:
+            lookup = dict(self._db.execute(
+                f"SELECT id, vector FROM items WHERE id IN ({','.join('?' * len(ids))})", list(ids)).fetchall()) if ids else {}
+            missing = [item for item in ids if item not in lookup]
+            if missing:
+                raise IndexStoreError(f"Catalog id {missing[0]!r} is not in this index.")
+            blobs = [lookup[item] for item in ids]
+        if not blobs:
+            return np.zeros((0, dim), np.float32)
+        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim).copy()
+
+    def whitening(self) -> PCAWhitening | None:
+        if not self._whitening_loaded:
+            row = self._db.execute("SELECT value FROM blobs WHERE key = 'whitening'").fetchone()
+            self._whitening = PCAWhitening.from_bytes(row[0]) if row else None
+            self._whitening_loaded = True
+        return self._whitening
+
+    def _apply_whitening(self, vectors: np.ndarray) -> np.ndarray:
+        whitening = self.whitening()
+        return whitening.apply(vectors) if whitening is not None and len(vectors) else _normalize(vectors)
+
+    def _search_dim(self) -> int:
+        whitening = self.whitening()
+        return whitening.out_dim if whitening is not None else int(self.settings()["dim"])
+
+    def prepare_queries(self, vectors: np.ndarray) -> np.ndarray:
+        """Apply the index's whitening to raw query vectors (what search() does internally)."""
+        return self._apply_whitening(np.atleast_2d(np.asarray(vectors, np.float32)))
+
+    def faiss_index(self) -> faiss.Index:
+        """The loaded faiss index, verified against the database (rebuilt when stale or damaged)."""
+        if self._faiss is not None:
+            return self._faiss
+        settings = self.settings()
+        if not settings.get("complete"):
+            raise IndexStoreError(
+                f"The index in {self.directory} is unfinished (an interrupted build or update); "
+                f"run `catalog build --resume` to finish it."
+            )
+        path = self.directory / FAISS_NAME
+        problem = None
+        data = path.read_bytes() if path.is_file() else None
+        if data is None:
+            problem = "is missing"
+        elif settings.get("faiss_revision") != settings.get("revision"):
+            problem = "is older than the catalog database (an update was interrupted)"
+        elif hashlib.sha256(data).hexdigest() != settings.get("faiss_sha256"):
+            problem = "does not match its recorded checksum (damaged or edited)"
+        if problem is None:
+            try:
+                index = faiss_from_bytes(data)
+            except RuntimeError:
+                problem = "cannot be read"
+            else:
+                if index.ntotal != self.count():
+                    problem = "does not match the database"
+        if problem is not None:
+            log.warning("index file %s %s; rebuilding it from the stored vectors", path, problem)
+            index = make_faiss_index(self.prepare_queries(self.raw_vectors()), settings.get("index_type", "flat"))
+            if self._lock is not None:
+                _atomic_write(path, faiss_to_bytes(index))
+        self._faiss = index
+        return index
+
+    def search(self, vectors: np.ndarray, k: int = 7, query_expansion: int = 0,
+               qe_alpha: float = 3.0) -> list[list[SearchHit]]:
+        """Rank catalog rows for raw query vectors (Q,D); returns Q lists of hits, best first.
+
+        Args:
+            query_expansion: n > 0 re-queries with each query averaged with its top-n results
+                (alpha-weighted, see :mod:`beauty_app.retrieval.rerank`).
+        """
+        queries = self.prepare_queries(vectors)
+        index = self.faiss_index()
+        if index.ntotal == 0:
+            return [[] for _ in range(len(queries))]
+        if query_expansion > 0:
+            from .rerank import expand_queries
+
+            n = min(int(query_expansion), index.ntotal)
+            scores, positions = index.search(queries, n)
+            rows = self._rows()
+            all_vectors = self._search_vectors()
+            row_to_position = {int(r): i for i, r in enumerate(rows)}
+            neighbours = np.stack([all_vectors[[row_to_position[int(rows[p])] for p in q]] for q in positions])
+            queries = expand_queries(queries, neighbours, scores, qe_alpha)
+        scores, positions = index.search(queries, min(k, index.ntotal))
+        rows = self._rows()
+        results = []
+        for q in range(len(queries)):
+            valid = [(float(s), int(rows[p])) for s, p in zip(scores[q], positions[q]) if p >= 0]
+            records = self._records([row for _, row in valid])
+            hits = []
+            for rank, (score, row) in enumerate(valid, start=1):
+                item_id, path, description, category = records[row]
+                hits.append(SearchHit(rank, item_id, score, path, description, category, row))
+            results.append(hits)
+        return results
+
+    def _search_vectors(self) -> np.ndarray:
+        """All catalog vectors in search space (whitened, normalised), cached for query expansion."""
+        if self._search_cache is None:
+            self._search_cache = self.prepare_queries(self.raw_vectors())
+        return self._search_cache
+
+    def _records(self, rows: Sequence[int]) -> dict[int, tuple]:
+        if not rows:
+            return {}
+        found = self._db.execute(
+            f"SELECT row, id, path, description, category FROM items WHERE row IN ({','.join('?' * len(rows))})",
+            list(rows)).fetchall()
+        return {r[0]: r[1:] for r in found}
+
+    def iter_items(self, filter_text: str = "", limit: int | None = None, offset: int = 0) -> Iterator[dict]:
+        """Catalog rows (without vectors) in row order, optionally filtered by description/category/id."""
+        sql = "SELECT id, path, description, category FROM items"
+        params: list = []
+        if filter_text:
+            sql += " WHERE id LIKE ? OR description LIKE ? OR category LIKE ?"
+            params = [f"%{filter_text}%"] * 3
+        sql += " ORDER BY row LIMIT ? OFFSET ?"
+        params += [-1 if limit is None else int(limit), int(offset)]
+        for item_id, path, description, category in self._db.execute(sql, params):
+            yield {"id": item_id, "path": path, "description": description, "category": category}
+
+    def thumbnail(self, item_id: str) -> bytes | None:
+        row = self._db.execute("SELECT thumbnail FROM items WHERE id = ?", (item_id,)).fetchone()
+        return row[0] if row else None
+
+    def info(self) -> dict:
+        """A summary for `catalog info`, the status bar and the catalog tab."""
+        settings = self.settings()
+        return {
+            "directory": str(self.directory),
+            "count": self.count(),
+            "skipped": len(self.skipped()),
+            "model_spec": settings.get("model_spec"),
+            "pooling": settings.get("pooling"),
+            "dim": settings.get("dim"),
+            "search_dim": settings.get("search_dim"),
+            "index_type": settings.get("index_type", "flat"),
+            "whitening": self.whitening() is not None,
+            "scales": settings.get("scales"),
+            "input_size": settings.get("input_size"),
+            "complete": bool(settings.get("complete")),
+            "created": settings.get("created"),
+        }

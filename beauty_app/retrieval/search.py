@@ -1,0 +1,131 @@
+"""A search session: one loaded model and the catalog index built with it.
+
+This is the path a query takes in both the CLI and the GUI worker:
+photo -> imaging.load_image -> FeatureExtractor.analyze (MANet forward, pooling, maps)
+-> CatalogIndex.search -> ranked catalog hits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from PIL import Image
+
+from ..errors import UserError
+from ..imaging import load_image
+from ..jobs import JobControl, report
+from ..models.checkpoint import ModelBundle, load_model
+from .extractor import DECODE_MAX_SIDE, FeatureExtractor, QueryAnalysis
+from .index import CatalogIndex, SearchHit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class QueryResult:
+    """One query's outcome: hits and analysis, or the reason it failed."""
+
+    query: str
+    hits: list[SearchHit]
+    analysis: QueryAnalysis | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        data = {"query": self.query, "results": [hit.as_dict() for hit in self.hits]}
+        if self.analysis is not None and self.analysis.top_classes:
+            data["predicted"] = [{"category": name, "probability": round(p, 4)} for name, p in self.analysis.top_classes]
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+class SearchSession:
+    """Opens an index and the model it was built with; answers queries.
+
+    Args:
+        index_dir: a directory made by `catalog build`.
+        model_spec: defaults to the spec recorded in the index; another spec must have the same
+            fingerprint (the same weights), otherwise the search is refused.
+        device: torch device for the model.
+        bundle: an already loaded model to reuse (the GUI keeps one across index switches).
+    """
+
+    def __init__(self, index_dir: str | os.PathLike, model_spec: str | None = None, *, device="cpu",
+                 bundle: ModelBundle | None = None, batch_size: int = 16, use_amp: bool = True):
+        self.index = CatalogIndex.open(index_dir)
+        settings = self.index.settings()
+        if not settings.get("complete"):
+            self.index.close()
+            raise UserError(f"The index in {index_dir} is unfinished; run `catalog build --resume` to finish it.")
+        spec = model_spec or settings["model_spec"]
+        try:
+            if bundle is None or bundle.spec != spec:
+                bundle = load_model(spec, device=device)
+            self.index.check_model(bundle.fingerprint)
+        except BaseException:
+            self.index.close()
+            raise
+        self.bundle = bundle
+        self.extractor = FeatureExtractor(bundle, settings["pooling"], batch_size=batch_size, use_amp=use_amp,
+                                          scales=settings.get("scales") or (1.0,),
+                                          input_size=settings.get("input_size"))
+
+    def close(self) -> None:
+        self.index.close()
+
+    def __enter__(self) -> "SearchSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def search_image(self, image: Image.Image | str | os.PathLike, k: int = 7, query_expansion: int = 0) -> QueryResult:
+        """Analyse and search one image (a decoded image or a file; bad files raise ImageLoadError)."""
+        name = "image"
+        if not isinstance(image, Image.Image):
+            name = str(image)
+            image = load_image(image, max_side=DECODE_MAX_SIDE)
+        analysis = self.extractor.analyze(image)
+        hits = self.index.search(analysis.vector[None], k, query_expansion=query_expansion)[0]
+        return QueryResult(name, hits, analysis)
+
+    def search_files(self, paths: Sequence[str | os.PathLike], k: int = 7, query_expansion: int = 0,
+                     job: JobControl | None = None) -> list[QueryResult]:
+        """Batched search for many query files; unreadable files come back with `error` set."""
+        paths = list(paths)
+        results: dict[int, QueryResult] = {}
+        done = 0
+        report(job, "search", 0, len(paths), "searching")
+        for good, vectors, _thumbs, failures in self.extractor.iter_batches(list(enumerate(paths)),
+                                                                              path_of=lambda item: item[1]):
+            if len(good):
+                hits = self.index.search(vectors, k, query_expansion=query_expansion)
+                for (position, path), query_hits in zip(good, hits):
+                    results[position] = QueryResult(str(path), query_hits)
+            for (position, path), reason in failures:
+                results[position] = QueryResult(str(path), [], error=reason)
+            done += len(good) + len(failures)
+            report(job, "search", done, len(paths), f"{done} of {len(paths)} queries")
+        return [results[i] for i in range(len(paths))]
+
+
+def query_files_in(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in a query folder, sorted (query id = file stem)."""
+    from ..imaging import IMAGE_EXTENSIONS
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"Query folder {folder} does not exist.")
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    if not files:
+        raise UserError(f"Query folder {folder} holds no image files.")
+    return files
+
+
+def iter_ids(paths: Iterable[Path]) -> list[str]:
+    return [Path(p).stem for p in paths]
