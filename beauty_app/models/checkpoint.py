@@ -25,7 +25,7 @@ import torch
 
 from .. import __version__
 from ..errors import ModelError
-from .backbones import BACKBONES, backbone_info
+from .backbones import BACKBONES, backbone_info, resolve_pretrained_path
 from .manet import MANet, parse_attention
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # weights_only loading stops at the first thing that is not a tensor or plain value, so
+        # neither a corrupt file nor one carrying code (a pickled callable) ever gets to run.
         raise ModelError(
-            f"Checkpoint {path.name} contains objects other than plain weights and was refused "
-            f"(it could run code); only BeautyLens checkpoints can be loaded."
+            f"Checkpoint {path.name} was refused: it is not plain weights (it is corrupt or carries "
+            f"objects that could run code); only BeautyLens checkpoints can be loaded."
         ) from exc
     except Exception as exc:  # noqa: BLE001 - any decode failure is a user-facing bad file
         raise ModelError(f"Checkpoint {path.name} is not a readable model file ({type(exc).__name__}).") from exc
@@ -190,7 +192,11 @@ def load_model(spec: str, *, device: torch.device | str = "cpu", allow_download:
             raise ModelError(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.")
         info = backbone_info(name)
         model = MANet(name, num_classes=0, attention="none", pretrained=True, allow_download=allow_download)
-        bundle = ModelBundle(model, spec, spec, [], info.input_size, tuple(info.mean), tuple(info.std),
+        # The fingerprint names the exact weights: the pretrained file's hash when it is local.
+        weights = resolve_pretrained_path(name)
+        fingerprint = hashlib.sha256(
+            f"{spec}|{file_fingerprint(weights) if weights else 'download'}".encode()).hexdigest()
+        bundle = ModelBundle(model, spec, fingerprint, [], info.input_size, tuple(info.mean), tuple(info.std),
                              {"versions": library_versions()})
     else:
         path = Path(spec).expanduser()

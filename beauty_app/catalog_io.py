@@ -1,0 +1,532 @@
+"""Catalog, ground-truth and ranking files, and safe atomic CSV/text/bytes writers.
+
+Formats:
+
+* **Catalog CSV**: a header row naming the columns ``id`` and ``path`` (required) and
+  ``description`` and ``category`` (optional); column order is free, other columns are ignored,
+  UTF-8 with or without BOM. Paths are relative to the CSV's folder, which is the catalog root.
+  Rows that cannot be used are skipped with a reason instead of failing the whole catalog.
+* **Catalog folder**: every image file below the folder (recursively, hidden entries ignored); the
+  id is the file name without extension.
+* **Truth** (the challenge's validation mapping) and **ranking** (a submission): one row per
+  query, the query id followed by catalog ids; rows have different lengths. See
+  :func:`read_truth` for the header rule.
+
+Every cell we write goes through :func:`escape_csv_cell` (spreadsheet formula-injection guard) and
+every cell we read goes through :func:`unescape_csv_cell`, so our own files round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import numbers
+import os
+import re
+import stat
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from beauty_app.errors import CatalogError, UserError
+from beauty_app.imaging import IMAGE_EXTENSIONS
+
+logger = logging.getLogger(__name__)
+
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+# A header cell of a truth/ranking file: "id", or words ending in "id" ("Validation Image ID",
+# "query_id"). Real ids ("squid", "0a3f...", "12345") do not match.
+_HEADER_CELL = re.compile(r"^(?:[a-z]+[ _-])*id$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One catalog image.
+
+    Attributes:
+        id: Unique catalog id (what rankings and truth files refer to).
+        path: Absolute, resolved path of the image file.
+        description: Product text (may be empty).
+        category: Optional category label (may be empty).
+    """
+
+    id: str
+    path: Path
+    description: str = ""
+    category: str = ""
+
+
+@dataclass
+class Catalog:
+    """A list of catalog images plus the items that were skipped and why.
+
+    Attributes:
+        root: Resolved folder the catalog paths are relative to.
+        entries: Usable images in file order (CSV) or sorted path order (folder).
+        skipped: ``(item, reason)`` pairs for rows or files that were left out.
+    """
+
+    root: Path
+    entries: list[CatalogEntry]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+# ---------------------------------------------------------------------------------------------
+# Catalog reading
+
+
+def read_catalog(source: str | os.PathLike[str], *, allow_outside_root: bool = False) -> Catalog:
+    """Read a catalog from a CSV file or scan it from a folder of images.
+
+    Args:
+        source: A catalog CSV (``id,path[,description][,category]``) or a folder of images.
+        allow_outside_root: Accept image paths (``..``, absolute paths, symlinks) that lead out of
+            the catalog root. Off by default so a shared catalog cannot point at arbitrary files.
+
+    Returns:
+        The catalog; unusable rows/files are listed in ``Catalog.skipped`` with a reason.
+
+    Raises:
+        CatalogError: The source does not exist, or the CSV is empty, not text, or lacks the
+            required columns.
+    """
+    src = Path(source)
+    try:
+        st = src.stat()
+    except FileNotFoundError:
+        raise CatalogError(f'Catalog "{src}" does not exist.') from None
+    except OSError as exc:
+        raise CatalogError(f'Catalog "{src}" cannot be read ({_reason(exc)}).') from None
+    if stat.S_ISDIR(st.st_mode):
+        catalog = _scan_folder(src.resolve(), allow_outside_root)
+    elif stat.S_ISREG(st.st_mode):
+        if src.suffix.lower() in IMAGE_EXTENSIONS:
+            raise CatalogError(
+                f'Catalog "{src}" is an image; choose a catalog CSV file or a folder of images.'
+            )
+        catalog = _read_catalog_csv(src, allow_outside_root)
+    else:
+        raise CatalogError(f'Catalog "{src}" is neither a CSV file nor a folder.')
+    if catalog.skipped:
+        logger.info("Catalog %s: %d images, %d skipped", src, len(catalog.entries), len(catalog.skipped))
+    return catalog
+
+
+def _read_catalog_csv(csv_path: Path, allow_outside_root: bool) -> Catalog:
+    root = csv_path.resolve().parent
+    rows = _read_csv_rows(csv_path, "Catalog")
+    header_line, header = next(((n, r) for n, r in rows if any(c.strip() for c in r)), (0, None))
+    if header is None:
+        raise CatalogError(f'Catalog "{csv_path}" is empty.')
+    columns = _header_columns(header, csv_path)
+
+    entries: list[CatalogEntry] = []
+    skipped: list[tuple[str, str]] = []
+    first_row_of_id: dict[str, int] = {}
+    for line_no, row in rows:
+        if line_no <= header_line or not any(c.strip() for c in row):
+            continue
+
+        def cell(name: str, row: list[str] = row) -> str:
+            idx = columns.get(name)
+            return row[idx].strip() if idx is not None and idx < len(row) else ""
+
+        item_id, raw_path = cell("id"), cell("path")
+        item = item_id or raw_path or f"row {line_no}"
+        if not item_id:
+            skipped.append((item, f"row {line_no}: empty id"))
+            continue
+        if item_id in first_row_of_id:
+            skipped.append(
+                (item, f"row {line_no}: duplicate id (first used on row {first_row_of_id[item_id]})")
+            )
+            continue
+        first_row_of_id[item_id] = line_no
+        resolved, problem = _resolve_catalog_path(root, raw_path, allow_outside_root)
+        if problem:
+            skipped.append((item, f"row {line_no}: {problem}"))
+            continue
+        assert resolved is not None
+        entries.append(
+            CatalogEntry(
+                id=item_id, path=resolved, description=cell("description"), category=cell("category")
+            )
+        )
+    return Catalog(root=root, entries=entries, skipped=skipped)
+
+
+def _header_columns(header: list[str], csv_path: Path) -> dict[str, int]:
+    columns: dict[str, int] = {}
+    for idx, raw in enumerate(header):
+        name = raw.strip().lower()
+        if name in ("id", "path", "description", "category"):
+            if name in columns:
+                raise CatalogError(f'Catalog "{csv_path}" has the column "{name}" twice in its header.')
+            columns[name] = idx
+    missing = [name for name in ("id", "path") if name not in columns]
+    if missing:
+        found = ", ".join(c.strip() for c in header if c.strip())[:200] or "nothing"
+        raise CatalogError(
+            f'Catalog "{csv_path}" is missing the column(s) {", ".join(missing)} in its header row '
+            f"(expected id,path,description; found {found})."
+        )
+    return columns
+
+
+def _resolve_catalog_path(root: Path, raw: str, allow_outside_root: bool) -> tuple[Path | None, str]:
+    """Resolve one CSV path cell; returns (path, "") or (None, reason)."""
+    if not raw:
+        return None, "empty path"
+    candidate = Path(raw)
+    if "\\" in raw and os.sep == "/" and not (root / candidate).exists():
+        candidate = Path(raw.replace("\\", "/"))  # catalog written on Windows
+    if candidate.suffix.lower() not in IMAGE_EXTENSIONS:
+        return None, f'"{raw}" does not have an image extension ({", ".join(sorted(IMAGE_EXTENSIONS))})'
+    full = candidate if candidate.is_absolute() else root / candidate
+    try:
+        resolved = full.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop on older Pythons
+        return None, f'"{raw}" cannot be resolved ({_reason(exc)})'
+    if not allow_outside_root and not resolved.is_relative_to(root):
+        return None, f'"{raw}" leads outside the catalog folder'
+    try:
+        st = resolved.stat()
+    except FileNotFoundError:
+        if full.is_symlink():
+            return None, f'"{raw}" is a broken symbolic link'
+        return None, f'"{raw}" not found'
+    except OSError as exc:
+        return None, f'"{raw}" cannot be read ({_reason(exc)})'
+    if stat.S_ISDIR(st.st_mode):
+        return None, f'"{raw}" is a folder, not an image file'
+    if not stat.S_ISREG(st.st_mode):
+        return None, f'"{raw}" is not a regular file'
+    return resolved, ""
+
+
+def _scan_folder(root: Path, allow_outside_root: bool) -> Catalog:
+    """Collect image files below ``root`` (sorted), following symlinks only where allowed."""
+    found: list[tuple[str, Path]] = []  # (path relative to root as shown to the user, resolved file)
+    skipped: list[tuple[str, str]] = []
+    visited_dirs = {root}
+    stack: list[tuple[Path, str]] = [(root, "")]
+    while stack:
+        folder, rel_folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                children = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append((rel_folder or ".", f"folder cannot be read ({_reason(exc)})"))
+            continue
+        for child in children:
+            if child.name.startswith("."):
+                continue  # hidden files, macOS "._x.jpg" forks, .git, .thumbnails
+            rel = f"{rel_folder}/{child.name}" if rel_folder else child.name
+            is_image_name = Path(child.name).suffix.lower() in IMAGE_EXTENSIONS
+            try:
+                is_link = child.is_symlink()
+                target = Path(child.path).resolve() if is_link else Path(child.path)
+                st = target.stat() if is_link else child.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                if is_image_name:
+                    skipped.append((rel, "broken symbolic link"))
+                continue
+            except (OSError, RuntimeError) as exc:
+                skipped.append((rel, f"cannot be read ({_reason(exc)})"))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if is_link and not allow_outside_root and not target.is_relative_to(root):
+                    skipped.append((rel, "symbolic link to a folder outside the catalog folder"))
+                elif target in visited_dirs:
+                    logger.debug("Not descending into %s twice (symlink loop or alias)", rel)
+                else:
+                    visited_dirs.add(target)
+                    stack.append((target, rel))
+                continue
+            if not is_image_name:
+                continue
+            if is_link and not allow_outside_root and not target.is_relative_to(root):
+                skipped.append((rel, "symbolic link pointing outside the catalog folder"))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                skipped.append((rel, "not a regular file"))
+                continue
+            found.append((rel, target if is_link else target.resolve()))
+
+    entries: list[CatalogEntry] = []
+    owner: dict[str, str] = {}
+    for rel, path in sorted(found, key=lambda f: f[0]):
+        item_id = Path(rel).stem
+        if item_id in owner:
+            skipped.append((rel, f'duplicate id "{item_id}" (already used by {owner[item_id]})'))
+            continue
+        owner[item_id] = rel
+        entries.append(CatalogEntry(id=item_id, path=path))
+    return Catalog(root=root, entries=entries, skipped=skipped)
+
+
+# ---------------------------------------------------------------------------------------------
+# Truth and ranking files
+
+
+def read_truth(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Read the challenge ground truth: each query id with its relevant catalog ids.
+
+    Rows are ``query_id,relevant_id[,relevant_id...]``. The first non-blank row is a header, and
+    skipped, when its first cell is ``id`` or words ending in ``id`` (e.g. ``Validation Image
+    ID``, ``query_id``). A UTF-8 BOM, blank lines, empty cells and surrounding whitespace are
+    ignored; a relevant id repeated within a row is kept once (first position).
+
+    Args:
+        path: The truth CSV file.
+
+    Returns:
+        ``{query_id: [relevant ids]}`` in file order.
+
+    Raises:
+        CatalogError: The file is missing, unreadable, empty, lists a query twice, has a row
+            without a query id, or a query without relevant ids.
+    """
+    table = _read_id_table(Path(path), "Truth file")
+    truth: dict[str, list[str]] = {}
+    for line_no, query, ids in table:
+        if not ids:
+            raise CatalogError(
+                f'Truth file "{path}" lists query "{query}" on row {line_no} without relevant ids.'
+            )
+        truth[query] = list(dict.fromkeys(ids))
+    if not truth:
+        raise CatalogError(f'Truth file "{path}" contains no queries.')
+    return truth
+
+
+def read_ranking(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Read a ranking (submission) file: each query id followed by catalog ids, best first.
+
+    Same format and header rule as :func:`read_truth`; repeated ids are kept in order (the
+    metrics count a repeated id once), and a query may have no ids.
+
+    Args:
+        path: The ranking CSV file.
+
+    Returns:
+        ``{query_id: [ranked ids]}`` in file order.
+
+    Raises:
+        CatalogError: The file is missing, unreadable or empty, lists a query twice, or has a
+            row without a query id.
+    """
+    return {query: ids for _, query, ids in _read_id_table(Path(path), "Ranking file")}
+
+
+def _read_id_table(path: Path, what: str) -> list[tuple[int, str, list[str]]]:
+    rows = _read_csv_rows(path, what)
+    table: list[tuple[int, str, list[str]]] = []
+    seen: dict[str, int] = {}
+    first = True
+    for line_no, raw in rows:
+        cells = [c.strip() for c in raw]
+        if not any(cells):
+            continue
+        if first:
+            first = False
+            if _HEADER_CELL.match(cells[0]):
+                continue
+        query = cells[0]
+        if not query:
+            raise CatalogError(f'{what} "{path}" has no query id in its first column on row {line_no}.')
+        if query in seen:
+            raise CatalogError(
+                f'{what} "{path}" lists query "{query}" twice (rows {seen[query]} and {line_no}).'
+            )
+        seen[query] = line_no
+        table.append((line_no, query, [c for c in cells[1:] if c]))
+    return table
+
+
+def _read_csv_rows(path: Path, what: str) -> list[tuple[int, list[str]]]:
+    """Parse a UTF-8 (optionally BOM-prefixed) CSV into (line number, unescaped cells) pairs."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.reader(fh)
+            rows = [(reader.line_num, [unescape_csv_cell(c) for c in row]) for row in reader]
+    except FileNotFoundError:
+        raise CatalogError(f'{what} "{path}" does not exist.') from None
+    except IsADirectoryError:
+        raise CatalogError(f'{what} "{path}" is a folder, not a CSV file.') from None
+    except UnicodeDecodeError:
+        raise CatalogError(f'{what} "{path}" is not a UTF-8 text CSV file.') from None
+    except csv.Error as exc:
+        raise CatalogError(f'{what} "{path}" is not a valid CSV file ({_reason(exc)}).') from None
+    except OSError as exc:
+        raise CatalogError(f'{what} "{path}" cannot be read ({_reason(exc)}).') from None
+    if not any(any(c.strip() for c in row) for _, row in rows):
+        raise CatalogError(f'{what} "{path}" is empty.')
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def escape_csv_cell(value: object) -> str:
+    """Render a value for a CSV cell that spreadsheets will not execute as a formula.
+
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+    apostrophe. Real numbers (int, float, numpy numbers) are written plainly, since ``-0.5`` is data,
+    not a formula. ``None`` becomes an empty cell.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return str(value)
+    text = str(value)
+    if text.startswith(_FORMULA_PREFIXES):
+        return "'" + text
+    return text
+
+
+def unescape_csv_cell(text: str) -> str:
+    """Undo :func:`escape_csv_cell`: drop the apostrophe it put before a formula character."""
+    if len(text) >= 2 and text[0] == "'" and text[1] in "=+-@\t\r":
+        return text[1:]
+    return text
+
+
+def write_ranking(path: str | os.PathLike[str], rankings: Mapping[str, Sequence[str]]) -> None:
+    """Write rankings in the submission format: one row per query, no header.
+
+    Args:
+        path: Destination file; replaced atomically.
+        rankings: ``{query_id: [catalog ids, best first]}``.
+
+    Raises:
+        UserError: The file cannot be written.
+    """
+    _write_rows(Path(path), ([query, *ids] for query, ids in rankings.items()))
+
+
+def write_csv(path: str | os.PathLike[str], header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Write a CSV export (GUI tables, evaluation reports) safely and atomically.
+
+    Every cell, header included, goes through :func:`escape_csv_cell`; the file is UTF-8 with
+    ``\\n`` line ends.
+
+    Args:
+        path: Destination file; replaced atomically.
+        header: Column names (an empty sequence writes no header row).
+        rows: Row values.
+
+    Raises:
+        UserError: The file cannot be written.
+    """
+
+    def all_rows() -> Iterable[Sequence[object]]:
+        if header:
+            yield header
+        yield from rows
+
+    _write_rows(Path(path), all_rows())
+
+
+def _write_rows(path: Path, rows: Iterable[Sequence[object]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in rows:
+        writer.writerow([escape_csv_cell(v) for v in row])
+    try:
+        atomic_write_text(path, buffer.getvalue())
+    except OSError as exc:
+        raise UserError(f'Could not write "{path}" ({_reason(exc)}).') from None
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    """Write text so that readers see either the old file or the complete new one.
+
+    Args:
+        path: Destination file.
+        text: Content, written as-is (no newline translation).
+        encoding: Text encoding.
+
+    Raises:
+        OSError: The folder is missing or not writable, or the disk is full.
+    """
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write bytes atomically: temp file in the same folder, fsync, ``os.replace``, fsync folder.
+
+    A crash or a full disk leaves the previous file intact and no temp file behind. When ``path``
+    is a symbolic link, the file it points to is replaced (the link stays).
+
+    Args:
+        path: Destination file.
+        data: Content.
+
+    Raises:
+        OSError: The folder is missing or not writable, or the disk is full.
+    """
+    dest = Path(path)
+    if dest.is_symlink():
+        dest = dest.resolve()
+    folder = dest.parent
+    # O_EXCL with mode 0o666 lets the umask decide the final permissions, like a plain open();
+    # mkstemp would leave the file private (0600).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = folder / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 uuid collisions
+        raise FileExistsError(f"could not create a temporary file in {folder}")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if dest.exists():
+            try:  # keep the permissions of the file being replaced
+                os.chmod(tmp, stat.S_IMODE(dest.stat().st_mode))
+            except OSError:
+                pass
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist the rename itself; not possible on Windows, where it is skipped."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    text = str(exc).strip().rstrip(".")
+    return text or exc.__class__.__name__

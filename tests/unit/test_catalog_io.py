@@ -1,0 +1,332 @@
+"""Catalog CSV/folder reading, truth and ranking files, and the safe CSV writers."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from beauty_app import catalog_io
+from beauty_app.catalog_io import (
+    Catalog,
+    CatalogEntry,
+    atomic_write_bytes,
+    atomic_write_text,
+    escape_csv_cell,
+    read_catalog,
+    read_ranking,
+    read_truth,
+    unescape_csv_cell,
+    write_csv,
+    write_ranking,
+)
+from beauty_app.errors import CatalogError, UserError
+
+
+def _png(path: Path, color: tuple[int, int, int] = (200, 10, 10)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), color).save(path)
+    return path
+
+
+def _reasons(catalog: Catalog) -> dict[str, str]:
+    return dict(catalog.skipped)
+
+
+# --- catalog CSV ----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def csv_catalog(tmp_path: Path) -> Path:
+    root = tmp_path / "shop"
+    _png(root / "img" / "a.png")
+    _png(root / "img" / "b.jpg")
+    _png(root / "img" / "c.PNG")
+    _png(tmp_path / "outside.png")
+    (root / "img" / "notes.txt").write_text("not an image")
+    (root / "img" / "sub.png").mkdir()
+    os.symlink(tmp_path / "outside.png", root / "img" / "link_out.png")
+    os.symlink(root / "img" / "a.png", root / "img" / "link_in.png")
+    os.symlink(root / "img" / "gone.png", root / "img" / "broken.png")
+    rows = [
+        # Column order free, extra column ignored, BOM at the start.
+        "path,extra,description,id,category",
+        'img/a.png,x,"Red lipstick, matte",a,lipstick',
+        "img/b.jpg,x,Mascara,  b  ,",
+        'img/c.PNG,x,=HYPERLINK("http://evil"),c,',
+        "img/a.png,x,no id,,",  # row 5: empty id
+        "img/b.jpg,x,dup,a,",  # row 6: duplicate id
+        "img/missing.png,x,gone,m,",  # row 7: missing file
+        "../outside.png,x,escape,dotdot,",  # row 8: .. escapes root
+        f"{tmp_path / 'outside.png'},x,abs,absout,",  # row 9: absolute path outside root
+        "img/link_out.png,x,link,linkout,",  # row 10: symlink resolving outside
+        "img/notes.txt,x,text,txt,",  # row 11: extension
+        "img/sub.png,x,folder,dir,",  # row 12: a folder
+        "img/broken.png,x,broken,broken,",  # row 13: broken symlink
+        "",  # blank line
+        "img/link_in.png,x,alias,linkin,",  # row 15: symlink inside root is fine
+        f"{root / 'img' / 'b.jpg'},x,abs inside,absin,",  # row 16: absolute inside root is fine
+    ]
+    path = root / "catalog.csv"
+    path.write_bytes(("\ufeff" + "\n".join(rows) + "\n").encode("utf-8"))
+    return path
+
+
+def test_csv_catalog_entries(csv_catalog: Path) -> None:
+    cat = read_catalog(csv_catalog)
+    root = csv_catalog.parent.resolve()
+    assert cat.root == root
+    assert [e.id for e in cat.entries] == ["a", "b", "c", "linkin", "absin"]
+    first = cat.entries[0]
+    assert first == CatalogEntry("a", root / "img" / "a.png", "Red lipstick, matte", "lipstick")
+    assert all(e.path.is_absolute() and e.path == e.path.resolve() for e in cat.entries)
+    # Fields are data: the formula is kept verbatim, never evaluated or altered.
+    assert cat.entries[2].description == '=HYPERLINK("http://evil")'
+    assert cat.entries[3].path == root / "img" / "a.png"  # resolved through the in-root symlink
+    assert len(cat) == 5
+
+
+def test_csv_catalog_skip_reasons(csv_catalog: Path) -> None:
+    reasons = _reasons(read_catalog(csv_catalog))
+    assert "row 5" in reasons["img/a.png"] and "empty id" in reasons["img/a.png"]
+    assert "row 6" in reasons["a"] and "duplicate" in reasons["a"] and "row 2" in reasons["a"]
+    assert "row 7" in reasons["m"] and "not found" in reasons["m"]
+    for item, row in (("dotdot", 8), ("absout", 9), ("linkout", 10)):
+        assert f"row {row}" in reasons[item] and "outside the catalog folder" in reasons[item]
+    assert "image extension" in reasons["txt"]
+    assert "folder" in reasons["dir"]
+    assert "broken symbolic link" in reasons["broken"]
+    assert len(reasons) == 9
+
+
+def test_csv_catalog_allow_outside_root(csv_catalog: Path) -> None:
+    cat = read_catalog(csv_catalog, allow_outside_root=True)
+    ids = [e.id for e in cat.entries]
+    assert {"dotdot", "absout", "linkout"} <= set(ids)
+    outside = (csv_catalog.parent.parent / "outside.png").resolve()
+    assert {e.path for e in cat.entries if e.id in ("dotdot", "absout", "linkout")} == {outside}
+
+
+def test_csv_catalog_description_optional(tmp_path: Path) -> None:
+    _png(tmp_path / "x.png")
+    (tmp_path / "c.csv").write_text("ID,Path\nx,x.png\n")
+    cat = read_catalog(tmp_path / "c.csv")
+    assert cat.entries == [CatalogEntry("x", (tmp_path / "x.png").resolve())]
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"", "empty"),
+        (b"\n\n  \n", "empty"),
+        (b"name,file\nx,x.png\n", "missing the column(s) id, path"),
+        (b"id,description\nx,y\n", "missing the column(s) path"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "not a utf-8"),
+        (b"id,path,id\n", "twice"),
+    ],
+)
+def test_csv_catalog_file_errors(tmp_path: Path, content: bytes, words: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(CatalogError) as info:
+        read_catalog(path)
+    assert words in str(info.value).lower()
+    assert "bad.csv" in str(info.value)
+
+
+def test_catalog_source_errors(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="does not exist"):
+        read_catalog(tmp_path / "nothing.csv")
+    with pytest.raises(CatalogError, match="is an image"):
+        read_catalog(_png(tmp_path / "photo.png"))
+
+
+# --- catalog folder -------------------------------------------------------------------------------
+
+
+def test_folder_catalog(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    _png(root / "b.png")
+    _png(root / "A.JPG")
+    _png(root / "sub" / "c.webp")
+    _png(root / "sub" / "b.jpg")  # duplicate stem of b.png: sorted first wins
+    _png(root / ".hidden.png")
+    _png(root / ".cache" / "d.png")
+    (root / "readme.txt").write_text("hello")
+    _png(tmp_path / "elsewhere" / "e.png")
+    os.symlink(tmp_path / "elsewhere" / "e.png", root / "e_link.png")
+    os.symlink(tmp_path / "elsewhere", root / "outdir")
+    os.symlink(root / "missing.png", root / "dead.png")
+    os.symlink(root, root / "sub" / "loop")  # must not recurse forever
+
+    cat = read_catalog(root)
+    assert cat.root == root.resolve()
+    assert [e.id for e in cat.entries] == ["A", "b", "c"]
+    assert [e.path.name for e in cat.entries] == ["A.JPG", "b.png", "c.webp"]
+    assert all(e.description == "" and e.path.is_absolute() for e in cat.entries)
+    reasons = _reasons(cat)
+    assert "duplicate" in reasons["sub/b.jpg"] and "b.png" in reasons["sub/b.jpg"]
+    assert "outside" in reasons["e_link.png"]
+    assert "outside" in reasons["outdir"]
+    assert "broken" in reasons["dead.png"]
+    assert not any("hidden" in item or ".cache" in item for item in reasons)
+
+    allowed = read_catalog(root, allow_outside_root=True)
+    # Sorted by path below the root: "e_link.png" < "outdir/e.png" < "sub/c.webp".
+    assert [e.id for e in allowed.entries] == ["A", "b", "e_link", "e", "c"]
+    assert allowed.entries[2].path == (tmp_path / "elsewhere" / "e.png").resolve()
+    assert read_catalog(root).entries == cat.entries  # deterministic
+
+
+# --- truth and ranking ----------------------------------------------------------------------------
+
+
+def test_read_truth_challenge_format(tmp_path: Path) -> None:
+    path = tmp_path / "truth.csv"
+    text = "\ufeffValidation Image ID,Training Image ID\r\nq1,c1\r\n\r\n q2 , c2 ,c3,,c2, c4\r\nq3,c5,,\r\n"
+    path.write_bytes(text.encode("utf-8"))
+    assert read_truth(path) == {"q1": ["c1"], "q2": ["c2", "c3", "c4"], "q3": ["c5"]}
+
+
+def test_read_truth_header_rule(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("query_id,relevant\nsquid,c1\n")
+    assert read_truth(path) == {"squid": ["c1"]}
+    path.write_text("squid,c1\nid7,c2\n")  # no header: "squid" is an id
+    assert read_truth(path) == {"squid": ["c1"], "id7": ["c2"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("q1,a\nq2,b\nq1,c\n", "twice"),
+        ("q1,a\nq2\n", "without relevant ids"),
+        ("q1,a\n,b,c\n", "no query id"),
+        ("Validation Image ID,Training Image ID\n", "no queries"),
+        ("", "empty"),
+    ],
+)
+def test_read_truth_errors(tmp_path: Path, text: str, words: str) -> None:
+    path = tmp_path / "truth.csv"
+    path.write_text(text)
+    with pytest.raises(CatalogError, match=words):
+        read_truth(path)
+    with pytest.raises(CatalogError, match="does not exist"):
+        read_truth(tmp_path / "missing.csv")
+
+
+def test_read_ranking_keeps_repeats_and_order(tmp_path: Path) -> None:
+    path = tmp_path / "sub.csv"
+    path.write_bytes("\ufeffid,ranked\nq1,c3,c1,c3,,c2\nq2\n".encode())
+    assert read_ranking(path) == {"q1": ["c3", "c1", "c3", "c2"], "q2": []}
+    path.write_text("q1,a\nq1,b\n")
+    with pytest.raises(CatalogError, match="twice"):
+        read_ranking(path)
+
+
+def test_write_read_ranking_round_trip(tmp_path: Path) -> None:
+    rankings = {
+        "q1": ["c1", "c2", "c3", "c4", "c5", "c6", "c7"],
+        "-q2": ["=cmd|' /C calc'!A0", "+1", "@SUM(A1)", 'has,"comma', "ünïcode"],
+        "q3": [],
+    }
+    path = tmp_path / "out" / "ranking.csv"
+    path.parent.mkdir()
+    write_ranking(path, rankings)
+    assert read_ranking(path) == rankings
+    raw = path.read_text(encoding="utf-8")
+    lines = raw.splitlines()
+    assert lines[0] == "q1,c1,c2,c3,c4,c5,c6,c7"  # no header
+    assert lines[1].startswith("'-q2,'=cmd|")
+    assert ",'+1,'@SUM(A1)," in lines[1]
+    assert sorted(os.listdir(path.parent)) == ["ranking.csv"]  # no temp file left behind
+
+
+# --- escaping and writers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("=1+2", "'=1+2"),
+        ("+41 555", "'+41 555"),
+        ("-x", "'-x"),
+        ("@foo", "'@foo"),
+        ("\tcmd", "'\tcmd"),
+        ("\rcmd", "'\rcmd"),
+        ("plain", "plain"),
+        ("a=b", "a=b"),
+        ("", ""),
+        (None, ""),
+        (-0.5, "-0.5"),
+        (-3, "-3"),
+        (True, "True"),
+    ],
+)
+def test_escape_csv_cell(value: object, expected: str) -> None:
+    assert escape_csv_cell(value) == expected
+    if isinstance(value, str):
+        assert unescape_csv_cell(escape_csv_cell(value)) == value
+
+
+def test_escape_numpy_numbers_plain() -> None:
+    np = pytest.importorskip("numpy")
+    assert escape_csv_cell(np.float32(-1.5)) == "-1.5"
+    assert escape_csv_cell(np.int64(-2)) == "-2"
+
+
+def test_write_csv_escapes_every_cell(tmp_path: Path) -> None:
+    path = tmp_path / "report.csv"
+    write_csv(path, ["query", "=score"], [["=evil()", 0.25], ["ok", -1.0], ["@x", None]])
+    assert path.read_text(encoding="utf-8") == "query,'=score\n'=evil(),0.25\nok,-1.0\n'@x,\n"
+
+
+def test_write_csv_errors_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="missing"):
+        write_csv(tmp_path / "missing" / "x.csv", ["a"], [])
+
+
+def test_atomic_write_replaces_and_keeps_mode(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    atomic_write_bytes(path, b"one")
+    path.chmod(0o640)
+    atomic_write_bytes(path, b"two")
+    assert path.read_bytes() == b"two"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    atomic_write_text(tmp_path / "t.txt", "héllo\r\n")
+    assert (tmp_path / "t.txt").read_bytes() == "héllo\r\n".encode()
+
+
+def test_atomic_write_new_file_follows_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "new.bin", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o644
+
+
+def test_atomic_write_failure_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "index.json"
+    atomic_write_text(path, "old")
+
+    def fail(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(catalog_io.os, "replace", fail)
+    with pytest.raises(OSError):
+        atomic_write_text(path, "new")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["index.json"]
+
+
+def test_atomic_write_through_symlink_keeps_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.txt"
+    real.write_text("old")
+    link = tmp_path / "link.txt"
+    os.symlink(real, link)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
