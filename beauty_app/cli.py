@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from . import __version__
 from .errors import UserError
@@ -331,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="nrel: the paper's (all relevant images); min: min(k, Nrel); hits: hits in the top k")
     score.add_argument("--json", action="store_true")
     score.set_defaults(func=cmd_score)
+
+    from .training.cli_dataset import add_dataset_commands
+    from .training.cli_train import add_train_command
+
+    add_dataset_commands(sub)
+    add_train_command(sub)
 
     demo = sub.add_parser("demo", help="the demo: synthetic catalog, index and a sample search")
     demo.add_argument("--workdir", default=None, help="where demo data and index live (default: user cache)")

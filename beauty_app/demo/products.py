@@ -12,13 +12,14 @@ so the same arguments give byte-identical files, with or without worker processe
 from __future__ import annotations
 
 import colorsys
-import contextlib
 import csv
 import functools
 import io
 import logging
 import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -599,7 +600,8 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
         other = _sprite(_new_product(-1, str(rng.choice(KINDS)), rng), size)
         layer = _place(other, size, rng.uniform(0.3, 0.6), rng.uniform(0, 1, 2), rng.uniform(-90, 90))
         out = _over(out, layer, rng.uniform(0.6, 1.0))
-    return cv2.GaussianBlur(out, (0, 0), rng.uniform(0.6, 2.0))  # out of focus behind the product
+    # the table is out of focus behind the product
+    return cv2.GaussianBlur(out, (0, 0), rng.uniform(0.6, 2.0) * size / 256)
 
 
 def _occlude(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -644,7 +646,7 @@ def _query_photo(product: Product, size: int, rng: np.random.Generator) -> tuple
         k = cv2.warpAffine(k, cv2.getRotationMatrix2D((3, 3), rng.uniform(0, 180), 1), (7, 7))
         img = cv2.filter2D(img, -1, k / k.sum())
     else:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.4))
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.4) * size / 256)
     noise = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(1.5, 8))
     buf = io.BytesIO()
     Image.fromarray(np.clip(img + noise + 0.5, 0, 255).astype(np.uint8)).save(
@@ -671,6 +673,25 @@ def _render_job(job: tuple) -> None:
     else:  # the photo's JPEG bytes are written as they are, not re-encoded
         data, _ = _query_photo(product, size, np.random.default_rng([seed, 2, idx]))
         Path(path).write_bytes(data)
+
+
+def _run_jobs(jobs: list[tuple], workers: int, progress: Callable[[int, int], None] | None) -> None:
+    if workers > 1:
+        # spawn, not fork: the caller may hold torch threads or a Qt application. A pool that cannot
+        # start (e.g. the main script is stdin) breaks instead of hanging, and output does not depend
+        # on where a job ran, so we then simply render everything here.
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for done, _ in enumerate(pool.map(_render_job, jobs, chunksize=8), 1):
+                    if progress:
+                        progress(done, len(jobs))
+            return
+        except BrokenProcessPool:
+            log.warning("demo: worker processes failed to start; rendering in this process instead")
+    for done, job in enumerate(jobs, 1):
+        _render_job(job)
+        if progress:
+            progress(done, len(jobs))
 
 
 def generate_demo(out_dir: str | Path, *, n_products: int = 60, views_per_product: tuple[int, int] = (1, 3),
@@ -723,13 +744,7 @@ def generate_demo(out_dir: str | Path, *, n_products: int = 60, views_per_produc
     for k, pi in enumerate(queries):
         jobs.append(("q", k, products[pi], 0, image_size, seed, str(q_dir / f"q{k:06d}.jpg"), None))
 
-    # spawn, not fork: the caller may hold torch threads or a Qt application
-    pool_cm = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else contextlib.nullcontext()
-    with pool_cm as pool:
-        done_jobs = pool.imap(_render_job, jobs, chunksize=8) if pool else map(_render_job, jobs)
-        for done, _ in enumerate(done_jobs, 1):
-            if progress:
-                progress(done, len(jobs))
+    _run_jobs(jobs, workers, progress)
 
     catalog_csv, truth_csv = root / "catalog.csv", root / "truth.csv"
     with catalog_csv.open("w", newline="", encoding="utf-8") as f:

@@ -20,28 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import ATTENTIONS, parse_attention  # noqa: F401 (re-exported)
 from .backbones import BackboneInfo, build_backbone
-
-ATTENTIONS = ("saliency", "text")
-
-
-def parse_attention(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
-    """Normalise an attention selection: "none" | "saliency" | "text" | "both" or a list of names."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = value.strip().lower()
-        if value in ("none", ""):
-            return ()
-        if value == "both":
-            return ATTENTIONS
-        value = tuple(part.strip() for part in value.split(",") if part.strip())
-    names = tuple(dict.fromkeys(value))
-    unknown = [name for name in names if name not in ATTENTIONS]
-    if unknown:
-        raise ValueError(f"unknown attention {unknown[0]!r}; choose none, saliency, text or both")
-    return tuple(name for name in ATTENTIONS if name in names)
-
 
 class AttentionBranch(nn.Module):
     """A small convolutional head that predicts a one-channel spatial attention logit map."""

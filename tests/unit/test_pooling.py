@@ -272,7 +272,7 @@ def test_srmac_ignores_background_distractor():
     a, b = _distractor_scene(slice(0, 8)), _distractor_scene(slice(8, 16))  # different clutter
     torch.testing.assert_close(srmac(a, sal), srmac(b, sal), atol=1e-6, rtol=0)
     assert (rmac(a) - rmac(b)).abs().max() > 0.05  # plain R-MAC follows the clutter
-    for top, left, h, w, weight, kept in srmac_region_weights(sal, 7, 14)[0]:
+    for _top, left, _h, w, weight, kept in srmac_region_weights(sal, 7, 14)[0]:
         if left + w > 11:  # every region touching the clutter is background and dropped
             assert not kept and weight < 0.5
 

@@ -1,0 +1,393 @@
+"""Cross-domain augmentation: catalog images turned into "real photo" training samples.
+
+Queries are phone photos of a product on a table, a shelf or in a hand; the catalog shows it on
+white. To bridge the two domains during training, the product is cut out with its (pseudo) saliency
+mask and pasted, rotated, scaled and perspective-warped, onto a cluttered background (procedural
+textures, given background pictures, other products), then re-lit, colour cast, blurred, noised and
+JPEG-compressed. Because the paste is ours, the warped mask is the *exact* saliency target of the
+sample, and the same warp carries the text mask. Other products pasted as clutter are not salient.
+
+Plain catalog views are kept too (letterboxed on white with a light photometric jitter). There is
+no horizontal flip: mirrored lettering is not what any query shows, and the text branch would
+learn from it.
+
+Everything is numpy/cv2 on whole arrays; all randomness comes from the ``numpy.random.Generator``
+passed in, so a sample is reproducible from the generator's state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from beauty_app.imaging import letterbox_box
+
+logger = logging.getLogger(__name__)
+
+# Geometry of the pasted product.
+SCALE_RANGE = (0.4, 0.9)  # longer side of the product's box, relative to the frame
+MAX_ROTATION_DEG = 30.0
+MAX_PERSPECTIVE = 0.12  # corner jitter, relative to the product's longer side
+# Photometric ranges of the "photo" look.
+JPEG_QUALITY = (30, 90)
+MAX_NOISE = 0.03  # Gaussian noise sigma on the 0..1 scale
+MAX_BLUR_SIGMA = 1.5
+
+_MIN_BOX = 4  # products smaller than this (in pixels) are not pasted
+
+
+@dataclass
+class Sample:
+    """One training sample at the augmenter's output size.
+
+    Attributes:
+        image: ``uint8`` RGB image of shape (size, size, 3).
+        saliency: ``float32`` (size, size) product mask in [0, 1], or ``None`` when the source had none.
+        text: ``float32`` (size, size) text mask in [0, 1], or ``None`` when the source had none.
+        synthetic: ``True`` for a pasted "real photo", ``False`` for a plain catalog view.
+    """
+
+    image: np.ndarray
+    saliency: np.ndarray | None
+    text: np.ndarray | None
+    synthetic: bool
+
+
+def _check_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"{what} must be a uint8 array of shape (H, W, 3), got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def _unit_mask(mask: np.ndarray | None, height: int, width: int, what: str) -> np.ndarray | None:
+    """A mask as float32 in [0, 1] at the image's size (uint8 masks are read as 0..255)."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"{what} mask must be 2-D, got shape {m.shape}")
+    if m.dtype == np.uint8:
+        m = m.astype(np.float32) * np.float32(1 / 255)
+    elif m.dtype == bool:
+        m = m.astype(np.float32)
+    else:
+        m = np.clip(m.astype(np.float32), 0.0, 1.0)
+    if m.shape != (height, width):
+        # Cached masks are stored at 256 px and the image may be loaded at another size.
+        m = cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR)
+    return m
+
+
+def cutout(image_rgb: np.ndarray, saliency: np.ndarray) -> np.ndarray:
+    """Crop a product to its mask's bounding box as an RGBA array (alpha = mask).
+
+    This is the form :class:`CrossDomainAugmenter` expects for ``distractors``.
+
+    Raises:
+        ValueError: the mask is empty.
+    """
+    img = _check_rgb(image_rgb)
+    m = _unit_mask(saliency, img.shape[0], img.shape[1], "saliency")
+    ys, xs = np.nonzero(m > 0.5)
+    if xs.size == 0:
+        raise ValueError("cannot cut out a product from an empty mask")
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    alpha = np.clip(m[y0:y1, x0:x1] * 255 + 0.5, 0, 255).astype(np.uint8)
+    return np.dstack([img[y0:y1, x0:x1], alpha])
+
+
+def _hsv_colour(rng: np.random.Generator, s: tuple[float, float], v: tuple[float, float]) -> np.ndarray:
+    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(*s) * 255, rng.uniform(*v) * 255]]], np.float32)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+class CrossDomainAugmenter:
+    """Makes training samples: pasted "real photos" with exact masks, or plain catalog views.
+
+    Args:
+        size: Side of the square output.
+        p_photo: Probability of a pasted photo sample when the image has a saliency mask; images
+            without one are always plain views (their product region is unknown).
+        backgrounds: Optional ``uint8`` RGB pictures of surfaces and rooms; when given, half of the
+            photo samples use a random crop of one of them, the other half a procedural texture.
+        seed: Seeds the generator used when a call passes no ``rng``.
+    """
+
+    def __init__(self, size: int = 224, p_photo: float = 0.5, backgrounds: Sequence[np.ndarray] | None = None,
+                 seed: int | None = None) -> None:
+        if size < 32:
+            raise ValueError(f"size must be at least 32 pixels, got {size}")
+        if not 0.0 <= p_photo <= 1.0:
+            raise ValueError(f"p_photo must be in [0, 1], got {p_photo}")
+        self.size = int(size)
+        self.p_photo = float(p_photo)
+        self.backgrounds = [_check_rgb(b, "background") for b in (backgrounds or ())]
+        self._rng = np.random.default_rng(seed)
+        yy, xx = np.mgrid[0:self.size, 0:self.size].astype(np.float32) / np.float32(self.size)
+        self._yy, self._xx = yy, xx
+
+    # ------------------------------------------------------------------------- entry point
+    def __call__(self, image_rgb: np.ndarray, saliency: np.ndarray | None, text: np.ndarray | None,
+                 rng: np.random.Generator | None = None, distractors: Sequence[np.ndarray] = ()) -> Sample:
+        """Make one sample from a catalog image and its masks.
+
+        Args:
+            image_rgb: ``uint8`` RGB catalog image (any size).
+            saliency: Product mask (``uint8`` 0..255, bool or float in [0, 1]; resized to the image
+                if needed), or ``None`` when estimation failed.
+            text: Text mask in the same forms, or ``None``.
+            rng: Random generator; the sample is a pure function of its state and the inputs.
+            distractors: Other products as RGBA arrays (see :func:`cutout`), pasted as clutter;
+                RGB arrays are accepted and their near-white pixels are treated as transparent.
+
+        Returns:
+            A :class:`Sample` of side ``size``.
+        """
+        rng = self._rng if rng is None else rng
+        img = _check_rgb(image_rgb)
+        h, w = img.shape[:2]
+        sal = _unit_mask(saliency, h, w, "saliency")
+        txt = _unit_mask(text, h, w, "text")
+        want_photo = rng.random() < self.p_photo
+        if want_photo and sal is not None:
+            sample = self._photo(img, sal, txt, rng, distractors)
+            if sample is not None:
+                return sample
+        return self._plain(img, sal, txt, rng)
+
+    # ------------------------------------------------------------------------- plain view
+    def _plain(self, img: np.ndarray, sal: np.ndarray | None, txt: np.ndarray | None,
+               rng: np.random.Generator) -> Sample:
+        s = self.size
+        h, w = img.shape[:2]
+        left, top, nw, nh = letterbox_box(w, h, s)
+        interp = cv2.INTER_AREA if max(h, w) > s else cv2.INTER_LINEAR
+        canvas = np.full((s, s, 3), 255.0, np.float32)
+        canvas[top:top + nh, left:left + nw] = cv2.resize(img, (nw, nh), interpolation=interp)
+        # Light jitter only: exposure and white balance differ a little between catalog shots.
+        gain = np.float32(rng.uniform(0.94, 1.06)) * rng.uniform(0.97, 1.03, 3).astype(np.float32)
+        out = np.clip(canvas * gain + 0.5, 0, 255).astype(np.uint8)
+
+        def fit(m: np.ndarray | None) -> np.ndarray | None:
+            if m is None:
+                return None
+            box = np.zeros((s, s), np.float32)
+            resized = cv2.resize(m, (nw, nh), interpolation=cv2.INTER_LINEAR)
+            box[top:top + nh, left:left + nw] = np.clip(resized, 0, 1)
+            return box
+
+        return Sample(out, fit(sal), fit(txt), synthetic=False)
+
+    # ------------------------------------------------------------------------- photo
+    def _photo(self, img: np.ndarray, sal: np.ndarray, txt: np.ndarray | None, rng: np.random.Generator,
+               distractors: Sequence[np.ndarray]) -> Sample | None:
+        s = self.size
+        h, w = img.shape[:2]
+        if max(h, w) > s:
+            # Shrink with area averaging first: warping straight from a large image would alias the
+            # lettering that the text branch is meant to read.
+            f = s / max(h, w)
+            size = (max(1, round(w * f)), max(1, round(h * f)))
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+            sal = cv2.resize(sal, size, interpolation=cv2.INTER_AREA)
+            txt = None if txt is None else cv2.resize(txt, size, interpolation=cv2.INTER_AREA)
+        ys, xs = np.nonzero(sal > 0.5)
+        if xs.size == 0:
+            return None
+        x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+        if min(x1 - x0, y1 - y0) < _MIN_BOX:
+            return None
+
+        hmat = self._placement(x0, y0, x1, y1, rng)
+        warp = {"flags": cv2.INTER_LINEAR, "borderMode": cv2.BORDER_CONSTANT, "borderValue": 0}
+        fg = cv2.warpPerspective(img, hmat, (s, s), **warp).astype(np.float32)
+        alpha = np.clip(cv2.warpPerspective(sal, hmat, (s, s), **warp), 0.0, 1.0)
+        text_w = None if txt is None else np.clip(cv2.warpPerspective(txt, hmat, (s, s), **warp), 0.0, 1.0)
+
+        canvas = self._background(rng)
+        for _ in range(int(rng.integers(0, 3)) if len(distractors) else 0):
+            canvas = self._paste_distractor(canvas, distractors, rng)
+        canvas = self._shadow(canvas, alpha, rng)
+        a3 = alpha[..., None]
+        canvas = canvas * (1.0 - a3) + fg * a3
+
+        # Something in front of the product (a finger, another product): the hidden part is not a
+        # visible product pixel, so it leaves the saliency and text targets.
+        visible = np.ones((s, s), np.float32)
+        if rng.random() < 0.25:
+            canvas, cover = self._occlude(canvas, alpha, rng)
+            visible -= cover
+        canvas = self._photometric(canvas, rng)
+
+        sal_t = alpha * visible
+        txt_t = None if text_w is None else text_w * visible
+        return Sample(canvas, sal_t, txt_t, synthetic=True)
+
+    def _placement(self, x0: int, y0: int, x1: int, y1: int, rng: np.random.Generator) -> np.ndarray:
+        """Homography from the product's box to a rotated, scaled, perspective-warped place in the frame."""
+        s = self.size
+        src = np.float32([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        long_side = float(max(x1 - x0, y1 - y0))
+        scale = rng.uniform(*SCALE_RANGE) * s / long_side
+        theta = np.radians(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
+        c, si = np.cos(theta), np.sin(theta)
+        rel = (src - np.float32([(x0 + x1) / 2, (y0 + y1) / 2])) * scale
+        rot = rel @ np.float32([[c, si], [-si, c]])
+        rot += rng.uniform(-MAX_PERSPECTIVE, MAX_PERSPECTIVE, (4, 2)).astype(np.float32) * (long_side * scale)
+        # Keep the product inside the frame when it fits; otherwise centre it (it is cut a little).
+        lo, hi = -rot.min(axis=0), s - rot.max(axis=0)
+        centre = np.where(lo <= hi, lo + (hi - lo) * rng.random(2), s / 2.0)
+        dst = (rot + centre.astype(np.float32)).astype(np.float32)
+        return cv2.getPerspectiveTransform(src, dst)
+
+    # ------------------------------------------------------------------------- backgrounds
+    def _background(self, rng: np.random.Generator) -> np.ndarray:
+        if self.backgrounds and rng.random() < 0.5:
+            return self._picture_background(rng)
+        return self._procedural_background(rng)
+
+    def _picture_background(self, rng: np.random.Generator) -> np.ndarray:
+        s = self.size
+        bg = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+        h, w = bg.shape[:2]
+        side = max(1, int(min(h, w) * rng.uniform(0.5, 1.0)))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        crop = cv2.resize(bg[y:y + side, x:x + side], (s, s), interpolation=cv2.INTER_AREA if side > s
+                          else cv2.INTER_LINEAR).astype(np.float32)
+        return crop[:, ::-1].copy() if rng.random() < 0.5 else crop  # mirroring a table top is harmless
+
+    def _procedural_background(self, rng: np.random.Generator) -> np.ndarray:
+        """A surface that is never plain white: clouds, stripes, gradient, wood, tiles or noise; blobs."""
+        s, yy, xx = self.size, self._yy, self._xx
+        # Mid-range values: a white backdrop is exactly the catalog cue the samples must not carry.
+        c0 = _hsv_colour(rng, (0.05, 0.8), (0.12, 0.85))
+        c1 = _hsv_colour(rng, (0.05, 0.8), (0.12, 0.85))
+        k = int(rng.integers(3, 9))
+        clouds = cv2.resize(rng.random((k, k), dtype=np.float32), (s, s), interpolation=cv2.INTER_CUBIC)
+        style = int(rng.integers(6))
+        if style == 0:
+            t = clouds
+        elif style == 1:
+            th = rng.uniform(0, np.pi)
+            phase = (xx * np.cos(th) + yy * np.sin(th)) * rng.uniform(12, 70) + rng.uniform(0, 6.3)
+            t = 0.5 + 0.5 * np.sin(phase)
+        elif style == 2:
+            if rng.random() < 0.5:
+                th = rng.uniform(0, 2 * np.pi)
+                t = (xx - 0.5) * np.cos(th) + (yy - 0.5) * np.sin(th) + 0.5
+            else:
+                cx, cy = rng.uniform(0, 1, 2)
+                t = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) * rng.uniform(0.8, 1.6)
+        elif style == 3:  # wood grain: bent parallel rings
+            phase = (yy + 0.15 * clouds) * rng.uniform(25, 90) + 3 * np.sin(xx * rng.uniform(2, 6))
+            t = 0.5 + 0.5 * np.sin(phase)
+        elif style == 4:  # tiles or a chequered cloth
+            n = rng.uniform(3, 12)
+            t = ((np.floor(xx * n) + np.floor(yy * n)) % 2) * 0.7 + 0.3 * clouds
+        else:
+            fine = cv2.GaussianBlur(rng.random((s, s), dtype=np.float32), (0, 0), rng.uniform(0.8, 3.0))
+            t = 0.5 * clouds + (fine - 0.5) * 2.0 + 0.5
+        t = np.clip(t, 0.0, 1.0).astype(np.float32)[..., None]
+        bg = c0 * (1.0 - t) + c1 * t
+        for _ in range(int(rng.integers(0, 7))):  # stray objects
+            centre = (int(rng.integers(0, s)), int(rng.integers(0, s)))
+            axes = (int(rng.uniform(0.03, 0.25) * s), int(rng.uniform(0.03, 0.25) * s))
+            colour = tuple(float(v) for v in _hsv_colour(rng, (0.0, 0.9), (0.1, 0.95)))
+            if rng.random() < 0.7:
+                cv2.ellipse(bg, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
+            else:
+                cv2.rectangle(bg, centre, (centre[0] + axes[0], centre[1] + axes[1]), colour, -1)
+        return bg
+
+    def _paste_distractor(self, canvas: np.ndarray, distractors: Sequence[np.ndarray],
+                          rng: np.random.Generator) -> np.ndarray:
+        """Another product lying around: any rotation, often cut by the frame's edge."""
+        s = self.size
+        rgb, a = _as_rgba(distractors[int(rng.integers(len(distractors)))])
+        h, w = a.shape
+        scale = rng.uniform(0.3, 0.7) * s / max(h, w)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-180, 180)), scale)
+        m[:, 2] += rng.uniform(-0.1, 1.1, 2) * s - np.array([w / 2, h / 2])
+        warp = {"flags": cv2.INTER_LINEAR, "borderMode": cv2.BORDER_CONSTANT, "borderValue": 0}
+        layer = cv2.warpAffine(rgb, m, (s, s), **warp).astype(np.float32)
+        la = cv2.warpAffine(a, m, (s, s), **warp)[..., None]
+        return canvas * (1.0 - la) + layer * la
+
+    def _shadow(self, canvas: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        s = self.size
+        dx, dy = (rng.uniform(-0.04, 0.04, 2) * s).astype(np.float32)
+        m = np.float32([[1, 0, dx], [0, 1, abs(dy)]])
+        sh = cv2.warpAffine(alpha, m, (s, s), borderValue=0)
+        sh = cv2.GaussianBlur(sh, (0, 0), rng.uniform(1.5, 0.03 * s + 1.5))
+        return canvas * (1.0 - np.float32(rng.uniform(0.1, 0.45)) * sh[..., None])
+
+    def _occlude(self, canvas: np.ndarray, alpha: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Cover at most about a quarter of the product with a finger-like shape; returns its coverage."""
+        s = self.size
+        ys, xs = np.nonzero(alpha > 0.5)
+        cover = np.zeros((s, s), np.float32)
+        if xs.size == 0:
+            return canvas, cover
+        k = int(rng.integers(xs.size))
+        area = rng.uniform(0.04, 0.2) * xs.size
+        elong = rng.uniform(1.0, 3.0)
+        ax = max(1, int(np.sqrt(area * elong / np.pi)))
+        cv2.ellipse(cover, (int(xs[k]), int(ys[k])), (ax, max(1, int(ax / elong))),
+                    float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
+        if rng.random() < 0.5:  # skin
+            colour = _hsv_colour(rng, (0.25, 0.55), (0.45, 0.9))
+            colour[:] = np.sort(colour)[::-1]  # R >= G >= B: a warm skin tone whatever the hue drawn
+        else:
+            colour = _hsv_colour(rng, (0.0, 0.9), (0.1, 0.95))
+        shade = 0.85 + 0.15 * self._xx[..., None]
+        c3 = cover[..., None]
+        return canvas * (1.0 - c3) + colour * shade * c3, cover
+
+    def _photometric(self, canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Re-light, colour cast, blur, noise and JPEG: the look of a phone picture."""
+        s = self.size
+        x = canvas * np.float32(1 / 255)
+        th = rng.uniform(0, 2 * np.pi)
+        ramp = (self._xx - 0.5) * np.cos(th) + (self._yy - 0.5) * np.sin(th)
+        ramp = 1.0 + np.float32(rng.uniform(0, 0.4)) * ramp
+        x *= ramp[..., None]
+        x *= (rng.uniform(0.85, 1.15, 3) * rng.uniform(0.7, 1.25)).astype(np.float32)  # cast and exposure
+        # Contrast pivots on a fixed grey, not on the image mean, so it never depends on the content.
+        x = (x - 0.5) * np.float32(rng.uniform(0.7, 1.25)) + 0.5
+        np.clip(x, 0.0, 1.0, out=x)
+        x **= np.float32(rng.uniform(0.7, 1.4))
+        r = rng.random()
+        if r < 0.15:  # hand shake
+            n = int(rng.integers(3, 8))
+            kern = np.zeros((n, n), np.float32)
+            kern[n // 2] = 1.0 / n
+            rot = cv2.getRotationMatrix2D(((n - 1) / 2, (n - 1) / 2), float(rng.uniform(0, 180)), 1.0)
+            kern = cv2.warpAffine(kern, rot, (n, n))
+            x = cv2.filter2D(x, -1, kern / max(float(kern.sum()), 1e-6))
+        elif r < 0.85:
+            x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.3, MAX_BLUR_SIGMA))
+        x += rng.standard_normal((s, s, 3), dtype=np.float32) * np.float32(rng.uniform(0.0, MAX_NOISE))
+        out = np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+        bgr = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:  # pragma: no cover - encoding a uint8 image does not fail
+            return out
+        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _as_rgba(product: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split a distractor into RGB and float alpha; an RGB catalog image's near-white is transparent."""
+    arr = np.asarray(product)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
+        raise ValueError(f"distractors must be uint8 RGBA or RGB arrays, got {arr.dtype} {arr.shape}")
+    rgb = np.ascontiguousarray(arr[..., :3])
+    if arr.shape[2] == 4:
+        return rgb, arr[..., 3].astype(np.float32) * np.float32(1 / 255)
+    return rgb, (arr.min(axis=2) < 235).astype(np.float32)

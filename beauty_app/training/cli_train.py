@@ -1,0 +1,158 @@
+"""`beauty-app train`: MANet training from the command line (terminal bar or JSON lines)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from dataclasses import fields
+
+from .config import TrainConfig
+
+
+def add_train_command(subparsers) -> None:
+    """Register `train` on the CLI's subparsers."""
+    defaults = TrainConfig()
+    p = subparsers.add_parser("train", help="train MANet on a mined data folder (two-stage schedule of the paper)")
+    p.add_argument("--data", required=True, help="folder written by `dataset mine`")
+    p.add_argument("--out", default=defaults.out, help="checkpoint to write (default %(default)s)")
+    p.add_argument("--backbone", default=defaults.backbone,
+                   choices=["efficientnet_lite0", "resnet50", "vgg16", "tiny"])
+    p.add_argument("--weights", default=None, help="ImageNet weight file for the backbone (else the torch cache)")
+    p.add_argument("--no-pretrained", action="store_true", help="start the backbone from random weights")
+    p.add_argument("--attention", default=defaults.attention, choices=["none", "saliency", "text", "both"])
+    p.add_argument("--external-saliency", action="store_true",
+                   help='"MANet with DSS": saliency from the pseudo-mask generator instead of the learned branch')
+    p.add_argument("--iterations", type=int, default=defaults.iterations, help="end-to-end iterations (paper: 500)")
+    p.add_argument("--stage1-iterations", type=int, default=defaults.stage1_iterations,
+                   help="at most this many saliency-branch iterations (stops when converged)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--final-lr", type=float, default=defaults.final_lr)
+    p.add_argument("--momentum", type=float, default=defaults.momentum)
+    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    p.add_argument("--input-size", type=int, default=defaults.input_size)
+    p.add_argument("--photo-probability", type=float, default=defaults.photo_probability,
+                   help="share of synthetic real-photo samples (cross-domain augmentation)")
+    p.add_argument("--workers", type=int, default=defaults.workers, help="data loading processes")
+    p.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    p.add_argument("--validate-every", type=int, default=defaults.validate_every)
+    p.add_argument("--mask-marks", default=None, help="annotator CSV id,map,mark: maps marked wrong are not supervised")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--fp32", action="store_true", help="disable mixed precision")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run that writes --out")
+    p.add_argument("--progress", default="bar", choices=["bar", "jsonl", "none"],
+                   help="terminal bar, one JSON object per step on stdout (for the GUI), or nothing")
+    p.set_defaults(func=cmd_train)
+
+
+def config_from_args(args) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    values["pretrained"] = not args.no_pretrained and args.backbone != "tiny"
+    values["amp"] = not args.fp32
+    return TrainConfig(**values)
+
+
+def _jsonl_events():
+    from .trainer import TrainingEvents
+
+    def emit(event: str, **data) -> None:
+        sys.stdout.write(json.dumps({"event": event, **data}) + "\n")
+        sys.stdout.flush()
+
+    return TrainingEvents(
+        on_step=lambda s: emit("step", stage=s.stage, iteration=s.iteration, total=s.total, loss=s.loss,
+                               loss_cls=s.loss_cls, loss_saliency=s.loss_saliency, loss_text=s.loss_text, lr=s.lr,
+                               throughput=s.throughput, eta_s=s.eta_s),
+        on_stage=lambda stage, text: emit("stage", stage=stage, description=text),
+        on_validation=lambda result: emit("validation", **result),
+        on_checkpoint=lambda kind, path: emit("checkpoint", kind=kind, path=path),
+        on_message=lambda text: emit("message", text=text),
+    )
+
+
+def _bar_events():
+    from tqdm import tqdm
+
+    from .trainer import TrainingEvents
+
+    state = {"bar": None}
+
+    def on_stage(stage: int, text: str) -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+        state["bar"] = None
+        print(f"stage {stage}: {text}", file=sys.stderr)
+
+    def on_step(step) -> None:
+        if state["bar"] is None:
+            state["bar"] = tqdm(total=step.total, initial=step.iteration - 1, desc=f"stage {step.stage}",
+                                unit="it", file=sys.stderr, dynamic_ncols=True)
+        parts = [f"loss {step.loss:.3f}", f"cls {step.loss_cls:.3f}"]
+        if step.loss_saliency is not None:
+            parts.append(f"sal {step.loss_saliency:.3f}")
+        if step.loss_text is not None:
+            parts.append(f"txt {step.loss_text:.3f}")
+        parts.append(f"lr {step.lr:.1e}")
+        parts.append(f"{step.throughput:.1f} img/s")
+        state["bar"].set_postfix_str(" ".join(parts), refresh=False)
+        state["bar"].update(step.iteration - state["bar"].n)
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+
+    events = TrainingEvents(
+        on_step=on_step, on_stage=on_stage,
+        on_validation=lambda r: print(f"validation accuracy {r['val_accuracy']:.3f} on {r['val_images']} images",
+                                      file=sys.stderr) if r.get("val_accuracy") is not None else None,
+        on_checkpoint=lambda kind, path: print(f"{kind} checkpoint: {path}", file=sys.stderr) if kind == "final" else None,
+        on_message=lambda text: print(text, file=sys.stderr),
+    )
+    return events, close
+
+
+def cmd_train(args) -> int:
+    from .trainer import Interrupted, TrainingEvents, train
+
+    config = config_from_args(args)
+    close = lambda: None  # noqa: E731
+    if args.progress == "jsonl":
+        events = _jsonl_events()
+    elif args.progress == "bar":
+        events, close = _bar_events()
+    else:
+        events = TrainingEvents()
+
+    # SIGTERM (the GUI's cancel, a cluster scheduler) stops like Ctrl-C: save a resumable state.
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        result = train(config, resume=args.resume, events=events)
+    except Interrupted as exc:
+        close()
+        if args.progress == "jsonl":
+            print(json.dumps({"event": "interrupted", "resume_path": str(exc.resume_path)}), flush=True)
+        print(f"beauty-app: training interrupted; run the same command with --resume to continue "
+              f"(state saved in {exc.resume_path}).", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    close()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports (and writes the checkpoint)
+    if args.progress == "jsonl":
+        print(json.dumps({"event": "done", "checkpoint": str(result.checkpoint), "val_accuracy": result.val_accuracy,
+                          "elapsed_s": round(result.elapsed_s, 1)}), flush=True)
+    else:
+        accuracy = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
+        print(f"Trained {config.backbone} MANet ({config.attention}) in {result.elapsed_s:.0f} s; "
+              f"validation accuracy {accuracy}; checkpoint {result.checkpoint}")
+    return 0
+
+

@@ -1,0 +1,708 @@
+"""Pseudo saliency and text masks for catalog images, made with OpenCV.
+
+The catalog has no annotated masks, but e-commerce images show one product on a plain backdrop,
+so the product can be cut out by its difference to the backdrop colour (estimated from the image
+border) plus its sharp outline. Images whose border is not a plain backdrop (lifestyle photos,
+collages) or where the cut-out is implausibly small or large are *marked as failed* and left out
+of saliency supervision; a wrong mask would teach the saliency branch the wrong thing.
+
+Printed text (brand, product line, size) is found as runs of strong local contrast that close
+into text lines, filtered by line geometry and kept only on the product.
+
+Masks are cached as PNGs next to the mined training set (see :func:`build_mask_cache`) and can be
+previewed as a contact sheet (:func:`mask_contact_sheet`). No Qt here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from beauty_app.catalog_io import atomic_write_bytes
+from beauty_app.errors import ImageLoadError, UserError
+from beauty_app.imaging import load_image
+from beauty_app.jobs import JobControl, report
+
+logger = logging.getLogger(__name__)
+
+STATUS_OK = "ok"
+STATUS_NOT_UNIFORM = "background not uniform"
+STATUS_FILLS_FRAME = "object fills the frame"
+STATUS_NOTHING = "nothing found"
+STATUS_TOO_SMALL = "image too small"
+STATUS_UNREADABLE = "image could not be loaded"
+
+CACHE_VERSION = 1
+INDEX_NAME = "index.json"
+
+# Masks are estimated at this longest side; the cache stores 256-px images anyway and the
+# thresholds below are tuned in pixels of this scale.
+_WORK_SIDE = 256
+_MIN_SIDE = 16
+# Border band (fraction of the shorter side) from which the backdrop colour is estimated.
+_BORDER_FRAC = 0.03
+# A border pixel within this Lab distance of the backdrop median counts as backdrop...
+_BORDER_TOL = 7.0
+# ...and at least this share of the border must be backdrop. Zoomed catalog views touch the border
+# with the product on one or two sides, real photos have almost no constant border at all.
+_BORDER_MIN_SHARE = 0.6
+# The median border distance is ~0 on a studio backdrop (JPEG noise included) but several Lab units
+# on a photographed surface, even a plain-looking table or wall, because of texture, light fall-off
+# and sensor noise.
+_BORDER_MAX_SPREAD = 1.5
+# Lab distance above which a pixel is product by colour alone. Drop shadows of catalog images darken
+# white by up to ~12 % (about 10 Lab units), so this stays above them.
+_COLOUR_THRESHOLD = 14.0
+# Canny thresholds (8-bit scaled L*, a*, b*): a product's outline against the backdrop is a sharp
+# step even for white packaging on white, whereas soft shadows and JPEG noise give weak gradients.
+_CANNY_LOW, _CANNY_HIGH = 20, 40
+# Pixels this close (Lab) to the backdrop colour are backdrop: below the difference of any printed
+# colour, but above JPEG noise on a studio backdrop.
+_BACKDROP_EPS = 2.0
+# a*/b* edges count only on pixels at least this far from the backdrop (not on JPEG chroma ringing).
+_CHROMA_EDGE_MIN = 5.0
+# Drop shadows darken the backdrop without changing its hue (|a*|, |b*| change below this).
+_SHADOW_CHROMA = 2.5
+# Minimum morphological gradient (grey levels) of a printed letter's stroke edge.
+_TEXT_CONTRAST = 40
+_MIN_COVER, _MAX_COVER = 0.02, 0.95
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass
+class MaskResult:
+    """Pseudo masks of one image, at the image's resolution.
+
+    Attributes:
+        saliency: ``uint8`` {0, 255} product mask, or ``None`` when estimation failed.
+        text: ``uint8`` {0, 255} mask of printed-text lines (may be all zero).
+        status: ``"ok"`` or a short reason why the saliency mask failed.
+    """
+
+    saliency: np.ndarray | None
+    text: np.ndarray
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.saliency is not None
+
+
+# ----------------------------------------------------------------------------- estimation
+def _check_image(image_rgb: np.ndarray) -> np.ndarray:
+    arr = np.asarray(image_rgb)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape (H, W, 3), got {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {arr.dtype}")
+    return np.ascontiguousarray(arr)
+
+
+def _work_image(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape[:2]
+    if max(h, w) <= _WORK_SIDE:
+        return img
+    s = _WORK_SIDE / max(h, w)
+    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _border_pixels(a: np.ndarray, band: int) -> np.ndarray:
+    c = a.shape[2]
+    return np.concatenate([a[:band].reshape(-1, c), a[-band:].reshape(-1, c),
+                           a[band:-band, :band].reshape(-1, c), a[band:-band, -band:].reshape(-1, c)])
+
+
+def _fill_holes(mask: np.ndarray, outside: np.ndarray | None = None) -> np.ndarray:
+    """Fill every unmasked region that is not connected to the outside.
+
+    Args:
+        mask: ``uint8`` {0, 255} mask.
+        outside: Optional boolean map of pixels known to be backdrop; only regions containing one
+            of them stay empty. By default every region touching the image border stays empty,
+            which cannot fill a product cut off by the border.
+    """
+    n, labels = cv2.connectedComponents(np.where(mask > 0, 0, 255).astype(np.uint8), connectivity=4)
+    is_outside = np.zeros(n, bool)
+    if outside is None:
+        for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+            is_outside[edge] = True
+    else:
+        is_outside[labels[outside & (mask == 0)]] = True
+    is_outside[0] = False  # label 0 is the mask itself
+    fill = np.where(is_outside, 0, 255).astype(np.uint8)
+    fill[0] = 255
+    return fill[labels]
+
+
+def _keep_large_components(mask: np.ndarray, rel: float = 0.08, min_frac: float = 0.002) -> np.ndarray:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 2:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep_min = max(rel * areas.max(), min_frac * mask.size)
+    lut = np.zeros(n, np.uint8)
+    lut[1:][areas >= keep_min] = 255
+    return lut[labels]
+
+
+def _resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    if mask.shape == (height, width):
+        return mask
+    out = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.where(out >= 128, 255, 0).astype(np.uint8)
+
+
+def _colour_edges(lab: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Canny edges of lightness, plus those of both colour axes away from the backdrop.
+
+    Cream or tinted packaging often meets its own grey drop shadow with almost no lightness step;
+    the step is in a*/b*. JPEG chroma ringing around saturated products also gives a*/b* edges,
+    but on pixels that are still close to the backdrop colour, so colour edges must lie on pixels
+    that differ from the backdrop.
+    """
+    edges = cv2.Canny(np.clip(lab[..., 0] * 2.55, 0, 255).astype(np.uint8), _CANNY_LOW, _CANNY_HIGH,
+                      L2gradient=True)
+    chroma = None
+    for ch in (1, 2):
+        plane = np.clip(lab[..., ch] * 2.5 + 128.0, 0, 255).astype(np.uint8)
+        e = cv2.Canny(plane, _CANNY_LOW, _CANNY_HIGH, L2gradient=True)
+        chroma = e if chroma is None else chroma | e
+    chroma[dist < _CHROMA_EDGE_MIN] = 0
+    return edges | chroma
+
+
+def _cast_shadow(lab: np.ndarray, bg: np.ndarray, dist: np.ndarray, edges: np.ndarray,
+                 seeds: np.ndarray) -> np.ndarray:
+    """Drop-shadow pixels: darker, same hue as the backdrop, reachable from it without crossing an edge.
+
+    Shadows fade smoothly into the backdrop, so they have no Canny edge between them and it; a
+    product part of the same grey is separated from its shadow by at least a faint outline.
+    """
+    delta = lab - bg
+    neutral = (np.abs(delta[..., 1]) < _SHADOW_CHROMA) & (np.abs(delta[..., 2]) < _SHADOW_CHROMA)
+    like = (neutral & (delta[..., 0] < 0) & (dist < _COLOUR_THRESHOLD)) | (dist < _BACKDROP_EPS)
+    like &= cv2.dilate(edges, np.ones((3, 3), np.uint8)) == 0
+    n, labels = cv2.connectedComponents(like.astype(np.uint8), connectivity=4)
+    reached = np.zeros(n, bool)
+    reached[labels[seeds & like]] = True
+    reached[0] = False
+    return reached[labels]
+
+
+def _peel_boundary(mask: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Drop outline pixels that are closer to the backdrop than to the product next to them.
+
+    Edges and closing put the outline on the outer, anti-aliased pixel; a pixel belongs to the
+    product when it is at least half-way (in colour distance) from the backdrop to the interior.
+    """
+    inner = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)))
+    rim = (mask > 0) & (inner == 0)
+    inner_f = (inner > 0).astype(np.float32)
+    num = cv2.boxFilter(dist * inner_f, -1, (5, 5), normalize=False)
+    den = cv2.boxFilter(inner_f, -1, (5, 5), normalize=False)
+    ref = num / np.maximum(den, 1.0)
+    out = mask.copy()
+    out[rim & (den > 0) & (dist < 0.5 * ref)] = 0
+    return out
+
+
+def _estimate_work(small: np.ndarray, refine: bool) -> tuple[np.ndarray | None, str]:
+    """Saliency at working resolution: backdrop colour difference + sharp outline, filled."""
+    h, w = small.shape[:2]
+    lab = cv2.cvtColor(small.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2Lab)
+    band = max(2, round(_BORDER_FRAC * min(h, w)))
+    border = _border_pixels(lab, band)
+    bg = np.median(border, axis=0)
+    border_dist = np.linalg.norm(border - bg, axis=1)
+    if np.mean(border_dist < _BORDER_TOL) < _BORDER_MIN_SHARE or np.median(border_dist) > _BORDER_MAX_SPREAD:
+        return None, STATUS_NOT_UNIFORM
+
+    dist = np.sqrt(((lab - bg) ** 2).sum(axis=2))
+    mask = np.where(dist > _COLOUR_THRESHOLD, 255, 0).astype(np.uint8)
+    edges = _colour_edges(lab, dist)
+    mask |= edges
+
+    # Outlines of pale packaging have gaps where the product meets its own drop shadow; a generous
+    # closing bridges them so that the interior can be filled. Only regions reached from backdrop
+    # pixels on the image border stay empty, so products cut off by the border are filled too.
+    k = max(3, round(0.035 * max(h, w)) | 1)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    frame = np.zeros((h, w), bool)
+    frame[0], frame[-1], frame[:, 0], frame[:, -1] = True, True, True, True
+    backdrop = dist < _BACKDROP_EPS
+    mask = _fill_holes(mask, frame & backdrop)
+    # The closing also bridged concavities (between a razor's head and handle, say): take back what
+    # is exactly backdrop colour, then fill what that opened inside the product again.
+    mask[backdrop] = 0
+    mask[_cast_shadow(lab, bg, dist, edges, frame & backdrop)] = 0
+    mask = _fill_holes(mask, frame & backdrop)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    mask = _keep_large_components(mask)
+    mask = _peel_boundary(mask, dist)
+    if refine:
+        mask = _grabcut_refine(small, mask)
+
+    cover = float(np.count_nonzero(mask)) / mask.size
+    if cover < _MIN_COVER:
+        return None, STATUS_NOTHING
+    if cover > _MAX_COVER:
+        return None, STATUS_FILLS_FRAME
+    return mask, STATUS_OK
+
+
+def _grabcut_refine(small: np.ndarray, mask: np.ndarray, side: int = 128, iterations: int = 2) -> np.ndarray:
+    """A few GrabCut iterations on a downscaled copy, started from ``mask`` as probable fg/bg."""
+    h, w = mask.shape
+    s = min(1.0, side / max(h, w))
+    sw, sh = max(8, round(w * s)), max(8, round(h * s))
+    img = cv2.resize(small, (sw, sh), interpolation=cv2.INTER_AREA)
+    m = cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_NEAREST)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    gc = np.full((sh, sw), cv2.GC_BGD, np.uint8)
+    gc[cv2.dilate(m, kernel, iterations=2) > 0] = cv2.GC_PR_BGD
+    gc[m > 0] = cv2.GC_PR_FGD
+    gc[cv2.erode(m, kernel, iterations=2) > 0] = cv2.GC_FGD
+    if not (gc == cv2.GC_FGD).any() or not (gc == cv2.GC_BGD).any():
+        return mask
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+        cv2.grabCut(bgr, gc, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:  # degenerate colour models (e.g. a single colour); keep the unrefined mask
+        return mask
+    out = np.where((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
+    return _fill_holes(_resize_mask(out, w, h))
+
+
+def estimate_saliency_mask(image_rgb: np.ndarray, *, refine: bool = False) -> tuple[np.ndarray | None, str]:
+    """Cut the product out of a catalog image on a plain backdrop.
+
+    The backdrop colour is the median of a thin border band, which must be mostly uniform;
+    pixels far from it in Lab, plus sharp outlines (for white packaging on white), are closed,
+    hole-filled and reduced to their large connected components.
+
+    Args:
+        image_rgb: ``uint8`` RGB image of shape (H, W, 3).
+        refine: Run a short GrabCut from the mask (slower; rarely needed on clean catalog images).
+
+    Returns:
+        ``(mask, "ok")`` with a ``uint8`` {0, 255} mask of shape (H, W), or ``(None, reason)``
+        when the image does not look like a product on a plain backdrop.
+    """
+    img = _check_image(image_rgb)
+    h, w = img.shape[:2]
+    if min(h, w) < _MIN_SIDE:
+        return None, STATUS_TOO_SMALL
+    small = _work_image(img)
+    mask, status = _estimate_work(small, refine)
+    if mask is None:
+        return None, status
+    return _resize_mask(mask, w, h), status
+
+
+def _crossings(strokes: np.ndarray) -> int:
+    """Most stroke entries along any row of the middle half of a (horizontal) line box."""
+    h = strokes.shape[0]
+    mid = strokes[h // 4: max(h // 4 + 1, (3 * h + 3) // 4)] > 0
+    mid = np.pad(mid, ((0, 0), (1, 0)))
+    return int((mid[:, 1:] & ~mid[:, :-1]).sum(axis=1).max())
+
+
+def _glyph_like(strokes: np.ndarray, max_thick: int, max_line: int) -> np.ndarray:
+    """Keep stroke blobs that could be letters or words.
+
+    Outlines of shapes (a face on a sheet mask, a pan in a palette) are larger than a text line in
+    both directions, and the edges of trims and labels are long one- to three-pixel lines; either
+    would otherwise be closed together with nearby lettering into one large non-text component.
+    """
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(strokes, connectivity=8)
+    bw, bh = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    short, long_ = np.minimum(bw, bh), np.maximum(bw, bh)
+    keep = (short <= max_thick) & ~((short <= 3) & (long_ > max_line))
+    keep[0] = False
+    return np.where(keep[labels], 255, 0).astype(np.uint8)
+
+
+def _text_work(small: np.ndarray, saliency: np.ndarray | None) -> np.ndarray:
+    """Text-line mask at working resolution (see :func:`estimate_text_mask`)."""
+    h, w = small.shape[:2]
+    side = max(h, w)
+    gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    grad = cv2.morphologyEx(gray, cv2.MORPH_GRADIENT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    strokes = np.where(grad >= _TEXT_CONTRAST, 255, 0).astype(np.uint8)
+    region = None
+    if saliency is not None:
+        # The product's own outline is the strongest gradient of all; drop a band around it.
+        region = cv2.erode(saliency, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+        strokes &= region
+    out = np.zeros((h, w), np.uint8)
+    # Letter gaps (also of spaced capitals) close, the space between two printed lines does not.
+    gap = max(3, round(0.03 * side))
+    min_h, max_h = max(4, round(0.016 * side)), round(0.12 * side)
+    strokes = _glyph_like(strokes, max_h, round(0.06 * side))
+    for vertical in (False, True):
+        kernel = np.ones((gap, 1) if vertical else (1, gap), np.uint8)
+        lines = cv2.morphologyEx(strokes, cv2.MORPH_CLOSE, kernel)
+        stats = cv2.connectedComponentsWithStats(lines, connectivity=8)[2]
+        for x, y, bw, bh, _area in stats[1:]:
+            length, thick = (bh, bw) if vertical else (bw, bh)
+            if not (min_h <= thick <= max_h) or length < 1.5 * thick or length > 0.9 * side:
+                continue
+            box = strokes[y:y + bh, x:x + bw]
+            fill = float(np.count_nonzero(box)) / (bw * bh)
+            if not 0.2 <= fill <= 0.85:  # solid bands and sparse frames or rings are not text
+                continue
+            # Letters cut a line through the middle of the box many times; stripes and edges do not.
+            if _crossings(box.T if vertical else box) < max(3, length // (2 * thick)):
+                continue
+            if region is not None and np.count_nonzero(region[y:y + bh, x:x + bw]) < 0.9 * bw * bh:
+                continue
+            out[y:y + bh, x:x + bw] = 255
+    if saliency is not None:
+        out &= saliency  # a box may overhang a curved product edge by a pixel or two
+    return out
+
+
+def estimate_text_mask(image_rgb: np.ndarray, saliency: np.ndarray | None = None) -> np.ndarray:
+    """Find printed text lines (brand, product line, size) as filled boxes.
+
+    Strong local contrast (a morphological gradient) is closed along rows and along columns
+    (vertical lettering on lipsticks and razors) into line candidates, which are kept when their
+    thickness, length, stroke density and number of glyphs look like text.
+
+    Args:
+        image_rgb: ``uint8`` RGB image of shape (H, W, 3).
+        saliency: Optional product mask of the same size; text is then kept only on the product.
+
+    Returns:
+        ``uint8`` {0, 255} mask of shape (H, W); all zero when no text was found.
+    """
+    img = _check_image(image_rgb)
+    h, w = img.shape[:2]
+    if min(h, w) < _MIN_SIDE:
+        return np.zeros((h, w), np.uint8)
+    small = _work_image(img)
+    sal = None
+    if saliency is not None:
+        sal_arr = np.asarray(saliency)
+        if sal_arr.shape != (h, w):
+            raise ValueError(f"saliency mask of shape {sal_arr.shape} does not match the image {h}x{w}")
+        sal = _resize_mask(np.where(sal_arr > 0, 255, 0).astype(np.uint8), small.shape[1], small.shape[0])
+    return _resize_mask(_text_work(small, sal), w, h)
+
+
+def compute_masks(image_rgb: np.ndarray, *, refine: bool = False) -> MaskResult:
+    """Saliency and text masks of one catalog image.
+
+    When the saliency estimate fails, the text mask is searched over the whole image (useful for
+    previews); :func:`build_mask_cache` does not store it, because without the product region the
+    detector also fires on background clutter.
+    """
+    img = _check_image(image_rgb)
+    h, w = img.shape[:2]
+    if min(h, w) < _MIN_SIDE:
+        return MaskResult(None, np.zeros((h, w), np.uint8), STATUS_TOO_SMALL)
+    small = _work_image(img)
+    sal_small, status = _estimate_work(small, refine)
+    text = _resize_mask(_text_work(small, sal_small), w, h)
+    sal = None if sal_small is None else _resize_mask(sal_small, w, h)
+    return MaskResult(sal, text, status)
+
+
+# ----------------------------------------------------------------------------- cache
+def mask_stem(item_id: str) -> str:
+    """File stem of an item's cached masks: the id itself when it is a safe file name.
+
+    Ids with other characters, or with capitals (which collide on case-insensitive file systems),
+    get a sanitised name plus a short hash of the id.
+    """
+    if _SAFE_ID.fullmatch(item_id) and item_id == item_id.lower():
+        return item_id
+    safe = re.sub(r"[^a-z0-9_.-]", "_", item_id.lower())[:80].lstrip(".") or "_"
+    return f"{safe}-{hashlib.sha1(item_id.encode('utf-8')).hexdigest()[:10]}"
+
+
+def _paths(cache_dir: Path, item_id: str) -> tuple[Path, Path]:
+    stem = mask_stem(item_id)
+    return cache_dir / f"{stem}.sal.png", cache_dir / f"{stem}.txt.png"
+
+
+def _read_index(cache_dir: Path, size: int | None = None) -> dict[str, dict]:
+    path = cache_dir / INDEX_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        logger.warning("Ignoring unreadable mask index %s (%s); masks will be recomputed", path, exc)
+        return {}
+    if (not isinstance(data, dict) or data.get("version") != CACHE_VERSION
+            or not isinstance(data.get("items"), dict)):
+        logger.warning("Mask index %s has another format; masks will be recomputed", path)
+        return {}
+    if size is not None and data.get("size") != size:
+        logger.info("Mask cache %s was made at %s px, not %s px; recomputing",
+                    cache_dir, data.get("size"), size)
+        return {}
+    return data["items"]
+
+
+def _write_index(cache_dir: Path, size: int, items: dict[str, dict]) -> None:
+    text = json.dumps({"version": CACHE_VERSION, "size": size, "items": items}, indent=0, sort_keys=True)
+    atomic_write_bytes(cache_dir / INDEX_NAME, text.encode("utf-8"))
+
+
+def _png_bytes(mask: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:  # pragma: no cover - encoding a uint8 2-D array does not fail
+        raise OSError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _process_item(item_id: str, path: Path, cache_dir: Path, size: int) -> dict:
+    """Load, estimate and write one item's masks; returns its index entry."""
+    try:
+        img = np.asarray(load_image(path, max_side=size))
+    except ImageLoadError as exc:
+        logger.warning("Mask cache: %s", exc)
+        return {"status": STATUS_UNREADABLE, "path": str(path)}
+    res = compute_masks(img)
+    sal_path, txt_path = _paths(cache_dir, item_id)
+    try:
+        if res.saliency is not None:
+            atomic_write_bytes(sal_path, _png_bytes(res.saliency))
+            atomic_write_bytes(txt_path, _png_bytes(res.text))
+        else:  # a stale pair from an earlier run must not be served for a failed image
+            for p in (sal_path, txt_path):
+                p.unlink(missing_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise UserError(f'The mask cache folder "{cache_dir}" cannot be written ({reason}).') from None
+    return {"status": res.status, "path": str(path), "width": img.shape[1], "height": img.shape[0]}
+
+
+def _is_cached(entry: dict | None, path: Path, cache_dir: Path, item_id: str) -> bool:
+    if not entry or entry.get("path") != str(path) or entry.get("status") == STATUS_UNREADABLE:
+        return False
+    if entry.get("status") != STATUS_OK:
+        return True
+    return all(p.is_file() for p in _paths(cache_dir, item_id))
+
+
+def build_mask_cache(items: Sequence[tuple[str, Path]], cache_dir: Path, *, size: int = 256, workers: int = 2,
+                     job: JobControl | None = None) -> dict[str, str]:
+    """Compute and store pseudo masks for catalog images; resumable.
+
+    Writes ``<stem>.sal.png`` and ``<stem>.txt.png`` (``uint8`` {0, 255}, at the image size after
+    loading with longest side ``size``) for each item whose saliency succeeded, and ``index.json``
+    with every item's status. Items already in the index with the same path are skipped, so an
+    interrupted or cancelled run continues where it stopped. Unreadable images are retried.
+
+    Args:
+        items: ``(id, image path)`` pairs; later duplicates of an id are ignored.
+        cache_dir: Folder for the masks (created), usually next to the mined training set.
+        size: Longest side at which images are loaded and masks stored.
+        workers: Threads computing masks (OpenCV and the JPEG decoder release the GIL).
+        job: Optional progress/cancel control; stage ``"masks"``.
+
+    Returns:
+        ``id -> status`` for every item (``"ok"`` or the reason it failed).
+
+    Raises:
+        UserError: ``cache_dir`` cannot be created.
+        Cancelled: the job was cancelled (progress so far is kept in the index).
+    """
+    if size < _MIN_SIDE:
+        raise ValueError(f"size must be at least {_MIN_SIDE} pixels, got {size}")
+    cache_dir = Path(cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise UserError(f'The mask cache folder "{cache_dir}" cannot be created ({reason}).') from None
+
+    index = _read_index(cache_dir, size)
+    statuses: dict[str, str] = {}
+    todo: list[tuple[str, Path]] = []
+    for item_id, path in items:
+        if item_id in statuses:
+            continue
+        path = Path(path)
+        entry = index.get(item_id)
+        if _is_cached(entry, path, cache_dir, item_id):
+            statuses[item_id] = entry["status"]
+        else:
+            statuses[item_id] = ""
+            todo.append((item_id, path))
+    total = len(statuses)
+    done = total - len(todo)
+    logger.info("Mask cache %s: %d cached, %d to compute", cache_dir, done, len(todo))
+    report(job, "masks", done, total, f"{done} of {total} cached")
+
+    last_save = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers)) if workers > 1 else None
+    pending: list[tuple[str, Future | None, Path]] = []
+    try:
+        it = iter(todo)
+        while True:
+            # A small window of submitted work keeps cancellation prompt.
+            while pool is not None and len(pending) < 2 * workers:
+                nxt = next(it, None)
+                if nxt is None:
+                    break
+                pending.append((nxt[0], pool.submit(_process_item, nxt[0], nxt[1], cache_dir, size), nxt[1]))
+            if pool is None:
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((nxt[0], None, nxt[1]))
+            if not pending:
+                break
+            item_id, fut, path = pending.pop(0)
+            entry = fut.result() if fut is not None else _process_item(item_id, path, cache_dir, size)
+            index[item_id] = entry
+            statuses[item_id] = entry["status"]
+            done += 1
+            if time.monotonic() - last_save > 5.0:
+                _write_index(cache_dir, size, index)
+                last_save = time.monotonic()
+            report(job, "masks", done, total, f"{item_id}: {entry['status']}")
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            # Work that finished while the job was being cancelled is kept, not redone next time.
+            for item_id, fut, _ in pending:
+                if fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None:
+                    index[item_id] = fut.result()
+        _write_index(cache_dir, size, index)
+    n_ok = sum(s == STATUS_OK for s in statuses.values())
+    logger.info("Mask cache %s: %d of %d images have a saliency mask", cache_dir, n_ok, total)
+    return statuses
+
+
+def _read_png(path: Path) -> np.ndarray | None:
+    try:
+        data = np.fromfile(path, np.uint8)
+    except (FileNotFoundError, OSError):
+        return None
+    mask = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
+    if mask is None:
+        logger.warning("Cached mask %s cannot be decoded; ignoring it", path)
+    return mask
+
+
+def load_cached_masks(cache_dir: str | os.PathLike[str],
+                      item_id: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Read an item's cached masks.
+
+    Returns:
+        ``(saliency, text)`` as ``uint8`` {0, 255} arrays at the cached size, each ``None`` when
+        the item failed, is not cached or its file is unreadable. Text is only stored for items
+        whose saliency succeeded.
+    """
+    sal_path, txt_path = _paths(Path(cache_dir), item_id)
+    return _read_png(sal_path), _read_png(txt_path)
+
+
+def cached_statuses(cache_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """``id -> status`` of every item in a mask cache's index (empty when there is none)."""
+    return {k: v.get("status", "") for k, v in _read_index(Path(cache_dir)).items()}
+
+
+# ----------------------------------------------------------------------------- preview
+def overlay_masks(image_rgb: np.ndarray, saliency: np.ndarray | None, text: np.ndarray | None) -> np.ndarray:
+    """Draw masks over an image: saliency as a green tint with its contour, text lines as red boxes."""
+    out = _check_image(image_rgb).copy()
+    h, w = out.shape[:2]
+    if saliency is not None:
+        sal = _resize_mask(np.where(saliency > 127, 255, 0).astype(np.uint8), w, h)
+        on = sal > 0
+        out[on] = (out[on] * 0.6 + np.array([0, 255, 0]) * 0.4).astype(np.uint8)
+        contours, _ = cv2.findContours(sal, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, (0, 200, 0), 1, cv2.LINE_AA)
+    if text is not None:
+        txt = _resize_mask(np.where(text > 127, 255, 0).astype(np.uint8), w, h)
+        contours, _ = cv2.findContours(txt, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for c in contours:
+            x, y, bw, bh = cv2.boundingRect(c)
+            cv2.rectangle(out, (x, y), (x + bw - 1, y + bh - 1), (230, 0, 0), 1)
+    return out
+
+
+_CAPTION_H = 16
+
+
+def mask_contact_sheet(items: Sequence[tuple[str, Path]], cache_dir: str | os.PathLike[str],
+                       out_png: str | os.PathLike[str], *, columns: int = 6, thumb: int = 192,
+                       limit: int = 48) -> Path:
+    """Preview cached masks over their images as one PNG grid.
+
+    Each cell is a ``thumb`` x ``thumb`` letterboxed image with the saliency mask (green) and text
+    boxes (red), captioned with the id and, for failures, the reason. The sheet is
+    ``min(columns, n) * thumb`` wide and ``rows * (thumb + 16)`` high for ``n = min(len(items), limit)``.
+
+    Raises:
+        UserError: there are no items, or the PNG cannot be written.
+    """
+    if columns < 1 or thumb < 16 or limit < 1:
+        raise ValueError("columns and limit must be positive and thumb at least 16 pixels")
+    chosen = list(items)[:limit]
+    if not chosen:
+        raise UserError("There are no images to put on the mask contact sheet.")
+    cache_dir = Path(cache_dir)
+    statuses = cached_statuses(cache_dir)
+    cols = min(columns, len(chosen))
+    rows = math.ceil(len(chosen) / cols)
+    cell_h = thumb + _CAPTION_H
+    sheet = Image.new("RGB", (cols * thumb, rows * cell_h), (40, 40, 40))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for k, (item_id, path) in enumerate(chosen):
+        x0, y0 = (k % cols) * thumb, (k // cols) * cell_h
+        status = statuses.get(item_id, "not cached")
+        try:
+            img = np.asarray(load_image(path, max_side=thumb))
+        except ImageLoadError:
+            img, status = None, STATUS_UNREADABLE
+        if img is not None:
+            sal, txt = load_cached_masks(cache_dir, item_id)
+            tile = Image.fromarray(overlay_masks(img, sal, txt))
+            sheet.paste(tile, (x0 + (thumb - tile.width) // 2, y0 + (thumb - tile.height) // 2))
+        caption = item_id if status == STATUS_OK else f"{item_id}: {status}"
+        colour = (220, 220, 220) if status == STATUS_OK else (255, 110, 110)
+        draw.text((x0 + 3, y0 + thumb + 2), _fit(draw, caption, font, thumb - 6), fill=colour, font=font)
+    out = Path(out_png)
+    buf = _encode_png(sheet)
+    try:
+        atomic_write_bytes(out, buf)
+    except OSError as exc:
+        raise UserError(f'The contact sheet "{out}" cannot be written ({exc.strerror or exc}).') from None
+    return out
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _encode_png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()

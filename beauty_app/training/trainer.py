@@ -1,0 +1,511 @@
+"""MANet training: the paper's two-stage schedule on a mined set, with pseudo-mask supervision.
+
+Stage 1 trains the saliency branch (and the classifier head) on a frozen backbone until the
+saliency loss stops improving; stage 2 trains backbone, both branches and head end to end
+("solves non-convergence", Wang et al. 2020, A.3). Paper defaults: SGD momentum 0.9, lr 0.01,
+weight decay 5e-4, 500 iterations with the learning rate decayed to 1e-5, 224x224 inputs,
+normalisation from the mined set.
+
+Losses: cross-entropy on the categories, plus binary cross-entropy of each attention map against
+its target (the pseudo saliency / text mask, or the exact mask of a synthetic "photo"), counted
+only for samples whose target exists and was not marked wrong by an annotator.
+
+The loop reports through :class:`TrainingEvents` callbacks (terminal bar, JSON lines for the GUI),
+saves a resumable state every N iterations and on interruption, and runs under torchrun
+(DistributedDataParallel; gloo on CPU, NCCL on GPU) with rank 0 writing files.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..device import autocast, autocast_dtype, pick_device
+from ..errors import UserError
+from ..imaging import letterbox, load_image
+from ..models.checkpoint import read_checkpoint, save_checkpoint
+from ..models.manet import MANet
+from .augment import CrossDomainAugmenter, cutout
+from .config import TrainConfig
+from .masks import build_mask_cache, load_cached_masks
+from .mining import MinedDataset
+
+log = logging.getLogger(__name__)
+
+MASK_CACHE_DIR = "masks"
+
+
+@dataclass
+class StepInfo:
+    """One optimisation step, as reported to the terminal bar and the GUI (JSON lines)."""
+
+    stage: int
+    iteration: int  # within the stage, 1-based
+    total: int  # iterations planned for the stage
+    loss: float
+    loss_cls: float
+    loss_saliency: float | None
+    loss_text: float | None
+    lr: float
+    throughput: float  # images per second (this process)
+    eta_s: float
+
+
+@dataclass
+class TrainingEvents:
+    """Callbacks of a training run (all optional)."""
+
+    on_step: Callable[[StepInfo], None] | None = None
+    on_stage: Callable[[int, str], None] | None = None
+    on_validation: Callable[[dict], None] | None = None
+    on_checkpoint: Callable[[str, str], None] | None = None  # (kind, path)
+    on_message: Callable[[str], None] | None = None
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    val_accuracy: float | None
+    metrics: dict = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+class Interrupted(Exception):
+    """Training stopped early (Ctrl-C, SIGTERM or cancel); a resumable state was saved."""
+
+    def __init__(self, resume_path: Path):
+        super().__init__(f"training interrupted; resume with --resume (state in {resume_path})")
+        self.resume_path = resume_path
+
+
+# ---------------------------------------------------------------------------- data
+def read_mask_marks(path: str | os.PathLike | None) -> set[tuple[str, str]]:
+    """(id, map) pairs an annotator marked wrong; map is "saliency" or "text"."""
+    if not path:
+        return set()
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Mask marks file {path} does not exist.")
+    wrong = set()
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"id", "map", "mark"} <= set(reader.fieldnames):
+            raise UserError(f"Mask marks file {path.name} needs the columns id,map,mark.")
+        for row in reader:
+            if row["mark"].strip().lower() == "wrong":
+                wrong.add((row["id"].strip(), row["map"].strip().lower()))
+    return wrong
+
+
+class MinedImages(Dataset):
+    """Mined images with their labels and pseudo masks, as tensors for MANet.
+
+    Training samples go through the cross-domain augmenter (pasted "photos" with exact masks, or
+    plain catalog views); validation samples are plain letterboxed catalog views.
+    """
+
+    def __init__(self, rows: list, mask_dir: Path, config: TrainConfig, mean, std, train: bool,
+                 wrong_marks: set[tuple[str, str]] = frozenset()):
+        self.rows = rows
+        self.mask_dir = mask_dir
+        self.size = config.input_size
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.train = train
+        self.wrong = wrong_marks
+        self.augmenter = CrossDomainAugmenter(size=self.size, p_photo=config.photo_probability) if train else None
+        self.seed = config.seed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _masks(self, item_id: str):
+        saliency, text = load_cached_masks(self.mask_dir, item_id)
+        if (item_id, "saliency") in self.wrong:
+            saliency = None
+        if (item_id, "text") in self.wrong:
+            text = None
+        return saliency, text
+
+    def _image(self, row) -> np.ndarray:
+        return np.asarray(load_image(row.path, max_side=2 * self.size))
+
+    def __getitem__(self, index: int):
+        # Sample-level randomness from (seed, index, a per-call counter) keeps runs reproducible
+        # for a given seed without every worker drawing the same augmentations.
+        row = self.rows[index]
+        image = self._image(row)
+        saliency, text = self._masks(row.id)
+        if self.train:
+            rng = np.random.default_rng([self.seed, index, int.from_bytes(os.urandom(4), "little")])
+            other = self.rows[int(rng.integers(len(self.rows)))]
+            distractors = []
+            other_saliency, _ = self._masks(other.id)
+            if other.id != row.id and other_saliency is not None and other_saliency.any():
+                distractors = [cutout(self._image(other), other_saliency)]
+            sample = self.augmenter(image, saliency, text, rng, distractors=distractors)
+            picture, saliency_t, text_t = sample.image, sample.saliency, sample.text
+        else:
+            picture, saliency_t, text_t = _plain_view(image, saliency, text, self.size)
+        tensor = torch.from_numpy(np.array(picture, dtype=np.float32)).permute(2, 0, 1).div_(255)
+        tensor = (tensor - self.mean) / self.std
+
+        def target(mask):
+            if mask is None:
+                return torch.zeros(1, self.size, self.size), torch.tensor(0.0)
+            return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None], torch.tensor(1.0)
+
+        saliency_target, saliency_valid = target(saliency_t)
+        text_target, text_valid = target(text_t)
+        return {"image": tensor, "label": int(row.label), "saliency": saliency_target, "saliency_valid": saliency_valid,
+                "text": text_target, "text_valid": text_valid}
+
+
+def _plain_view(image: np.ndarray, saliency, text, size: int):
+    """Letterbox an image and its masks to size x size (white / zero padding)."""
+    from PIL import Image
+
+    from ..imaging import letterbox_box
+
+    height, width = image.shape[:2]
+    picture = np.asarray(letterbox(Image.fromarray(image), size))
+    left, top, new_w, new_h = letterbox_box(width, height, size)
+
+    def place(mask):
+        if mask is None:
+            return None
+        import cv2
+
+        canvas = np.zeros((size, size), np.float32)
+        canvas[top:top + new_h, left:left + new_w] = cv2.resize(
+            mask.astype(np.float32) / 255.0, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        return canvas
+
+    return picture, place(saliency), place(text)
+
+
+class _EndlessSampler(torch.utils.data.Sampler):
+    """Shuffled indices forever (iteration-based training), split across distributed ranks."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1):
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = 0
+        while True:
+            generator = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+            order = torch.randperm(self.size, generator=generator).tolist()
+            yield from order[self.rank::self.world]
+            epoch += 1
+
+
+# ---------------------------------------------------------------------------- schedule and losses
+def decayed_lr(config: TrainConfig, step: int, total: int) -> float:
+    """Exponential decay from lr to final_lr over `total` steps (the paper's "slows down to 1e-5")."""
+    if total <= 1:
+        return config.lr
+    fraction = min(max(step / (total - 1), 0.0), 1.0)
+    return config.lr * (config.final_lr / config.lr) ** fraction
+
+
+def attention_loss(logits: torch.Tensor | None, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
+    """BCE between an attention logit map (B,1,h,w) and a mask target pooled to h x w, valid samples only."""
+    if logits is None or valid.sum() == 0:
+        return None
+    pooled = F.adaptive_avg_pool2d(target, logits.shape[-2:])
+    per_sample = F.binary_cross_entropy_with_logits(logits.float(), pooled, reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * valid).sum() / valid.sum()
+
+
+def _set_modes(model: MANet, stage: int) -> None:
+    """Train mode, except a frozen backbone keeps its pretrained batch-norm statistics in stage 1."""
+    model.train()
+    if stage == 1:
+        model.backbone.eval()
+
+
+def _set_trainable(model: MANet, stage: int) -> list[nn.Parameter]:
+    """Stage 1: saliency branch + head on a frozen backbone; stage 2: everything."""
+    _set_modes(model, stage)
+    groups = model.parameter_groups()
+    trainable = (groups["saliency"] + groups["classifier"]) if stage == 1 else [p for p in model.parameters()]
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for parameter in trainable:
+        parameter.requires_grad_(True)
+    return trainable
+
+
+# ---------------------------------------------------------------------------- distributed
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: torch.device) -> _Dist:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _all_reduce_mean(value: torch.Tensor, dist_info: _Dist) -> torch.Tensor:
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= dist_info.world
+    return value
+
+
+# ---------------------------------------------------------------------------- the run
+def resume_path_for(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".resume")
+
+
+def prepare_masks(dataset: MinedDataset, workers: int = 2, job=None) -> Path:
+    """Build (or reuse) the pseudo-mask cache next to the mined set."""
+    cache = Path(dataset.root) / MASK_CACHE_DIR
+    items = [(row.id, Path(row.path)) for row in dataset.train + dataset.val]
+    build_mask_cache(items, cache, workers=workers, job=job)
+    return cache
+
+
+def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict:
+    """Top-1 accuracy (and per-class accuracy) on a plain-view loader (leaves the model in eval mode)."""
+    model.eval()
+    correct = total = 0
+    per_class: dict[int, list[int]] = {}
+    with torch.inference_mode():
+        for batch in loader:
+            with autocast(device, config.amp):
+                out = model(batch["image"].to(device), saliency=_external(batch, device, model))
+            predicted = out.logits.float().argmax(dim=1).cpu()
+            for label, guess in zip(batch["label"].tolist(), predicted.tolist()):
+                stats = per_class.setdefault(label, [0, 0])
+                stats[0] += int(label == guess)
+                stats[1] += 1
+            correct += int((predicted == batch["label"]).sum())
+            total += len(predicted)
+    return {"val_accuracy": correct / total if total else None, "val_images": total,
+            "val_per_class": {str(k): v[0] / v[1] for k, v in sorted(per_class.items())}}
+
+
+def _external(batch, device, model: MANet):
+    """Saliency input for the external-saliency variant: the pseudo mask, all ones where none."""
+    if not model.external_saliency:
+        return None
+    masks = batch["saliency"].clone()
+    missing = batch["saliency_valid"] == 0
+    masks[missing] = 1.0
+    return masks.to(device)
+
+
+def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Run (or resume) a training run; returns the final checkpoint and its validation accuracy.
+
+    Raises:
+        Interrupted: stopped by `should_stop` or KeyboardInterrupt; a resumable state was saved.
+        UserError: bad data folder, missing weights, resume state that does not fit the config.
+    """
+    events = events or TrainingEvents()
+    started = time.perf_counter()
+    device = pick_device(config.device)
+    dist_info = _init_distributed(device)
+    if device.type == "cuda" and dist_info.world > 1:
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    torch.manual_seed(config.seed + dist_info.rank)
+
+    def say(message: str) -> None:
+        if dist_info.main and events.on_message:
+            events.on_message(message)
+
+    dataset = MinedDataset.load(config.data)
+    if not dataset.train:
+        raise UserError(f"The mined set in {config.data} has no training images.")
+    mask_dir = Path(dataset.root) / MASK_CACHE_DIR
+    if dist_info.main:
+        say(f"pseudo masks for {len(dataset.train) + len(dataset.val)} images (cached in {mask_dir})")
+        prepare_masks(dataset, workers=config.workers)
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    wrong = read_mask_marks(config.mask_marks)
+    classes = list(dataset.classes)
+    mean, std = tuple(dataset.mean), tuple(dataset.std)
+
+    pretrained = config.weights or config.pretrained
+    model = MANet(config.backbone, len(classes), attention=config.attention, pretrained=pretrained,
+                  external_saliency=config.external_saliency).to(device)
+    out_path = Path(config.out)
+    state_path = resume_path_for(out_path)
+    stage, step_in_stage, optimizer_state = (1 if config.two_stage else 2), 0, None
+    if resume:
+        if not state_path.is_file():
+            raise UserError(f"There is no interrupted run to resume ({state_path} does not exist).")
+        payload = read_checkpoint(state_path)
+        model.load_state_dict(payload["state_dict"])
+        extra = payload.get("extra", {})
+        stage, step_in_stage = int(extra["stage"]), int(extra["step"])
+        optimizer_state = extra.get("optimizer")
+        say(f"resuming stage {stage} at iteration {step_in_stage}")
+
+    train_set = MinedImages(dataset.train, mask_dir, config, mean, std, train=True, wrong_marks=wrong)
+    val_set = MinedImages(dataset.val, mask_dir, config, mean, std, train=False, wrong_marks=wrong)
+    per_rank_batch = max(1, config.batch_size // dist_info.world)
+    loader_args = {"num_workers": config.workers, "persistent_workers": config.workers > 0,
+                   "pin_memory": device.type == "cuda"}
+    train_loader = DataLoader(train_set, batch_size=per_rank_batch,
+                              sampler=_EndlessSampler(len(train_set), config.seed, dist_info.rank, dist_info.world),
+                              drop_last=True, **loader_args)
+    val_loader = DataLoader(val_set, batch_size=per_rank_batch, shuffle=False, num_workers=config.workers)
+    batches = iter(train_loader)
+    use_scaler = device.type == "cuda" and autocast_dtype(device, config.amp) == torch.float16
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+
+    metrics: dict = {}
+
+    def save_state(current_stage: int, step: int, optimizer) -> None:
+        if dist_info.main:
+            save_checkpoint(state_path, model, class_names=classes, input_size=config.input_size, mean=mean,
+                            std=std, train_config=asdict(config),
+                            extra={"stage": current_stage, "step": step, "optimizer": optimizer.state_dict()})
+            if events.on_checkpoint:
+                events.on_checkpoint("resume", str(state_path))
+
+    position = {"stage": stage, "step": step_in_stage, "optimizer": None}
+    try:
+        for current_stage in (1, 2):
+            if current_stage < stage or (current_stage == 1 and not config.two_stage):
+                continue
+            total = config.stage1_iterations if current_stage == 1 else config.iterations
+            trainable = _set_trainable(model, current_stage)
+            if dist_info.world > 1:
+                from torch.nn.parallel import DistributedDataParallel
+
+                network = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                  find_unused_parameters=current_stage == 1)
+            else:
+                network = model
+            optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum,
+                                        weight_decay=config.weight_decay)
+            if optimizer_state is not None and current_stage == stage:
+                optimizer.load_state_dict(optimizer_state)
+            first = step_in_stage if current_stage == stage else 0
+            position.update(stage=current_stage, step=first, optimizer=optimizer)
+            if dist_info.main and events.on_stage:
+                events.on_stage(current_stage, "saliency branch on a frozen backbone" if current_stage == 1
+                                else "end to end")
+            smoothed, best, since_best = None, math.inf, 0
+            stage_start = time.perf_counter()
+            for step in range(first, total):
+                if should_stop is not None and should_stop():
+                    raise KeyboardInterrupt
+                lr = decayed_lr(config, step, total) if current_stage == 2 else config.lr
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch = next(batches)
+                images = batch["image"].to(device, non_blocking=True)
+                labels = batch["label"].to(device)
+                with autocast(device, config.amp):
+                    out = network(images, saliency=_external(batch, device, model))
+                loss_cls = F.cross_entropy(out.logits.float(), labels)
+                loss_sal = attention_loss(out.saliency_logits, batch["saliency"].to(device),
+                                          batch["saliency_valid"].to(device))
+                loss_text = attention_loss(out.text_logits, batch["text"].to(device), batch["text_valid"].to(device))
+                loss = loss_cls
+                if loss_sal is not None:
+                    loss = loss + config.saliency_weight * loss_sal
+                if loss_text is not None and current_stage == 2:
+                    loss = loss + config.text_weight * loss_text
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                if not torch.isfinite(loss):
+                    raise UserError("The training loss became NaN or infinite; lower --lr and try again.")
+                done = step + 1
+                position["step"] = done
+                elapsed = time.perf_counter() - stage_start
+                rate = (done - first) * images.shape[0] / max(elapsed, 1e-9)
+                eta = (total - done) * elapsed / max(done - first, 1)
+                reported = _all_reduce_mean(loss.detach().float(), dist_info).item()
+                if dist_info.main and events.on_step:
+                    events.on_step(StepInfo(current_stage, done, total, reported, loss_cls.item(),
+                                            None if loss_sal is None else loss_sal.item(),
+                                            None if loss_text is None else loss_text.item(), lr, rate, eta))
+                if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total:
+                    save_state(current_stage, done, optimizer)
+                if config.validate_every and current_stage == 2 and done % config.validate_every == 0 and done < total:
+                    result = evaluate_accuracy(model, val_loader, device, config)
+                    _set_modes(model, current_stage)
+                    if dist_info.main and events.on_validation:
+                        events.on_validation({"stage": current_stage, "iteration": done, **result})
+                if current_stage == 1 and loss_sal is not None:
+                    # Convergence of stage 1: the smoothed saliency loss has not improved by 1% in 30 steps.
+                    value = loss_sal.item()
+                    smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
+                    if smoothed < best * 0.99:
+                        best, since_best = smoothed, 0
+                    else:
+                        since_best += 1
+                    if since_best >= 30 and done >= 40:
+                        say(f"saliency branch converged after {done} iterations")
+                        break
+            optimizer_state = None
+            stage = current_stage + 1
+            step_in_stage = 0
+    except KeyboardInterrupt:
+        if position["optimizer"] is not None:
+            save_state(position["stage"], position["step"], position["optimizer"])
+        raise Interrupted(state_path) from None
+
+    metrics = evaluate_accuracy(model, val_loader, device, config)
+    metrics["train_images"] = len(dataset.train)
+    metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+    metrics["device"] = str(device)
+    if dist_info.main and events.on_validation:
+        events.on_validation({"stage": 2, "iteration": config.iterations, "final": True, **metrics})
+    if dist_info.main:
+        save_checkpoint(out_path, model, class_names=classes, input_size=config.input_size, mean=mean, std=std,
+                        train_config=asdict(config), metrics=metrics)
+        state_path.unlink(missing_ok=True)
+        if events.on_checkpoint:
+            events.on_checkpoint("final", str(out_path))
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return TrainResult(out_path, metrics.get("val_accuracy"), metrics, time.perf_counter() - started)
