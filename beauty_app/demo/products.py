@@ -705,7 +705,7 @@ def generate_demo(out_dir: str | Path, *, n_products: int = 60, views_per_produc
     overwritten. The same arguments give byte-identical files for any number of ``workers``.
 
     Raises:
-        UserError: when an argument is out of range or a kind is unknown.
+        UserError: when an argument is out of range, a kind is unknown or ``out_dir`` cannot be made.
     """
     lo, hi = views_per_product
     kinds = tuple(kinds) if kinds else KINDS
@@ -721,8 +721,11 @@ def generate_demo(out_dir: str | Path, *, n_products: int = 60, views_per_produc
     root = Path(out_dir)
     cat_dir, q_dir = root / "catalog", root / "queries"
     masks_dir = root / "masks" if save_masks else None
-    for d in filter(None, (cat_dir, q_dir, masks_dir)):
-        d.mkdir(parents=True, exist_ok=True)
+    try:
+        for d in filter(None, (cat_dir, q_dir, masks_dir)):
+            d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"Cannot create the demo folder {root}: {exc.strerror or exc}.") from exc
 
     products = make_products(n_products, seed, kinds)
     rng = np.random.default_rng([seed, 3])

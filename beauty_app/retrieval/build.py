@@ -35,21 +35,26 @@ class BuildSummary:
         return self.indexed / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def _record(entry: CatalogEntry, vector, thumbnail: bytes) -> ItemRecord:
-    return ItemRecord(entry.id, str(entry.path), entry.description, entry.category, vector, thumbnail)
+#: Poolings stored beside the index's own so the app can compare rankings (cheap: same forward pass).
+COMPARISON_POOLINGS = ("gap", "mac", "rmac", "srmac")
 
 
 def _featurise(index: CatalogIndex, entries: list[CatalogEntry], extractor: FeatureExtractor,
                summary: BuildSummary, job: JobControl | None, staged: bool = False) -> None:
     done = 0
     report(job, "index", 0, len(entries), "featurising catalog images")
-    for good, vectors, thumbs, failures in extractor.iter_batches(entries):
-        records = [_record(entry, vector, thumb) for entry, vector, thumb in zip(good, vectors, thumbs)]
-        reasons = [(entry.id, reason) for entry, reason in failures]
+    extra = extractor.usable_poolings(COMPARISON_POOLINGS)
+    for batch in extractor.iter_batches(entries, extra_poolings=extra):
+        records = [
+            ItemRecord(entry.id, str(entry.path), entry.description, entry.category, batch.vectors[i],
+                       batch.thumbnails[i], {name: vectors[i] for name, vectors in batch.extra.items()})
+            for i, entry in enumerate(batch.items)
+        ]
+        reasons = [(entry.id, reason) for entry, reason in batch.failures]
         index.add_items(records, reasons, staged=staged)
         summary.indexed += len(records)
         summary.skipped.extend(reasons)
-        done += len(good) + len(failures)
+        done += len(batch.items) + len(batch.failures)
         report(job, "index", done, len(entries), f"{summary.indexed} indexed, {len(summary.skipped)} skipped")
 
 

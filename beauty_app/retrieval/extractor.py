@@ -45,6 +45,17 @@ class QueryAnalysis:
     regions: list[tuple[int, int, int, int, float, bool]] = field(default_factory=list)  # image pixels
 
 
+@dataclass
+class Batch:
+    """One batch of a many-image extraction: the readable items and their vectors, and the failures."""
+
+    items: list
+    vectors: np.ndarray  # (len(items), D) with the extractor's own pooling
+    thumbnails: list[bytes]
+    failures: list[tuple[object, str]]
+    extra: dict[str, np.ndarray]  # other poolings asked for, same rows
+
+
 def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
     """A small JPEG of the image for result grids and the catalog browser."""
     thumb = image.copy()
@@ -124,17 +135,33 @@ class FeatureExtractor:
         return pooling_ops.POOLINGS[self.pooling](out.features.float(), saliency)
 
     @torch.inference_mode()
-    def vectors(self, batch: torch.Tensor) -> np.ndarray:
-        """Pooled L2-normalised vectors (N,D) for a normalised batch (N,3,S,S), all scales summed."""
-        total = None
+    def pooled(self, batch: torch.Tensor, poolings: Sequence[str]) -> dict[str, np.ndarray]:
+        """Vectors of several poolings from one forward pass per scale: {pooling: (N,D) unit vectors}.
+
+        Pooling is cheap next to the network, so the GUI's pooling comparison costs almost nothing
+        extra when the catalog is indexed.
+        """
+        totals: dict[str, torch.Tensor] = {}
         for scale in self.scales:
             scaled = batch
             if scale != 1.0:
                 side = max(32, int(round(batch.shape[-1] * scale)))
                 scaled = F.interpolate(batch, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
-            pooled = self._pool(self._forward(scaled))
-            total = pooled if total is None else total + pooled
-        return F.normalize(total, dim=1).cpu().numpy().astype(np.float32)
+            out = self._forward(scaled)
+            features = out.features.float()
+            saliency = out.saliency.float() if out.saliency is not None else None
+            for name in poolings:
+                pooled = pooling_ops.POOLINGS[name](features, saliency)
+                totals[name] = pooled if name not in totals else totals[name] + pooled
+        return {name: F.normalize(total, dim=1).cpu().numpy().astype(np.float32) for name, total in totals.items()}
+
+    def vectors(self, batch: torch.Tensor) -> np.ndarray:
+        """Pooled L2-normalised vectors (N,D) for a normalised batch (N,3,S,S), all scales summed."""
+        return self.pooled(batch, (self.pooling,))[self.pooling]
+
+    def usable_poolings(self, names: Sequence[str]) -> list[str]:
+        """The poolings among `names` this model can compute (SR-MAC needs a saliency branch)."""
+        return [n for n in names if n in pooling_ops.POOLINGS and (n != "srmac" or self.bundle.has_saliency)]
 
     # ------------------------------------------------------------------ single query
     @torch.inference_mode()
@@ -185,14 +212,15 @@ class FeatureExtractor:
             return None, None, str(exc)
         return self.to_tensor(image), make_thumbnail(image), None
 
-    def iter_batches(
-        self, items: Sequence, path_of: Callable = lambda item: item.path
-    ) -> Iterator[tuple[list, np.ndarray, list[bytes], list[tuple[object, str]]]]:
-        """Decode `items` in parallel and yield (good_items, vectors, thumbnails, failures) per batch.
+    def iter_batches(self, items: Sequence, path_of: Callable = lambda item: item.path,
+                     extra_poolings: Sequence[str] = ()) -> Iterator[Batch]:
+        """Decode `items` in parallel and yield one :class:`Batch` of vectors at a time.
 
         Decoding runs on a small thread pool a batch ahead of the network, so the CPU/GPU is kept busy
         while the next images are read. Bad files become (item, reason) failures, never exceptions.
+        `extra_poolings` are computed from the same forward pass (for pooling comparisons).
         """
+        poolings = [self.pooling, *[p for p in extra_poolings if p != self.pooling]]
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
             def submit(chunk):
                 return [pool.submit(self._decode, path_of(item)) for item in chunk]
@@ -202,22 +230,26 @@ class FeatureExtractor:
             for index, chunk in enumerate(chunks):
                 results = [future.result() for future in pending]
                 pending = submit(chunks[index + 1]) if index + 1 < len(chunks) else None
-                good, tensors, thumbs, failures = [], [], [], []
+                batch = Batch([], np.zeros((0, self.dim), np.float32), [], [], {})
+                tensors = []
                 for item, (tensor, thumb, error) in zip(chunk, results):
                     if error is not None:
-                        failures.append((item, error))
+                        batch.failures.append((item, error))
                     else:
-                        good.append(item)
+                        batch.items.append(item)
                         tensors.append(tensor)
-                        thumbs.append(thumb)
-                vectors = self.vectors(torch.stack(tensors)) if tensors else np.zeros((0, self.dim), np.float32)
-                yield good, vectors, thumbs, failures
+                        batch.thumbnails.append(thumb)
+                if tensors:
+                    vectors = self.pooled(torch.stack(tensors), poolings)
+                    batch.vectors = vectors.pop(self.pooling)
+                    batch.extra = vectors
+                yield batch
 
     def extract_paths(self, paths: Iterable) -> tuple[np.ndarray, list[tuple[object, str]]]:
         """Vectors for image files (in order, failures left out and returned with reasons)."""
         items = list(paths)
         vectors, failures = [], []
-        for _good, batch_vectors, _thumbs, batch_failures in self.iter_batches(items, path_of=lambda p: p):
-            vectors.append(batch_vectors)
-            failures.extend(batch_failures)
+        for batch in self.iter_batches(items, path_of=lambda p: p):
+            vectors.append(batch.vectors)
+            failures.extend(batch.failures)
         return (np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)), failures

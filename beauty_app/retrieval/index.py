@@ -61,6 +61,12 @@ CREATE TABLE IF NOT EXISTS staged (
     vector BLOB NOT NULL,
     thumbnail BLOB
 );
+CREATE TABLE IF NOT EXISTS alt_vectors (
+    pooling TEXT NOT NULL,
+    id TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (pooling, id)
+);
 CREATE TABLE IF NOT EXISTS skipped (
     item TEXT PRIMARY KEY,
     reason TEXT NOT NULL
@@ -103,6 +109,7 @@ class ItemRecord:
     category: str
     vector: np.ndarray
     thumbnail: bytes | None = None
+    extra: dict[str, np.ndarray] | None = None  # vectors of other poolings, for ranking comparisons
 
 
 def _normalize(vectors: np.ndarray) -> np.ndarray:
@@ -264,6 +271,7 @@ class CatalogIndex:
         self._whitening_loaded = False
         self._row_cache: np.ndarray | None = None
         self._search_cache: np.ndarray | None = None
+        self._alt_cache: dict[str, tuple[np.ndarray, faiss.Index]] = {}
 
     # ----------------------------------------------------------------- opening and creating
     @classmethod
@@ -415,6 +423,11 @@ class CatalogIndex:
                     "category=excluded.category, vector=excluded.vector, thumbnail=excluded.thumbnail",
                     (record.id, record.path, record.description, record.category, vector.tobytes(), record.thumbnail),
                 )
+                for pooling, extra in (record.extra or {}).items():
+                    self._db.execute(
+                        "INSERT INTO alt_vectors(pooling, id, vector) VALUES(?,?,?) "
+                        "ON CONFLICT(pooling, id) DO UPDATE SET vector=excluded.vector",
+                        (pooling, record.id, np.ascontiguousarray(extra, dtype=np.float32).tobytes()))
             if not staged:
                 self._db.executemany("DELETE FROM skipped WHERE item = ?", [(r.id,) for r in records])
                 self._bump_revision()
@@ -447,6 +460,7 @@ class CatalogIndex:
         with self._db:
             before = self.count()
             self._db.executemany("DELETE FROM items WHERE id = ?", [(item,) for item in ids])
+            self._db.executemany("DELETE FROM alt_vectors WHERE id = ?", [(item,) for item in ids])
             removed = before - self.count()
             self._bump_revision()
         return removed
@@ -491,6 +505,7 @@ class CatalogIndex:
         self._faiss = index
         self._row_cache = None
         self._search_cache = None
+        self._alt_cache = {}
 
     # ----------------------------------------------------------------- reading
     def count(self) -> int:
@@ -608,6 +623,35 @@ class CatalogIndex:
                 item_id, path, description, category = records[row]
                 hits.append(SearchHit(rank, item_id, score, path, description, category, row))
             results.append(hits)
+        return results
+
+    def alternate_poolings(self) -> list[str]:
+        """Other poolings whose catalog vectors are stored for every catalog row (for comparisons)."""
+        count = self.count()
+        rows = self._db.execute(
+            "SELECT a.pooling, count(*) FROM alt_vectors a JOIN items i ON i.id = a.id GROUP BY a.pooling").fetchall()
+        return sorted(pooling for pooling, n in rows if n == count and count > 0)
+
+    def search_alternate(self, pooling: str, vectors: np.ndarray, k: int = 7) -> list[list[SearchHit]]:
+        """Exact search among the stored vectors of another pooling (no whitening), for comparisons."""
+        if pooling not in self._alt_cache:
+            if pooling not in self.alternate_poolings():
+                raise IndexStoreError(f"This index has no {pooling} vectors to compare with; rebuild it to add them.")
+            found = self._db.execute(
+                "SELECT i.row, a.vector FROM alt_vectors a JOIN items i ON i.id = a.id WHERE a.pooling = ? "
+                "ORDER BY i.row", (pooling,)).fetchall()
+            rows = np.array([r for r, _ in found], dtype=np.int64)
+            matrix = _normalize(np.frombuffer(b"".join(v for _, v in found), np.float32).reshape(len(found), -1))
+            self._alt_cache[pooling] = (rows, make_faiss_index(matrix, "flat"))
+        rows, index = self._alt_cache[pooling]
+        queries = _normalize(np.atleast_2d(np.asarray(vectors, np.float32)))
+        scores, positions = index.search(queries, min(k, index.ntotal))
+        results = []
+        for q in range(len(queries)):
+            chosen = [(float(s), int(rows[p])) for s, p in zip(scores[q], positions[q]) if p >= 0]
+            records = self._records([row for _, row in chosen])
+            results.append([SearchHit(rank, *records[row][:1], score, *records[row][1:], row)
+                            for rank, (score, row) in enumerate(chosen, start=1)])
         return results
 
     def _search_vectors(self) -> np.ndarray:

@@ -83,14 +83,31 @@ class SearchSession:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def search_image(self, image: Image.Image | str | os.PathLike, k: int = 7, query_expansion: int = 0) -> QueryResult:
-        """Analyse and search one image (a decoded image or a file; bad files raise ImageLoadError)."""
+    @property
+    def pooling(self) -> str:
+        return self.extractor.pooling
+
+    def available_poolings(self) -> list[str]:
+        """The index's own pooling first, then the others stored for ranking comparisons."""
+        return [self.pooling] + [p for p in self.index.alternate_poolings() if p != self.pooling]
+
+    def search_image(self, image: Image.Image | str | os.PathLike, k: int = 7, query_expansion: int = 0,
+                     pooling: str | None = None) -> QueryResult:
+        """Analyse and search one image (a decoded image or a file; bad files raise ImageLoadError).
+
+        Args:
+            pooling: rank with another pooling stored in the index (comparison; no whitening or QE).
+        """
         name = "image"
         if not isinstance(image, Image.Image):
             name = str(image)
             image = load_image(image, max_side=DECODE_MAX_SIDE)
         analysis = self.extractor.analyze(image)
-        hits = self.index.search(analysis.vector[None], k, query_expansion=query_expansion)[0]
+        if pooling is None or pooling == self.pooling:
+            hits = self.index.search(analysis.vector[None], k, query_expansion=query_expansion)[0]
+        else:
+            vector = self.extractor.pooled(self.extractor.to_tensor(image)[None], [pooling])[pooling]
+            hits = self.index.search_alternate(pooling, vector, k)[0]
         return QueryResult(name, hits, analysis)
 
     def search_files(self, paths: Sequence[str | os.PathLike], k: int = 7, query_expansion: int = 0,
@@ -100,15 +117,14 @@ class SearchSession:
         results: dict[int, QueryResult] = {}
         done = 0
         report(job, "search", 0, len(paths), "searching")
-        for good, vectors, _thumbs, failures in self.extractor.iter_batches(list(enumerate(paths)),
-                                                                              path_of=lambda item: item[1]):
-            if len(good):
-                hits = self.index.search(vectors, k, query_expansion=query_expansion)
-                for (position, path), query_hits in zip(good, hits):
+        for batch in self.extractor.iter_batches(list(enumerate(paths)), path_of=lambda item: item[1]):
+            if batch.items:
+                hits = self.index.search(batch.vectors, k, query_expansion=query_expansion)
+                for (position, path), query_hits in zip(batch.items, hits):
                     results[position] = QueryResult(str(path), query_hits)
-            for (position, path), reason in failures:
+            for (position, path), reason in batch.failures:
                 results[position] = QueryResult(str(path), [], error=reason)
-            done += len(good) + len(failures)
+            done += len(batch.items) + len(batch.failures)
             report(job, "search", done, len(paths), f"{done} of {len(paths)} queries")
         return [results[i] for i in range(len(paths))]
 

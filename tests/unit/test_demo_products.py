@@ -12,8 +12,14 @@ import pytest
 from PIL import Image
 
 from beauty_app.demo import products as demo
-from beauty_app.demo.products import (KIND_SYNONYMS, KINDS, generate_demo, make_products, render_catalog_image,
-                                      render_query_photo)
+from beauty_app.demo.products import (
+    KIND_SYNONYMS,
+    KINDS,
+    generate_demo,
+    make_products,
+    render_catalog_image,
+    render_query_photo,
+)
 from beauty_app.errors import UserError
 
 SIZE = 96
@@ -36,7 +42,8 @@ def _read_truth(ds) -> tuple[list[str], list[list[str]]]:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    return generate_demo(tmp_path_factory.mktemp("demo"), n_products=20, image_size=SIZE, seed=3, save_masks=True)
+    root = tmp_path_factory.mktemp("demo")
+    return generate_demo(root, n_products=20, image_size=SIZE, seed=3, save_masks=True)
 
 
 def test_kinds_cover_the_paper_categories():
@@ -46,12 +53,13 @@ def test_kinds_cover_the_paper_categories():
         assert kind in KINDS
 
 
-def test_same_arguments_give_identical_files_with_and_without_workers(tmp_path):
-    kwargs = dict(n_products=8, image_size=SIZE, seed=11, save_masks=True)
+def test_same_arguments_give_identical_files_with_and_without_workers(tmp_path, caplog):
+    kwargs = {"n_products": 8, "image_size": SIZE, "seed": 11, "save_masks": True}
     a = _files(generate_demo(tmp_path / "a", **kwargs).root)
     b = _files(generate_demo(tmp_path / "b", **kwargs).root)
     c = _files(generate_demo(tmp_path / "c", workers=2, **kwargs).root)
     assert len(a) > 10 and a == b == c
+    assert "failed to start" not in caplog.text  # the worker pool really ran
     other = _files(generate_demo(tmp_path / "d", **{**kwargs, "seed": 12}).root)
     assert other["catalog/c000000.jpg"] != a["catalog/c000000.jpg"]
 
@@ -128,7 +136,8 @@ def test_products_of_one_kind_differ_but_keep_their_shape_family():
                 assert same[i] != same[j]
                 (a, ma), (b, mb) = shots[i], shots[j]
                 union = ma | mb
-                diff = np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean(axis=2)[union].mean()
+                diff = np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean(axis=2)
+                diff = diff[union].mean()
                 assert diff > 8.0, (kind, i, j, diff)
                 assert (ma & mb).sum() > 0.3 * union.sum()  # same kind, similar silhouette
 
@@ -154,8 +163,26 @@ def test_occluder_hides_at_most_a_quarter_of_the_product():
 
 def test_catalog_views_differ_from_each_other():
     p = make_products(1)[0]
-    views = [np.asarray(render_catalog_image(p, v, SIZE, np.random.default_rng(0))[0], np.float32) for v in range(3)]
+    views = [np.asarray(render_catalog_image(p, v, SIZE, np.random.default_rng(0))[0], np.float32)
+             for v in range(3)]
     assert np.abs(views[0] - views[1]).mean() > 3 and np.abs(views[0] - views[2]).mean() > 3
+
+
+def test_broken_worker_pool_falls_back_to_identical_serial_output(tmp_path, monkeypatch):
+    class BrokenPool:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            raise demo.BrokenProcessPool("workers could not start")
+
+        def __exit__(self, *exc):
+            return False
+
+    kwargs = {"n_products": 4, "image_size": 64, "seed": 2}
+    serial = _files(generate_demo(tmp_path / "a", **kwargs).root)
+    monkeypatch.setattr(demo, "ProcessPoolExecutor", BrokenPool)
+    assert _files(generate_demo(tmp_path / "b", workers=3, **kwargs).root) == serial
 
 
 def test_kinds_subset_progress_and_speed(tmp_path):
@@ -170,9 +197,16 @@ def test_kinds_subset_progress_and_speed(tmp_path):
     assert elapsed < 20, f"40 products took {elapsed:.1f} s"  # ~1 s normally; generous for loaded CI
 
 
-@pytest.mark.parametrize("kwargs", [dict(n_products=0), dict(kinds=["lipstick", "toaster"]),
-                                    dict(views_per_product=(2, 1)), dict(query_fraction=1.5),
-                                    dict(image_size=16)])
+@pytest.mark.parametrize("kwargs", [{"n_products": 0}, {"kinds": ["lipstick", "toaster"]},
+                                    {"views_per_product": (2, 1)}, {"query_fraction": 1.5},
+                                    {"image_size": 16}])
 def test_bad_arguments_raise_user_errors(tmp_path, kwargs):
     with pytest.raises(UserError):
         generate_demo(tmp_path, **kwargs)
+
+
+def test_unwritable_output_folder_is_a_user_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="Cannot create the demo folder"):
+        generate_demo(blocker / "demo", n_products=1)

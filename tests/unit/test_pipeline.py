@@ -128,3 +128,15 @@ def test_multiscale_vectors_are_unit_norm(tiny_checkpoint, demo_data):
     vectors, failures = extractor.extract_paths(paths)
     assert not failures and vectors.shape == (3, extractor.dim)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_pooling_comparison_uses_vectors_stored_at_build_time(built_index, demo_data):
+    catalog = read_catalog(demo_data.catalog_csv)
+    with SearchSession(built_index) as session:
+        assert session.available_poolings() == ["srmac", "gap", "mac", "rmac"]
+        for pooling in ("gap", "mac", "rmac"):
+            hits = session.search_image(catalog.entries[2].path, k=3, pooling=pooling).hits
+            assert hits[0].id == catalog.entries[2].id and hits[0].score == pytest.approx(1.0, abs=1e-3)
+        query = sorted(demo_data.queries_dir.iterdir())[1]
+        rankings = {p: [h.id for h in session.search_image(query, k=7, pooling=p).hits] for p in ("mac", "srmac")}
+        assert rankings["mac"] != rankings["srmac"]
