@@ -235,6 +235,12 @@ def cmd_demo_generate(args) -> int:
     return 0
 
 
+def cmd_gui(args) -> int:
+    from .gui.app import run_gui
+
+    return run_gui(index=args.index, model=args.model, queries=args.images, device=args.device)
+
+
 def cmd_demo(args) -> int:
     from .demo.runner import run_demo
 
@@ -336,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_dataset_commands(sub)
     add_train_command(sub)
+
+    gui = sub.add_parser("gui", help="open the desktop app")
+    gui.add_argument("--index", default=None, help="index to open (default: the last one)")
+    gui.add_argument("--model", default=None, help="model spec (default: the index's own)")
+    gui.add_argument("--device", default="auto")
+    gui.add_argument("images", nargs="*", metavar="IMAGE", help="a photo to search first")
+    gui.set_defaults(func=cmd_gui)
 
     demo = sub.add_parser("demo", help="the demo: synthetic catalog, index and a sample search")
     demo.add_argument("--workdir", default=None, help="where demo data and index live (default: user cache)")

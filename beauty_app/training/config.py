@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..models.attention import parse_attention
 
@@ -44,3 +46,9 @@ class TrainConfig:
     @property
     def two_stage(self) -> bool:
         return "saliency" in self.attention_names and not self.external_saliency
+
+
+def resume_path_for(out: str | os.PathLike) -> Path:
+    """Where a run writing checkpoint `out` keeps its resumable state (``<out>.resume``)."""
+    out = Path(out)
+    return out.with_name(out.name + ".resume")

@@ -34,11 +34,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..device import autocast, autocast_dtype, pick_device
 from ..errors import UserError
+from ..catalog_io import unescape_csv_cell
 from ..imaging import letterbox, load_image
 from ..models.checkpoint import read_checkpoint, save_checkpoint
 from ..models.manet import MANet
 from .augment import CrossDomainAugmenter, cutout
-from .config import TrainConfig
+from .config import TrainConfig, resume_path_for
 from .masks import build_mask_cache, load_cached_masks
 from .mining import MinedDataset
 
@@ -104,8 +105,9 @@ def read_mask_marks(path: str | os.PathLike | None) -> set[tuple[str, str]]:
         if not reader.fieldnames or not {"id", "map", "mark"} <= set(reader.fieldnames):
             raise UserError(f"Mask marks file {path.name} needs the columns id,map,mark.")
         for row in reader:
-            if row["mark"].strip().lower() == "wrong":
-                wrong.add((row["id"].strip(), row["map"].strip().lower()))
+            if unescape_csv_cell(row["mark"]).strip().lower() == "wrong":
+                # Ids were escaped against spreadsheet formula injection when written (write_csv).
+                wrong.add((unescape_csv_cell(row["id"].strip()), row["map"].strip().lower()))
     return wrong
 
 
@@ -282,11 +284,6 @@ def _all_reduce_mean(value: torch.Tensor, dist_info: _Dist) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- the run
-def resume_path_for(out: str | os.PathLike) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".resume")
-
-
 def prepare_masks(dataset: MinedDataset, workers: int = 2, job=None) -> Path:
     """Build (or reuse) the pseudo-mask cache next to the mined set."""
     cache = Path(dataset.root) / MASK_CACHE_DIR

@@ -1,0 +1,111 @@
+"""Starting the desktop app: QApplication, logging to a file, crash dialog, the main window."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+import traceback
+from pathlib import Path
+
+from ..paths import log_dir, resources_dir
+
+log = logging.getLogger(__name__)
+
+
+def setup_logging() -> Path:
+    """Log to a rotating file in the user's log folder (and route Qt's messages there too)."""
+    from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+
+    folder = log_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "beautylens.log"
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+    levels = {QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+              QtMsgType.QtWarningMsg: logging.WARNING, QtMsgType.QtCriticalMsg: logging.ERROR,
+              QtMsgType.QtFatalMsg: logging.CRITICAL}
+
+    def qt_message(kind, _context, message):
+        logging.getLogger("qt").log(levels.get(kind, logging.INFO), message)
+
+    qInstallMessageHandler(qt_message)
+    return path
+
+
+def install_crash_dialog(log_path: Path) -> None:
+    """Uncaught exceptions on the GUI thread go to the log and a dialog, never a silent exit."""
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    def hook(kind, value, tb):
+        details = "".join(traceback.format_exception(kind, value, tb))
+        logging.getLogger("crash").error("uncaught exception:\n%s", details)
+        if QApplication.instance() is not None:
+            box = QMessageBox(QMessageBox.Icon.Critical, "BeautyLens: unexpected error",
+                              f"{kind.__name__}: {value}\n\nThe app keeps running; details are in {log_path}.")
+            box.setDetailedText(details)
+            box.exec()
+
+    sys.excepthook = hook
+
+
+def create_window(index: str | Path | None = None, model: str | None = None, queries=(), presenter_samples=None,
+                  device: str = "auto", settings=None):
+    """Build the main window and queue the initial actions (open index, first query, samples)."""
+    from PySide6.QtGui import QIcon
+
+    from .main_window import MainWindow, schedule
+    from .settings import Settings
+
+    window = MainWindow(settings or Settings(), device=device)
+    icon = resources_dir() / "icons" / "beautylens.png"
+    if icon.is_file():
+        window.setWindowIcon(QIcon(str(icon)))
+    index = index or window.settings.get("last/index", "")
+    if index and Path(index).exists():
+        schedule(lambda: window.open_index(str(index), model or ""))
+    if presenter_samples:
+        folder = Path(presenter_samples)
+        samples = sorted(p for p in folder.iterdir() if p.is_file())[:12] if folder.is_dir() else []
+        window.search_tab.set_samples(samples)
+    queries = list(queries or [])
+    if queries:
+        window.search_tab.source = str(queries[0])  # searched as soon as the session is open
+    return window
+
+
+def run_gui(index=None, model=None, queries=(), presenter_samples=None, device: str = "auto") -> int:
+    """Open the main window and run the Qt event loop; returns the exit status."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("BeautyLens")
+    app.setOrganizationName("BeautyLens")
+    log_path = setup_logging()
+    install_crash_dialog(log_path)
+    splash = _splash()
+    window = create_window(index, model, queries, presenter_samples, device)
+    window.show()
+    if splash is not None:
+        splash.finish(window)
+    return app.exec()
+
+
+def _splash():
+    """A start-up splash while the core libraries load (a few seconds on a cold start)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QPixmap
+    from PySide6.QtWidgets import QApplication, QSplashScreen
+
+    pixmap = QPixmap(420, 160)
+    pixmap.fill(QColor(250, 246, 248))
+    splash = QSplashScreen(pixmap)
+    splash.showMessage("BeautyLens\n\nloading the retrieval engine...",
+                       Qt.AlignmentFlag.AlignCenter, QColor(90, 40, 80))
+    splash.show()
+    QApplication.processEvents()
+    return splash

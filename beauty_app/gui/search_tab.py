@@ -1,0 +1,412 @@
+"""The Search tab: drop, open or paste a photo; see its attention maps, prediction and ranked results."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QGuiApplication, QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..imaging import IMAGE_EXTENSIONS
+from ..visualize import COLORMAPS
+from .settings import Settings
+from .widgets.image_view import HeatmapView
+from .widgets.qt_images import qimage_to_pil
+from .widgets.results import ResultGrid
+from .worker import AnalysisOutcome, BatchRequest, EngineClient, SearchOutcome, SearchRequest, SessionInfo
+
+log = logging.getLogger(__name__)
+
+POOLING_LABELS = {"gap": "GAP", "mac": "MAC", "rmac": "R-MAC", "srmac": "SR-MAC", "ramac": "RA-MAC",
+                  "spoc": "SPoC", "gem": "GeM"}
+MAP_CHOICES = (("Saliency", "saliency"), ("Text", "text"), ("Both", "both"), ("None", "none"))
+
+
+class ComparisonDialog(QDialog):
+    """Query and one result side by side, each with its heatmap and the SR-MAC regions that counted."""
+
+    def __init__(self, parent, query_image: np.ndarray, query_analysis, hit, view: dict):
+        super().__init__(parent)
+        self.setWindowTitle(f"Query vs #{hit.rank} {hit.id}")
+        self.resize(1100, 620)
+        self.hit = hit
+        self.view = view
+        self.query_view = HeatmapView(self)
+        self.result_view = HeatmapView(self, placeholder="Computing the result's attention maps...")
+        self.query_view.set_content(query_image, query_analysis.saliency, query_analysis.text, query_analysis.regions)
+        for panel in (self.query_view, self.result_view):
+            panel.set_view(**view)
+        layout = QGridLayout(self)
+        layout.addWidget(QLabel("<b>Query</b>"), 0, 0)
+        layout.addWidget(QLabel(f"<b>#{hit.rank}</b> {hit.id} — score {hit.score:.3f}<br>{hit.description}"), 0, 1)
+        layout.addWidget(self.query_view, 1, 0)
+        layout.addWidget(self.result_view, 1, 1)
+        legend = QLabel("Green boxes: SR-MAC regions that counted (thicker = more salient). Regions over the "
+                        "background are dropped, so clutter does not enter the retrieval vector.")
+        legend.setWordWrap(True)
+        layout.addWidget(legend, 2, 0, 1, 2)
+
+    def show_result_analysis(self, outcome: AnalysisOutcome) -> None:
+        analysis = outcome.analysis
+        self.result_view.set_content(np.asarray(outcome.image), analysis.saliency, analysis.text, analysis.regions)
+        self.result_view.set_view(**self.view)
+
+
+class SearchTab(QWidget):
+    """Query panel with heatmap controls on the left, ranked results on the right."""
+
+    searchDone = Signal(object)  # SearchOutcome (tests and the presenter strip listen)
+
+    def __init__(self, client: EngineClient, settings: Settings, parent=None):
+        super().__init__(parent)
+        self.client = client
+        self.settings = settings
+        self.session = SessionInfo()
+        self.current: SearchOutcome | None = None
+        self.source = None  # what the next "search again" searches (path or PIL image)
+        self.crop: tuple[int, int, int, int] | None = None
+        self._dialog: ComparisonDialog | None = None
+        self._build()
+        client.engine.searchFinished.connect(self._on_search_finished)
+        client.engine.analysisFinished.connect(self._on_analysis)
+        client.engine.batchFinished.connect(self._on_batch_finished)
+        client.engine.busyChanged.connect(self._on_busy)
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        self.open_button = QPushButton("Open...")
+        self.open_button.setToolTip("Open a photo (Ctrl+O); you can also drop files or paste with Ctrl+V")
+        self.open_button.clicked.connect(self.open_image_dialog)
+        self.paste_button = QPushButton("Paste")
+        self.paste_button.clicked.connect(self.paste_from_clipboard)
+        self.batch_button = QPushButton("Batch folder...")
+        self.batch_button.setToolTip("Search every image of a folder and export the ranking (challenge CSV)")
+        self.batch_button.clicked.connect(self.batch_dialog)
+
+        self.map_combo = QComboBox()
+        for label, value in MAP_CHOICES:
+            self.map_combo.addItem(label, value)
+        self.map_combo.setToolTip("Which attention map to overlay: saliency (product), text, both, or none")
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(self.settings.get("view/opacity", 55, int))
+        self.opacity.setToolTip("Heatmap opacity")
+        self.opacity.setMinimumWidth(90)
+        self.colormap_combo = QComboBox()
+        self.colormap_combo.addItems(list(COLORMAPS))
+        self.colormap_combo.setCurrentText(self.settings.get("view/colormap", "turbo"))
+        self.regions_check = QCheckBox("SR-MAC regions")
+        self.regions_check.setToolTip("Draw the regions whose max-pooled features enter the SR-MAC vector")
+        for control in (self.map_combo, self.colormap_combo):
+            control.currentIndexChanged.connect(self._apply_view)
+        self.opacity.valueChanged.connect(self._apply_view)
+        self.regions_check.toggled.connect(self._apply_view)
+
+        self.pooling_combo = QComboBox()
+        self.pooling_combo.setToolTip("Rank with another pooling of the same network to compare rankings")
+        self.pooling_combo.currentIndexChanged.connect(lambda _: self.search_again())
+        self.qe_check = QCheckBox("Query expansion")
+        self.qe_check.setToolTip("Re-query with the query averaged with its top results (alpha-QE)")
+        self.qe_spin = QSpinBox()
+        self.qe_spin.setRange(1, 20)
+        self.qe_spin.setValue(3)
+        self.qe_check.toggled.connect(lambda _: self.search_again())
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(1, 100)
+        self.k_spin.setValue(self.settings.get("search/k", 12, int))
+        self.k_spin.setPrefix("top ")
+        self.again_button = QPushButton("Search again")
+        self.again_button.setToolTip("Search the current query again (Ctrl+Return)")
+        self.again_button.clicked.connect(self.search_again)
+        self.reset_crop_button = QPushButton("Reset crop")
+        self.reset_crop_button.setToolTip("Drag a box on the query to crop it; this searches the whole photo again")
+        self.reset_crop_button.clicked.connect(self.reset_crop)
+        self.export_button = QPushButton("Export PNG...")
+        self.export_button.clicked.connect(self.export_view_dialog)
+
+        # Two rows: what to search (and how to rank), then how to show it.
+        toolbar = QHBoxLayout()
+        for widget in (self.open_button, self.paste_button, self.batch_button, QLabel("Pooling:"), self.pooling_combo,
+                       self.qe_check, self.qe_spin, self.k_spin, self.again_button, self.reset_crop_button):
+            toolbar.addWidget(widget)
+        toolbar.addStretch(1)
+        view_bar = QHBoxLayout()
+        for widget in (QLabel("Heatmap:"), self.map_combo, QLabel("Opacity:"), self.opacity, QLabel("Colours:"),
+                       self.colormap_combo, self.regions_check):
+            view_bar.addWidget(widget)
+        view_bar.addStretch(1)
+        view_bar.addWidget(self.export_button)
+
+        self.query_view = HeatmapView(placeholder="Drop a photo of a beauty product here,\nor open / paste one.\n"
+                                                  "Drag a box on the photo to crop it.", crop_enabled=True)
+        self.query_view.cropSelected.connect(self._on_crop)
+        self.prediction_box = QWidget()
+        prediction_layout = QGridLayout(self.prediction_box)
+        prediction_layout.setContentsMargins(0, 0, 0, 0)
+        self.prediction_labels, self.prediction_bars = [], []
+        for row in range(3):
+            label, bar = QLabel(""), QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setTextVisible(False)
+            bar.setMaximumHeight(12)
+            self.prediction_labels.append(label)
+            self.prediction_bars.append(bar)
+            prediction_layout.addWidget(label, row, 0)
+            prediction_layout.addWidget(bar, row, 1)
+        self.status_label = QLabel("Open a catalog index to search (Catalog tab, or File > Open index).")
+        self.status_label.setWordWrap(True)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(self.query_view, 1)
+        self.prediction_title = QLabel("<b>Predicted category</b>")
+        left_layout.addWidget(self.prediction_title)
+        left_layout.addWidget(self.prediction_box)
+        left_layout.addWidget(self.status_label)
+
+        self.results = ResultGrid()
+        self.results.hitActivated.connect(self.compare_with)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        self.results_title = QLabel("<b>Results</b> (click one to compare it with the query)")
+        right_layout.addWidget(self.results_title)
+        right_layout.addWidget(self.results, 1)
+
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+
+        self.samples = QListWidget()
+        self.samples.setViewMode(QListView.ViewMode.IconMode)
+        self.samples.setFlow(QListView.Flow.LeftToRight)
+        self.samples.setWrapping(False)
+        self.samples.setIconSize(QSize(96, 96))
+        self.samples.setMaximumHeight(130)
+        self.samples.setToolTip("Sample photos: click one to search it")
+        self.samples.itemClicked.connect(lambda item: self.search_path(item.data(Qt.ItemDataRole.UserRole)))
+        self.samples.setVisible(False)
+
+        splitter.setSizes([560, 840])
+        layout = QVBoxLayout(self)
+        layout.addLayout(toolbar)
+        layout.addLayout(view_bar)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.samples)
+        self._set_enabled(False)
+
+    # ------------------------------------------------------------------ public slots
+    def on_session(self, info: SessionInfo) -> None:
+        self.session = info
+        self.pooling_combo.blockSignals(True)
+        self.pooling_combo.clear()
+        for name in info.poolings:
+            self.pooling_combo.addItem(POOLING_LABELS.get(name, name), name)
+        self.pooling_combo.blockSignals(False)
+        self._set_enabled(True)
+        # Off-the-shelf backbones have no categories, and no learned maps to show.
+        self.prediction_title.setVisible(bool(info.classes))
+        self.prediction_box.setVisible(bool(info.classes))
+        self.status_label.setText(f"Index of {info.index.get('count', 0):,} catalog images ready. Drop a photo.")
+        if self.source is not None:
+            self.search_again()
+
+    def set_samples(self, paths) -> None:
+        """Fill the presenter's strip of sample photos."""
+        self.samples.clear()
+        for path in paths:
+            item = QListWidgetItem(QIcon(QPixmap(str(path)).scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio)),
+                                   Path(path).stem)
+            item.setData(Qt.ItemDataRole.UserRole, str(path))
+            self.samples.addItem(item)
+        self.samples.setVisible(self.samples.count() > 0)
+
+    def set_presenter_mode(self, enabled: bool) -> None:
+        self.samples.setVisible(enabled or self.samples.count() > 0)
+        self.samples.setIconSize(QSize(140, 140) if enabled else QSize(96, 96))
+        self.samples.setMaximumHeight(190 if enabled else 130)
+
+    def search_path(self, path: str) -> None:
+        self.crop = None
+        self.source = str(path)
+        self.settings.set("search/last_dir", str(Path(path).parent))
+        self.search_again()
+
+    def search_image(self, image) -> None:
+        """Search an already decoded PIL image (pasted from the clipboard)."""
+        self.crop = None
+        self.source = image
+        self.search_again()
+
+    def search_again(self) -> None:
+        if self.source is None or not self.session.model:
+            return
+        pooling = self.pooling_combo.currentData()
+        request = SearchRequest(self.source, k=self.k_spin.value(),
+                                query_expansion=self.qe_spin.value() if self.qe_check.isChecked() else 0,
+                                pooling=pooling, crop=self.crop)
+        self.status_label.setText("Searching...")
+        self.client.requestSearch.emit(request)
+
+    def reset_crop(self) -> None:
+        if self.crop is not None:
+            self.crop = None
+            self.search_again()
+
+    def open_image_dialog(self) -> None:
+        patterns = " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS))
+        path, _ = QFileDialog.getOpenFileName(self, "Open a photo", self.settings.get("search/last_dir", ""),
+                                              f"Images ({patterns})")
+        if path:
+            self.search_path(path)
+
+    def paste_from_clipboard(self) -> None:
+        clipboard = QGuiApplication.clipboard()
+        mime = clipboard.mimeData()
+        if mime is not None and mime.hasUrls():
+            self.handle_drop(mime)
+            return
+        image = clipboard.image()
+        if image.isNull():
+            QMessageBox.information(self, "Paste", "The clipboard holds no image.")
+            return
+        self.search_image(qimage_to_pil(image))
+
+    def handle_drop(self, mime) -> None:
+        """Files: search the first image (the rest go to the sample strip); a folder: batch search it."""
+        if mime.hasUrls():
+            paths = [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
+            folders = [p for p in paths if p.is_dir()]
+            images = [p for p in paths if p.is_file()]
+            if folders:
+                self.batch_dialog(str(folders[0]))
+                return
+            if images:
+                if len(images) > 1:
+                    self.set_samples(images)
+                self.search_path(str(images[0]))
+                return
+        if mime.hasImage():
+            self.search_image(qimage_to_pil(mime.imageData()))
+
+    def batch_dialog(self, folder: str | None = None) -> None:
+        """Search every image of a folder and write the ranking in the challenge's submission format."""
+        if not self.session.model:
+            QMessageBox.information(self, "Batch search", "Open a catalog index first.")
+            return
+        folder = folder or QFileDialog.getExistingDirectory(self, "Folder of query photos",
+                                                            self.settings.get("search/last_dir", ""))
+        if not folder:
+            return
+        default = str(Path(folder) / "ranking.csv")
+        out, _ = QFileDialog.getSaveFileName(self, "Save the ranking as", default, "CSV (*.csv)")
+        if out:
+            self.status_label.setText(f"Batch search of {folder} ...")
+            self.client.requestBatch.emit(BatchRequest(folder, out, k=7,
+                                                       query_expansion=self.qe_spin.value() if self.qe_check.isChecked() else 0))
+
+    def export_view_dialog(self) -> None:
+        if self.current is None:
+            QMessageBox.information(self, "Export", "Search a photo first.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export the view as PNG", "beautylens-view.png", "PNG (*.png)")
+        if path:
+            self.export_view(path)
+
+    def export_view(self, path: str) -> bool:
+        """Save the current view (query with heatmap, prediction and results) as a PNG."""
+        return self.grab().save(path, "PNG")
+
+    def compare_with(self, hit) -> None:
+        if self.current is None or hit is None:
+            return
+        analysis = self.current.result.analysis
+        self._dialog = ComparisonDialog(self, np.asarray(self.current.image), analysis, hit, self._view_options())
+        self._dialog.show()
+        self.client.requestAnalyze.emit(f"compare:{hit.id}", hit.path)
+
+    # ------------------------------------------------------------------ engine results
+    def _on_search_finished(self, outcome: SearchOutcome) -> None:
+        self.current = outcome
+        analysis = outcome.result.analysis
+        self.query_view.set_content(np.asarray(outcome.image), analysis.saliency, analysis.text, analysis.regions)
+        self._apply_view()
+        for row in range(3):
+            if row < len(analysis.top_classes):
+                name, probability = analysis.top_classes[row]
+                self.prediction_labels[row].setText(f"{name}  {probability:.0%}")
+                self.prediction_bars[row].setValue(int(probability * 1000))
+            else:
+                self.prediction_labels[row].setText("")
+                self.prediction_bars[row].setValue(0)
+        self.results.show_hits(outcome.result.hits, outcome.thumbnails)
+        pooling = POOLING_LABELS.get(outcome.request.pooling or "", outcome.request.pooling or "")
+        crop = " (cropped)" if outcome.request.crop else ""
+        qe = f", QE {outcome.request.query_expansion}" if outcome.request.query_expansion else ""
+        self.results_title.setText(f"<b>Results</b> — {pooling}{qe}{crop}, {outcome.elapsed_s * 1000:.0f} ms "
+                                   f"(click one to compare it with the query)")
+        name = Path(str(outcome.request.source)).name if isinstance(outcome.request.source, str) else "pasted image"
+        self.status_label.setText(f"{name}: {len(outcome.result.hits)} results in {outcome.elapsed_s * 1000:.0f} ms")
+        self.searchDone.emit(outcome)
+
+    def _on_analysis(self, outcome: AnalysisOutcome) -> None:
+        if self._dialog is not None and outcome.tag == f"compare:{self._dialog.hit.id}":
+            self._dialog.show_result_analysis(outcome)
+
+    def _on_batch_finished(self, payload) -> None:
+        out_csv, results = payload
+        failed = [r for r in results if r.error]
+        message = f"Searched {len(results) - len(failed)} photos; ranking written to {out_csv}."
+        if failed:
+            message += f" {len(failed)} files could not be read (e.g. {Path(failed[0].query).name}: {failed[0].error})."
+        self.status_label.setText(message)
+
+    def _on_busy(self, busy: bool, operation: str) -> None:
+        if operation == "search":
+            self.again_button.setEnabled(not busy and self.session.model != "")
+
+    def _on_crop(self, left: int, top: int, right: int, bottom: int) -> None:
+        if self.current is None:
+            return
+        # Crops compose: a box drawn on a cropped view is relative to that crop.
+        offset_x, offset_y = (self.crop[0], self.crop[1]) if self.crop else (0, 0)
+        self.crop = (left + offset_x, top + offset_y, right + offset_x, bottom + offset_y)
+        self.search_again()
+
+    # ------------------------------------------------------------------ view options
+    def _view_options(self) -> dict:
+        return {"which": self.map_combo.currentData(), "opacity": self.opacity.value() / 100.0,
+                "colormap": self.colormap_combo.currentText(), "show_regions": self.regions_check.isChecked()}
+
+    def _apply_view(self, *_args) -> None:
+        options = self._view_options()
+        self.query_view.set_view(**options)
+        self.settings.set("view/opacity", self.opacity.value())
+        self.settings.set("view/colormap", options["colormap"])
+
+    def _set_enabled(self, enabled: bool) -> None:
+        for widget in (self.again_button, self.batch_button, self.pooling_combo, self.qe_check, self.export_button):
+            widget.setEnabled(enabled)
