@@ -92,6 +92,7 @@ class SessionInfo:
     device: str = ""
     poolings: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason) recorded in the index
 
 
 # ---------------------------------------------------------------------------- the worker object
@@ -104,7 +105,7 @@ class Engine(QObject):
     batchFinished = Signal(object)  # (out_csv, list[QueryResult])
     buildFinished = Signal(object)  # BuildSummary
     evalFinished = Signal(object)  # (label, EvalReport)
-    itemsListed = Signal(object)  # (filter_text, list[dict], total)
+    itemsListed = Signal(object)  # (filter_text, offset, list[dict])
     progress = Signal(object)  # ProgressEvent
     failed = Signal(str, str)  # operation, one-sentence message
     cancelled = Signal(str)  # operation
@@ -177,7 +178,7 @@ class Engine(QObject):
             return SessionInfo()
         return SessionInfo(session.index.info(), session.bundle.describe(), session.bundle.spec,
                            str(next(session.bundle.model.parameters()).device), session.available_poolings(),
-                           list(session.bundle.class_names))
+                           list(session.bundle.class_names), session.index.skipped())
 
     @Slot(object)
     def search(self, request: SearchRequest) -> None:
