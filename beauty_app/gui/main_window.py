@@ -72,8 +72,9 @@ class MainWindow(QMainWindow):
         self.job_cancel = QPushButton("Cancel")
         self.job_cancel.setVisible(False)
         self.job_cancel.clicked.connect(self.client.cancel)
+        # Permanent widgets stay visible while transient messages show on the left.
         for widget in (self.device_label, self.model_label, self.index_label):
-            bar.addWidget(widget)
+            bar.addPermanentWidget(widget)
         bar.addPermanentWidget(self.job_label)
         bar.addPermanentWidget(self.job_progress)
         bar.addPermanentWidget(self.job_cancel)

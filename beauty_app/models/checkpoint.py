@@ -12,6 +12,7 @@ Model specs name a model on the command line and in index metadata:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
@@ -116,17 +117,40 @@ def save_checkpoint(
     if extra:
         payload["extra"] = extra
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_dead_temporaries(path)
+    # The pid in the name tells a later save whether the writer of a leftover temp file is gone.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp creates 0600 files; give the checkpoint the permissions a normal file would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _remove_dead_temporaries(path: Path) -> None:
+    """Delete temp files left by saves of `path` whose process was killed (each is model-sized)."""
+    if os.name != "posix":  # os.kill(pid, 0) only probes on POSIX; elsewhere it would end the process
+        return
+    prefix = f".{path.name}."
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue  # not ours, or a save in progress on another thread of this process
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # alive but another user's, or unknowable: leave it
+            pass
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
