@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from beauty_app.errors import CatalogError, UserError
-from beauty_app.imaging import IMAGE_EXTENSIONS
+from beauty_app.imaging import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,8 @@ def _resolve_catalog_path(root: Path, raw: str, allow_outside_root: bool) -> tup
     candidate = Path(raw)
     if "\\" in raw and os.sep == "/" and not (root / candidate).exists():
         candidate = Path(raw.replace("\\", "/"))  # catalog written on Windows
+    if candidate.suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
+        return None, f'"{raw}" {_unsupported_reason(candidate.suffix)}'
     if candidate.suffix.lower() not in IMAGE_EXTENSIONS:
         return None, f'"{raw}" does not have an image extension ({", ".join(sorted(IMAGE_EXTENSIONS))})'
     full = candidate if candidate.is_absolute() else root / candidate
@@ -250,6 +252,8 @@ def _scan_folder(root: Path, allow_outside_root: bool) -> Catalog:
                     stack.append((target, rel))
                 continue
             if not is_image_name:
+                if Path(child.name).suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS and stat.S_ISREG(st.st_mode):
+                    skipped.append((rel, _unsupported_reason(Path(child.name).suffix)))
                 continue
             if is_link and not allow_outside_root and not target.is_relative_to(root):
                 skipped.append((rel, "symbolic link pointing outside the catalog folder"))
@@ -523,6 +527,11 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _unsupported_reason(suffix: str) -> str:
+    fmt = UNSUPPORTED_IMAGE_EXTENSIONS[suffix.lower()]
+    return f"is in an unsupported image format ({fmt}); convert it to JPEG or PNG first"
 
 
 def _reason(exc: BaseException) -> str:

@@ -32,8 +32,20 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 )
 """File extensions (lower case, with the dot) that catalogs and file dialogs treat as images."""
 
+UNSUPPORTED_IMAGE_EXTENSIONS: dict[str, str] = {
+    ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL", ".jp2": "JPEG 2000",
+    ".svg": "SVG", ".psd": "Photoshop PSD", ".dng": "camera raw", ".cr2": "camera raw", ".nef": "camera raw",
+    ".arw": "camera raw",
+}
+"""Extensions of image formats people keep photos in that the app cannot decode, with their names.
+
+Catalogs report such files as skipped with a reason instead of passing over them in silence."""
+
 MAX_PIXELS: int = 80_000_000
-"""Images with more pixels than this (by their header) are rejected as decompression bombs."""
+"""Images that would decode to more pixels than this are rejected as decompression bombs.
+
+Checked from the header, before pixel memory is allocated. A JPEG counts at the reduced scale
+libjpeg decodes it at when a ``max_side`` is given, so a very large photo still loads cheaply."""
 
 MIN_SIDE: int = 8
 """Images whose width or height is below this are rejected as too small to describe a product."""
@@ -188,9 +200,6 @@ def _decode(stream: io.BufferedIOBase | io.BytesIO, label: str, max_side: int | 
 
 def _finish(img: Image.Image, label: str, max_side: int | None) -> Image.Image:
     width, height = img.size
-    # Checked from the header, before any pixel memory is allocated.
-    if width * height > MAX_PIXELS:
-        raise ImageLoadError(_bomb_message(label, (width, height)))
     if width < MIN_SIDE or height < MIN_SIDE:
         raise ImageLoadError(
             f"{label} is too small ({width}x{height} pixels; both sides must be at least {MIN_SIDE})."
@@ -202,7 +211,12 @@ def _finish(img: Image.Image, label: str, max_side: int | None) -> Image.Image:
         if max_side is not None and img.format in ("JPEG", "MPO"):
             # libjpeg can decode at 1/2, 1/4 or 1/8 scale; draft keeps the result >= max_side.
             img.draft("RGB", (max_side, max_side))
+        # Checked on the size that will be decoded, before any pixel memory is allocated.
+        if img.width * img.height > MAX_PIXELS:
+            raise ImageLoadError(_bomb_message(label, (width, height)))
         img.load()  # forces the full decode so truncated or corrupt data fails here
+    except ImageLoadError:
+        raise
     except MemoryError:
         raise ImageLoadError(f"{label} is too large to decode in memory.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -218,10 +232,11 @@ def _finish(img: Image.Image, label: str, max_side: int | None) -> Image.Image:
 
     try:
         oriented = _apply_orientation(img, label)
-        rgb = _to_rgb(oriented)
-        if rgb is img:
-            rgb = img.copy()  # detach from the file handle that the caller is about to close
-        return _downscale(rgb, max_side)
+        # Downscaling first means a large image is never copied at full size.
+        result = _downscale(_to_rgb(oriented), max_side)
+        if result is img:
+            result = img.copy()  # detach from the file handle that the caller is about to close
+        return result
     except ImageLoadError:
         raise
     except MemoryError:
@@ -262,7 +277,8 @@ def _stretch_to_8bit(img: Image.Image) -> Image.Image:
     Clipping would turn most 16-bit scans white and 12-bit sensor data black; stretching keeps the
     picture visible whatever range the encoder used.
     """
-    arr = np.asarray(img).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # signalling NaNs in float files; masked out just below
+        arr = np.asarray(img).astype(np.float64)
     finite = np.isfinite(arr)
     if not finite.any():
         return Image.new("L", img.size, 0)

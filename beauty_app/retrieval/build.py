@@ -27,6 +27,7 @@ class BuildSummary:
     indexed: int = 0  # images featurised in this run
     already_done: int = 0  # found finished from an earlier, interrupted run
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason) in this catalog
+    notes: list[str] = field(default_factory=list)  # things the user should know, e.g. a smaller batch
     elapsed_s: float = 0.0
     info: dict = field(default_factory=dict)
 
@@ -44,6 +45,7 @@ def _featurise(index: CatalogIndex, entries: list[CatalogEntry], extractor: Feat
     done = 0
     report(job, "index", 0, len(entries), "featurising catalog images")
     extra = extractor.usable_poolings(COMPARISON_POOLINGS)
+    fallbacks_before = len(extractor.memory_fallbacks)
     for batch in extractor.iter_batches(entries, extra_poolings=extra):
         records = [
             ItemRecord(entry.id, str(entry.path), entry.description, entry.category, batch.vectors[i],
@@ -56,6 +58,11 @@ def _featurise(index: CatalogIndex, entries: list[CatalogEntry], extractor: Feat
         summary.skipped.extend(reasons)
         done += len(batch.items) + len(batch.failures)
         report(job, "index", done, len(entries), f"{summary.indexed} indexed, {len(summary.skipped)} skipped")
+    fallbacks = extractor.memory_fallbacks[fallbacks_before:]
+    if fallbacks:
+        summary.notes.append(
+            f"The {extractor.device.type.upper()} device ran out of memory with batches of {fallbacks[0][0]} "
+            f"images; indexing continued with batches of {fallbacks[-1][1]}.")
 
 
 def build_index(

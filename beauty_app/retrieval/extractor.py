@@ -56,6 +56,12 @@ class Batch:
     extra: dict[str, np.ndarray]  # other poolings asked for, same rows
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for an accelerator running out of memory (CUDA's own error, or MPS/older builds' RuntimeError)."""
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
 def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
     """A small JPEG of the image for result grids and the catalog browser."""
     thumb = image.copy()
@@ -108,6 +114,8 @@ class FeatureExtractor:
         self.input_size = int(input_size or bundle.input_size)
         self.decode_workers = max(1, int(decode_workers))
         self.device = next(bundle.model.parameters()).device
+        #: (batch size that ran out of memory, batch size used instead), in order; see pooled_in_pieces.
+        self.memory_fallbacks: list[tuple[int, int]] = []
 
     @property
     def dim(self) -> int:
@@ -154,6 +162,42 @@ class FeatureExtractor:
                 pooled = pooling_ops.POOLINGS[name](features, saliency)
                 totals[name] = pooled if name not in totals else totals[name] + pooled
         return {name: F.normalize(total, dim=1).cpu().numpy().astype(np.float32) for name, total in totals.items()}
+
+    def pooled_in_pieces(self, batch: torch.Tensor, poolings: Sequence[str]) -> dict[str, np.ndarray]:
+        """:meth:`pooled` in pieces of at most ``batch_size`` images, halving them when memory runs out.
+
+        A GPU that cannot hold a batch should slow indexing down, not stop it: on out-of-memory the
+        batch size is halved for this and all later batches, with a warning and an entry in
+        :attr:`memory_fallbacks`.
+
+        Raises:
+            ModelError: even a single image does not fit in the device's memory.
+        """
+        parts: list[dict[str, np.ndarray]] = []
+        start = 0
+        while start < len(batch):
+            size = min(self.batch_size, len(batch) - start)
+            try:
+                parts.append(self.pooled(batch[start:start + size], poolings))
+                start += size
+                continue
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
+                if not is_out_of_memory(exc):
+                    raise
+                if size == 1:
+                    raise ModelError(
+                        f"The {self.device.type.upper()} device ran out of memory even for a single image; "
+                        f"use --device cpu or a smaller --input-size."
+                    ) from None
+            # Outside the except block: the error's traceback, which pins the failed batch's
+            # activations, is gone, so the cached blocks can really be released.
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.batch_size = max(1, size // 2)
+            self.memory_fallbacks.append((size, self.batch_size))
+            log.warning("The %s device ran out of memory with a batch of %d images; continuing with batches of %d.",
+                        self.device.type.upper(), size, self.batch_size)
+        return {name: np.concatenate([part[name] for part in parts]) for name in poolings}
 
     def vectors(self, batch: torch.Tensor) -> np.ndarray:
         """Pooled L2-normalised vectors (N,D) for a normalised batch (N,3,S,S), all scales summed."""
@@ -218,7 +262,8 @@ class FeatureExtractor:
 
         Decoding runs on a small thread pool a batch ahead of the network, so the CPU/GPU is kept busy
         while the next images are read. Bad files become (item, reason) failures, never exceptions.
-        `extra_poolings` are computed from the same forward pass (for pooling comparisons).
+        `extra_poolings` are computed from the same forward pass (for pooling comparisons). A device
+        that runs out of memory gets smaller batches (see :meth:`pooled_in_pieces`).
         """
         poolings = [self.pooling, *[p for p in extra_poolings if p != self.pooling]]
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
@@ -240,7 +285,7 @@ class FeatureExtractor:
                         tensors.append(tensor)
                         batch.thumbnails.append(thumb)
                 if tensors:
-                    vectors = self.pooled(torch.stack(tensors), poolings)
+                    vectors = self.pooled_in_pieces(torch.stack(tensors), poolings)
                     batch.vectors = vectors.pop(self.pooling)
                     batch.extra = vectors
                 yield batch

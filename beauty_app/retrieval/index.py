@@ -14,10 +14,14 @@ The database is the source of truth and every change to it is one SQLite transac
 killed build or `catalog add` leaves either the old or the new state, never a mix. The faiss file
 is written atomically after each change together with the database revision and checksum it was
 made from; on open, a stale or damaged faiss file is detected and rebuilt from the vectors.
+Finalising also records a checksum of the database content that search results are made of
+(catalog rows, vectors, whitening, model settings); a damaged or edited database fails that check
+on open with a hint to rebuild, instead of giving wrong results.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -42,6 +46,8 @@ FAISS_NAME = "index.faiss"
 LOCK_NAME = ".lock"
 FORMAT_VERSION = 1
 INDEX_TYPES = ("flat", "ivf", "hnsw", "pq")
+#: Settings that change what the stored vectors mean; covered by the content checksum.
+_CHECKED_SETTINGS = ("model_fingerprint", "pooling", "dim", "scales", "input_size")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -250,6 +256,12 @@ class WriteLock:
             self._handle = None
 
 
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Delete temp files of writes that were killed; only the lock holder writes them, so none is live."""
+    for tmp in directory.glob(f".{FAISS_NAME}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
@@ -284,6 +296,7 @@ class CatalogIndex:
         directory.mkdir(parents=True, exist_ok=True)
         lock = WriteLock(directory).__enter__()
         try:
+            _remove_stale_temporaries(directory)
             db = cls._connect(directory / DB_NAME)
             with db:
                 db.executescript(_SCHEMA)
@@ -322,6 +335,9 @@ class CatalogIndex:
             settings = index.settings()
             if settings.get("format_version") != FORMAT_VERSION:
                 raise IndexStoreError(f"{directory} holds an index of an unsupported format; rebuild it.")
+            index._verify_content(settings)
+            if lock is not None:
+                _remove_stale_temporaries(directory)
             return index
         except BaseException:
             if lock is not None:
@@ -338,7 +354,7 @@ class CatalogIndex:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, ValueError) as exc:  # ValueError: text that is not UTF-8
             raise IndexStoreError(
                 f"The index database {path} cannot be read ({exc}); rebuild it with `catalog build`."
             ) from None
@@ -360,9 +376,9 @@ class CatalogIndex:
     def settings(self) -> dict:
         try:
             rows = self._db.execute("SELECT key, value FROM settings").fetchall()
-        except sqlite3.DatabaseError as exc:
+            return {key: json.loads(value) for key, value in rows}
+        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
             raise IndexStoreError(f"The index database in {self.directory} is damaged ({exc}); rebuild it.") from None
-        return {key: json.loads(value) for key, value in rows}
 
     def _write_settings(self, values: dict) -> None:
         self._db.executemany(
@@ -498,6 +514,8 @@ class CatalogIndex:
                 "index_type": index_type, "complete": True, "revision": revision, "count": len(raw),
                 "faiss_revision": revision, "faiss_sha256": hashlib.sha256(data).hexdigest(),
                 "search_dim": int(vectors.shape[1]) if len(vectors) else self._search_dim(),
+                "content_sha256": self._content_digest(),
+                "alt_sha256": {pooling: self._alt_rows(pooling)[1] for pooling in self.alternate_poolings()},
             })
             # The faiss file is replaced before the transaction commits; if we are killed between
             # the two, the revision check on open notices the mismatch and rebuilds it.
@@ -507,12 +525,74 @@ class CatalogIndex:
         self._search_cache = None
         self._alt_cache = {}
 
+    # ----------------------------------------------------------------- integrity
+    def _content_digest(self) -> str:
+        """SHA-256 of what search results are made of: catalog rows and vectors, whitening, model settings.
+
+        Thumbnails and skip reasons never change a ranking; the comparison vectors of other poolings
+        are left out because an interrupted `catalog add` may already have replaced some of them.
+        """
+        digest = hashlib.sha256()
+
+        def feed(value) -> None:
+            data = value if isinstance(value, bytes) else repr(value).encode()
+            digest.update(len(data).to_bytes(8, "little"))  # length-prefixed: fields cannot run together
+            digest.update(data)
+
+        settings = self.settings()
+        feed(json.dumps({key: settings.get(key) for key in _CHECKED_SETTINGS}, sort_keys=True))
+        for row in self._db.execute("SELECT row, id, path, description, category, vector FROM items ORDER BY row"):
+            for value in row:
+                feed(value)
+        for row in self._db.execute("SELECT key, value FROM blobs ORDER BY key"):
+            for value in row:
+                feed(value)
+        return digest.hexdigest()
+
+    def _alt_rows(self, pooling: str) -> tuple[list[tuple], str]:
+        """(row, id, vector) of another pooling's stored vectors in catalog order, and their SHA-256."""
+        found = self._db.execute(
+            "SELECT i.row, a.id, a.vector FROM alt_vectors a JOIN items i ON i.id = a.id WHERE a.pooling = ? "
+            "ORDER BY i.row", (pooling,)).fetchall()
+        digest = hashlib.sha256()
+        for _, item_id, vector in found:
+            for data in (str(item_id).encode(), vector if isinstance(vector, bytes) else repr(vector).encode()):
+                digest.update(len(data).to_bytes(8, "little"))
+                digest.update(data)
+        return found, digest.hexdigest()
+
+    @contextlib.contextmanager
+    def _damage_guard(self) -> Iterator[None]:
+        """Report SQLite's errors about a damaged file (in tables outside the checksum) as one sentence."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:  # text that is not UTF-8, a mangled type
+            raise IndexStoreError(
+                f"The index database in {self.directory} is damaged ({exc}); rebuild it with `catalog build`."
+            ) from None
+
+    def _verify_content(self, settings: dict) -> None:
+        """Refuse a database whose content no longer matches the checksum recorded when it was finalised."""
+        expected = settings.get("content_sha256")
+        if expected is None or settings.get("faiss_revision") != settings.get("revision"):
+            # No checksum yet (an unfinished build, an index from before checksums), or an update
+            # that was interrupted after its commit: nothing recorded to compare with.
+            return
+        with self._damage_guard():
+            actual = self._content_digest()
+        if actual != expected:
+            raise IndexStoreError(
+                f"The index database in {self.directory} does not match its recorded checksum (it was damaged "
+                f"or edited); rebuild it with `catalog build`."
+            )
+
     # ----------------------------------------------------------------- reading
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
 
     def skipped(self) -> list[tuple[str, str]]:
-        return [tuple(row) for row in self._db.execute("SELECT item, reason FROM skipped ORDER BY item")]
+        with self._damage_guard():
+            return [tuple(row) for row in self._db.execute("SELECT item, reason FROM skipped ORDER BY item")]
 
     def _rows(self) -> np.ndarray:
         if self._row_cache is None:
@@ -586,7 +666,12 @@ class CatalogIndex:
             log.warning("index file %s %s; rebuilding it from the stored vectors", path, problem)
             index = make_faiss_index(self.prepare_queries(self.raw_vectors()), settings.get("index_type", "flat"))
             if self._lock is not None:
-                _atomic_write(path, faiss_to_bytes(index))
+                # We may write: repair the file and its record, so the next open trusts it again.
+                data = faiss_to_bytes(index)
+                with self._db:
+                    _atomic_write(path, data)
+                    self._write_settings({"faiss_sha256": hashlib.sha256(data).hexdigest(),
+                                          "faiss_revision": settings.get("revision")})
         self._faiss = index
         return index
 
@@ -628,8 +713,12 @@ class CatalogIndex:
     def alternate_poolings(self) -> list[str]:
         """Other poolings whose catalog vectors are stored for every catalog row (for comparisons)."""
         count = self.count()
-        rows = self._db.execute(
-            "SELECT a.pooling, count(*) FROM alt_vectors a JOIN items i ON i.id = a.id GROUP BY a.pooling").fetchall()
+        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'alt_vectors'").fetchone():
+            return []  # an index from before comparisons were stored
+        with self._damage_guard():
+            rows = self._db.execute(
+                "SELECT a.pooling, count(*) FROM alt_vectors a JOIN items i ON i.id = a.id GROUP BY a.pooling"
+            ).fetchall()
         return sorted(pooling for pooling, n in rows if n == count and count > 0)
 
     def search_alternate(self, pooling: str, vectors: np.ndarray, k: int = 7) -> list[list[SearchHit]]:
@@ -637,11 +726,19 @@ class CatalogIndex:
         if pooling not in self._alt_cache:
             if pooling not in self.alternate_poolings():
                 raise IndexStoreError(f"This index has no {pooling} vectors to compare with; rebuild it to add them.")
-            found = self._db.execute(
-                "SELECT i.row, a.vector FROM alt_vectors a JOIN items i ON i.id = a.id WHERE a.pooling = ? "
-                "ORDER BY i.row", (pooling,)).fetchall()
-            rows = np.array([r for r, _ in found], dtype=np.int64)
-            matrix = _normalize(np.frombuffer(b"".join(v for _, v in found), np.float32).reshape(len(found), -1))
+            settings = self.settings()
+            with self._damage_guard():
+                found, digest = self._alt_rows(pooling)
+                expected = (settings.get("alt_sha256") or {}).get(pooling)
+                if expected is not None and settings.get("faiss_revision") == settings.get("revision") \
+                        and digest != expected:
+                    raise IndexStoreError(
+                        f"The stored {pooling} vectors in {self.directory} do not match their recorded checksum "
+                        f"(damaged, edited or changed by an interrupted `catalog add`); run the add again or "
+                        f"rebuild the index with `catalog build`.")
+                rows = np.array([r for r, _, _ in found], dtype=np.int64)
+                matrix = _normalize(
+                    np.frombuffer(b"".join(v for _, _, v in found), np.float32).reshape(len(found), -1))
             self._alt_cache[pooling] = (rows, make_faiss_index(matrix, "flat"))
         rows, index = self._alt_cache[pooling]
         queries = _normalize(np.atleast_2d(np.asarray(vectors, np.float32)))

@@ -167,3 +167,16 @@ def test_index_copy_is_self_contained(tmp_path):
     shutil.copytree(directory, copy)
     with CatalogIndex.open(copy) as index:
         assert index.search(records[0].vector[None], k=1)[0][0].id == records[0].id
+
+
+def test_writable_open_repairs_a_damaged_faiss_file_for_good(tmp_path, caplog):
+    directory, records = _make(tmp_path)
+    path = directory / FAISS_NAME
+    path.write_bytes(b"broken")
+    with CatalogIndex.open(directory, writable=True) as index:
+        assert index.search(records[5].vector[None], k=1)[0][0].id == records[5].id
+    assert path.read_bytes() != b"broken"
+    caplog.clear()
+    with CatalogIndex.open(directory) as index:
+        index.faiss_index()
+    assert "rebuilding" not in caplog.text  # the repaired file and its record agree now
