@@ -90,7 +90,8 @@ def run_demo(args) -> int:
             print(f"The window is not available ({exc}); showing the sample search here instead.")
         else:
             return run_gui(index=setup.index_dir, model=setup.model_spec, queries=[setup.sample_query],
-                           presenter_samples=setup.queries_dir)
+                           presenter_samples=setup.queries_dir, device=args.device,
+                           screenshot=args.screenshot, started=started)
     with SearchSession(setup.index_dir, setup.model_spec, device=device) as session:
         result = session.search_image(setup.sample_query, k=7)
     truth_line = _truth_for(setup.truth_csv, setup.sample_query.stem)

@@ -23,6 +23,9 @@ def setup_logging() -> Path:
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    # The file gets INFO; handlers already there (the terminal's) keep the level they showed before.
+    for existing in root.handlers:
+        existing.setLevel(max(existing.level, root.level))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
 
@@ -78,8 +81,15 @@ def create_window(index: str | Path | None = None, model: str | None = None, que
     return window
 
 
-def run_gui(index=None, model=None, queries=(), presenter_samples=None, device: str = "auto") -> int:
-    """Open the main window and run the Qt event loop; returns the exit status."""
+def run_gui(index=None, model=None, queries=(), presenter_samples=None, device: str = "auto",
+            screenshot: str | None = None, started: float | None = None) -> int:
+    """Open the main window and run the Qt event loop; returns the exit status.
+
+    Args:
+        screenshot: save the window as this PNG after the first search and quit (for docs and for
+            measuring how long the demo takes to show a real result).
+        started: perf_counter() of the command's start, to report that time with `screenshot`.
+    """
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -92,7 +102,29 @@ def run_gui(index=None, model=None, queries=(), presenter_samples=None, device: 
     window.show()
     if splash is not None:
         splash.finish(window)
+    if screenshot:
+        _quit_after_first_search(window, screenshot, started)
     return app.exec()
+
+
+def _quit_after_first_search(window, path: str, started: float | None) -> None:
+    import time
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    def save(outcome) -> None:
+        def grab_and_quit():
+            window.grab().save(path)
+            if started is not None:
+                print(f"window showed the first search {time.perf_counter() - started:.1f} s after start; "
+                      f"screenshot {path}")
+            window.close()
+            QApplication.instance().quit()
+
+        QTimer.singleShot(300, grab_and_quit)  # let the results grid paint first
+
+    window.search_tab.searchDone.connect(save)
 
 
 def _splash():
