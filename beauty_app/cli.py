@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import UserError
@@ -65,6 +66,7 @@ def _summary_lines(summary) -> list[str]:
     lines = [f"Indexed {summary.indexed} images in {summary.elapsed_s:.1f} s ({summary.rate:.1f} img/s)"
              + (f", {summary.already_done} were already done" if summary.already_done else "")
              + f"; the index holds {summary.info.get('count', 0)} images."]
+    lines += [f"Note: {note}" for note in summary.notes]
     if summary.skipped:
         lines.append(f"Skipped {len(summary.skipped)} files:")
         lines += [f"  {item}: {reason}" for item, reason in summary.skipped[:50]]
@@ -84,30 +86,113 @@ def _parse_scales(text: str) -> tuple[float, ...]:
 
 
 # ---------------------------------------------------------------------------- commands
+def _index_options(args) -> dict:
+    """--index-type, --memory-budget, --recall-target and --whiten as build/merge keyword arguments."""
+    from .retrieval.ann import parse_memory
+
+    # --whiten alone (0) learns full-dimension whitening; --whiten N also reduces to N dimensions.
+    whitening = None if args.whiten is None else (True if args.whiten == 0 else args.whiten)
+    if args.recall_target is not None and not 0 < args.recall_target <= 1:
+        raise UserError("--recall-target must be above 0 and at most 1, e.g. 0.95.")
+    return {"index_type": args.index_type, "whitening": whitening,
+            "memory_budget": None if args.memory_budget is None else parse_memory(args.memory_budget),
+            "recall_target": args.recall_target}
+
+
+def _print_build(args, summary, header: bool = True) -> None:
+    if args.json:
+        _print_json({"indexed": summary.indexed, "already_done": summary.already_done,
+                     "skipped": [{"item": i, "reason": r} for i, r in summary.skipped],
+                     "elapsed_s": round(summary.elapsed_s, 3), "notes": summary.notes, "index": summary.info})
+    else:
+        if header:
+            print("\n".join(_summary_lines(summary)))
+        info = summary.info
+        if info.get("structure"):
+            recall = info.get("recall_at_7")
+            measured = isinstance(recall, float) and not info["structure"].startswith("exact")
+            print(f"Search structure: {info['structure']}" + (f", {info['index_size']}" if info.get("index_size") else "")
+                  + (f"; recall@7 {recall:.3f} against exact search" if measured else "") + ".")
+
+
 def cmd_catalog_build(args) -> int:
     from .catalog_io import read_catalog
     from .models.checkpoint import load_model
     from .retrieval.build import build_index
     from .retrieval.extractor import FeatureExtractor
 
-    catalog = read_catalog(args.catalog, allow_outside_root=args.allow_outside_root)
-    if not catalog.entries:
-        raise UserError(f"The catalog {args.catalog} lists no usable images.")
-    bundle = load_model(args.model, device=_device(args))
-    extractor = FeatureExtractor(bundle, args.pooling, batch_size=args.batch_size, use_amp=not args.fp32,
-                                 scales=_parse_scales(args.scales), input_size=args.input_size,
-                                 decode_workers=args.workers)
-    # --whiten alone (0) learns full-dimension whitening; --whiten N also reduces to N dimensions.
-    whitening = None if args.whiten is None else (True if args.whiten == 0 else args.whiten)
-    with progress_bar(not args.quiet) as job:
-        summary = build_index(catalog, extractor, args.out, index_type=args.index_type, whitening=whitening,
-                              resume=args.resume, job=job)
+    if (args.out is None) == (args.shard_out is None):
+        raise UserError("Give either --out (one index) or --shard-out (this process's shard of a distributed build).")
+    if args.shard is not None and args.shard_out is None:
+        raise UserError("--shard needs --shard-out.")
+    options = _index_options(args)
+    distributed = None
+    if args.shard_out is not None:
+        from .retrieval.shards import distributed_from_environment, parse_shard
+
+        distributed = distributed_from_environment(parse_shard(args.shard) if args.shard else None)
+    try:
+        catalog = read_catalog(args.catalog, allow_outside_root=args.allow_outside_root)
+        if not catalog.entries:
+            raise UserError(f"The catalog {args.catalog} lists no usable images.")
+        device = _device(args)
+        if distributed is not None and distributed.world > 1 and device.type == "cuda" and device.index is None:
+            import torch
+
+            device = torch.device("cuda", distributed.local_rank % torch.cuda.device_count())  # one GPU per process
+        bundle = load_model(args.model, device=device)
+        extractor = FeatureExtractor(bundle, args.pooling, batch_size=args.batch_size, use_amp=not args.fp32,
+                                     scales=_parse_scales(args.scales), input_size=args.input_size,
+                                     decode_workers=args.workers)
+        if distributed is not None:
+            return _build_shard(args, catalog, extractor, distributed)
+        with progress_bar(not args.quiet) as job:
+            summary = build_index(catalog, extractor, args.out, resume=args.resume, job=job, **options)
+    finally:
+        if distributed is not None:
+            distributed.close()
+    _print_build(args, summary)
+    return 0
+
+
+def _build_shard(args, catalog, extractor, distributed) -> int:
+    """This process's shard of a distributed build; every process checks the others read the same catalog."""
+    from .retrieval.shards import build_shard, catalog_fingerprint
+
+    rank, world = distributed.rank, distributed.world
+    fingerprints = distributed.gather(catalog_fingerprint(catalog))
+    if len(set(fingerprints)) > 1:
+        raise UserError("The processes of this build read different catalogs; give every node the same catalog file.")
+    with progress_bar(not args.quiet and rank == 0) as job:
+        summary = build_shard(catalog, extractor, args.shard_out, rank, world, job=job)
+    counts = distributed.gather((summary.indexed, summary.already_done, len(summary.skipped)))
     if args.json:
-        _print_json({"indexed": summary.indexed, "already_done": summary.already_done,
-                     "skipped": [{"item": i, "reason": r} for i, r in summary.skipped],
-                     "elapsed_s": round(summary.elapsed_s, 3), "index": summary.info})
-    else:
-        print("\n".join(_summary_lines(summary)))
+        _print_json({"shard": summary.info.get("shard"), "indexed": summary.indexed,
+                     "already_done": summary.already_done, "elapsed_s": round(summary.elapsed_s, 3),
+                     "skipped": [{"item": i, "reason": r} for i, r in summary.skipped], "notes": summary.notes})
+    elif rank == 0 or len(counts) == 1:
+        indexed, done, skipped = (sum(c[i] for c in counts) for i in range(3))
+        print(f"All {world} shards written to {args.shard_out}" if len(counts) > 1 else
+              f"Shard {rank} of {world} written to {args.shard_out}")
+        print(f"Indexed {indexed} images in {summary.elapsed_s:.1f} s" + (f", {done} were already done" if done else "")
+              + (f"; {skipped} files skipped" if skipped else "") + ".")
+        print(f"Merge the shards with: beauty-app catalog merge --shards {args.shard_out} --out INDEX_DIR")
+    return 0
+
+
+def cmd_catalog_merge(args) -> int:
+    from .retrieval.shards import merge_shards
+
+    with progress_bar(not args.quiet) as job:
+        summary = merge_shards(args.shards, args.out, job=job, **_index_options(args))
+    if not args.json:
+        shards = summary.info.get("merged_shards")
+        print(f"Merged {summary.indexed} images from {shards} shards in {summary.elapsed_s:.1f} s"
+              + (f", {summary.already_done} were already merged" if summary.already_done else "")
+              + f"; the index holds {summary.info.get('count', 0)} images"
+              + (f" and lists {len(summary.skipped)} skipped files (see `catalog info --skipped`)."
+                 if summary.skipped else "."))
+    _print_build(args, summary, header=args.json)
     return 0
 
 
@@ -236,9 +321,19 @@ def cmd_demo_generate(args) -> int:
 
 
 def cmd_gui(args) -> int:
+    import time
+
     from .gui.app import run_gui
 
-    return run_gui(index=args.index, model=args.model, queries=args.images, device=args.device)
+    started = time.perf_counter()
+    queries = ([args.query] if args.query else []) + list(args.images)
+    if args.screenshot and not (queries and args.index):
+        raise UserError("--screenshot needs --index DIR and --query IMAGE (the search to show).")
+    for query in queries:
+        if not Path(query).is_file():
+            raise UserError(f"Query image {query} does not exist.")
+    return run_gui(index=args.index, model=args.model, queries=queries, device=args.device,
+                   screenshot=args.screenshot, started=started)
 
 
 def cmd_demo(args) -> int:
@@ -248,12 +343,28 @@ def cmd_demo(args) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+def _add_index_options(p) -> None:
+    p.add_argument("--index-type", default="auto", choices=["auto", "flat", "ivf", "hnsw", "pq"],
+                   help="auto (default): exact search for small catalogs, else the most accurate IVF index that "
+                        "fits --memory-budget, tuned to --recall-target; flat = always exact")
+    p.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="memory the search structure may take with --index-type auto, e.g. 1GiB or 800M "
+                        "(default 1GiB)")
+    p.add_argument("--recall-target", type=float, default=None, metavar="R",
+                   help="recall@7 against exact search that auto tunes for (default 0.95)")
+    p.add_argument("--whiten", type=int, nargs="?", const=0, default=None, metavar="DIM",
+                   help="learn PCA whitening on the catalog (optionally reduced to DIM dimensions)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="beauty-app", description="BeautyLens: find a beauty product in a "
                                      "catalog from a photo (MANet + SR-MAC retrieval).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--self-test", action="store_true",
+                        help="load the model, search a small demo catalog once, print the result and exit")
+    # Not required by argparse so that --self-test can stand alone; main() asks for a COMMAND otherwise.
+    sub = parser.add_subparsers(dest="command", required=False, metavar="COMMAND")
 
     def common(p, device=True):
         if device:
@@ -267,11 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--catalog", required=True, help="CSV with id,path,description[,category] or an image folder")
     build.add_argument("--model", required=True, help="checkpoint path or imagenet:<backbone>")
     build.add_argument("--pooling", default="srmac", choices=["gap", "mac", "spoc", "gem", "rmac", "ramac", "srmac"])
-    build.add_argument("--out", required=True, help="index directory to create")
-    build.add_argument("--index-type", default="flat", choices=["flat", "ivf", "hnsw", "pq"],
-                       help="flat = exact search (default); ivf/hnsw/pq for large catalogs")
-    build.add_argument("--whiten", type=int, nargs="?", const=0, default=None, metavar="DIM",
-                       help="learn PCA whitening on the catalog (optionally reduced to DIM dimensions)")
+    build.add_argument("--out", default=None, help="index directory to create")
+    _add_index_options(build)
     build.add_argument("--scales", default="1", help="multi-scale extraction factors, e.g. 1,0.707,1.414")
     build.add_argument("--input-size", type=int, default=None, help="network input side (default: the model's)")
     build.add_argument("--batch-size", type=int, default=16)
@@ -281,8 +389,22 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--allow-outside-root", action="store_true",
                        help="let catalog CSV paths point outside the CSV's folder")
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
+    build.add_argument("--shard-out", default=None, metavar="DIR",
+                       help="write this process's shard of a distributed build into DIR (under torchrun: one "
+                            "process per GPU or node, each takes every WORLD-th catalog row); then `catalog merge`")
+    build.add_argument("--shard", default=None, metavar="RANK/WORLD",
+                       help="with --shard-out and without torchrun: write shard RANK of WORLD (e.g. 0/4)")
     common(build)
     build.set_defaults(func=cmd_catalog_build)
+
+    merge = catalog_sub.add_parser("merge", help="merge the shards of a distributed build into one index")
+    merge.add_argument("--shards", required=True, nargs="+", metavar="DIR",
+                       help="shard folders, or folders holding shard-* folders (the --shard-out of each node)")
+    merge.add_argument("--out", required=True, help="index directory to create (run again to finish an interrupted merge)")
+    _add_index_options(merge)
+    merge.add_argument("--json", action="store_true", help="print the summary as JSON")
+    merge.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    merge.set_defaults(func=cmd_catalog_merge)
 
     add = catalog_sub.add_parser("add", help="add new or changed images of a catalog to an index")
     add.add_argument("--index", required=True)
@@ -339,15 +461,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .training.cli_dataset import add_dataset_commands
     from .training.cli_train import add_train_command
+    from .evaluation.cli_bench import add_bench_command
 
     add_dataset_commands(sub)
     add_train_command(sub)
+    add_bench_command(sub)
 
     gui = sub.add_parser("gui", help="open the desktop app")
     gui.add_argument("--index", default=None, help="index to open (default: the last one)")
     gui.add_argument("--model", default=None, help="model spec (default: the index's own)")
     gui.add_argument("--device", default="auto")
-    gui.add_argument("images", nargs="*", metavar="IMAGE", help="a photo to search first")
+    gui.add_argument("--query", default=None, metavar="IMAGE", help="a photo to search first")
+    gui.add_argument("--screenshot", default=None, metavar="PNG",
+                     help="save the window after the first search (of --query) as PNG and quit")
+    gui.add_argument("images", nargs="*", metavar="IMAGE", help="photos to search (the first is shown)")
     gui.set_defaults(func=cmd_gui)
 
     demo = sub.add_parser("demo", help="the demo: synthetic catalog, index and a sample search")
@@ -355,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="print the sample search instead of opening a window")
     demo.add_argument("--products", type=int, default=60)
     demo.add_argument("--model", default=None, help="model spec (default: the shipped demo checkpoint)")
+    demo.add_argument("--screenshot", default=None, metavar="PNG",
+                      help="save the window after the first search as PNG and quit (timing and docs)")
     common(demo)
     demo.set_defaults(func=cmd_demo)
     demo_sub = demo.add_subparsers(dest="demo_command", metavar="ACTION")
@@ -373,8 +502,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `beauty-app` and `python -m beauty_app`."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if (args.command is None) != bool(args.self_test):
+        parser.error("--self-test takes no COMMAND" if args.self_test else "the following arguments are required: COMMAND")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.self_test:
+        from .selftest import run_self_test
+
+        return run_self_test()
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from PySide6.QtCore import QTimer
 
 
 @pytest.fixture
@@ -27,3 +30,28 @@ def open_session(qtbot, client, built_index):
     with qtbot.waitSignal(client.engine.sessionOpened, timeout=60000) as blocker:
         client.requestOpen.emit(str(built_index), "")
     return blocker.args[0]
+
+
+class LoopWatch:
+    """Records the longest gap between event-loop turns (a 5 ms timer that should fire steadily)."""
+
+    def __init__(self):
+        self.longest = 0.0
+        self.turns = 0
+        self._last = time.perf_counter()
+        self.timer = QTimer()
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self):
+        now = time.perf_counter()
+        self.longest = max(self.longest, now - self._last)
+        self._last = now
+        self.turns += 1
+
+    def start(self):
+        self._last = time.perf_counter()
+        self.timer.start()
+
+    def stop(self):
+        self.timer.stop()

@@ -2,36 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
-from PySide6.QtCore import QTimer
-
 from beauty_app.gui.worker import BuildRequest
-
-
-class LoopWatch:
-    """Records the longest gap between event-loop turns (a 5 ms timer that should fire steadily)."""
-
-    def __init__(self):
-        self.longest = 0.0
-        self.turns = 0
-        self._last = time.perf_counter()
-        self.timer = QTimer()
-        self.timer.setInterval(5)
-        self.timer.timeout.connect(self._tick)
-
-    def _tick(self):
-        now = time.perf_counter()
-        self.longest = max(self.longest, now - self._last)
-        self._last = now
-        self.turns += 1
-
-    def start(self):
-        self._last = time.perf_counter()
-        self.timer.start()
-
-    def stop(self):
-        self.timer.stop()
+from tests.gui.conftest import LoopWatch
 
 
 def test_event_loop_keeps_turning_while_indexing(qtbot, client, tiny_checkpoint, tmp_path):

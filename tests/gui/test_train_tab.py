@@ -178,3 +178,17 @@ def test_shutdown_stops_a_running_training_quickly(qtbot, tab, mined, tmp_path):
     assert time.monotonic() - started < 8
     assert not tab.process.is_running()
     assert resume_path_for(out).is_file()  # SIGTERM still saved the state before exiting
+
+
+def test_event_loop_keeps_turning_while_training_runs(qtbot, tab, mined, tmp_path):
+    from tests.gui.conftest import LoopWatch
+
+    out = tmp_path / "gap.pt"
+    configure_tiny(tab, mined, out, iterations=12)
+    watch = LoopWatch()
+    watch.start()
+    tab.start()
+    qtbot.waitUntil(lambda: out.is_file() and not tab.process.is_running(), timeout=PROCESS_TIMEOUT_MS)
+    watch.stop()
+    print(f"longest event-loop gap while training: {watch.longest * 1000:.1f} ms over {watch.turns} turns")
+    assert watch.turns > 20 and watch.longest < 0.100
