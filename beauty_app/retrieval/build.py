@@ -2,6 +2,9 @@
 
 Work is stored batch by batch in single database transactions, so an interrupted build loses at
 most one batch and `--resume` continues where it stopped without recomputing finished images.
+The catalog is worked through a chunk of entries at a time and the index is finalised from the
+database in chunks, so memory stays flat as catalogs grow (docs/scale.md). Builds split across
+processes or machines write shards (:mod:`beauty_app.retrieval.shards`) that one command merges.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..catalog_io import Catalog, CatalogEntry
@@ -40,24 +44,41 @@ class BuildSummary:
 COMPARISON_POOLINGS = ("gap", "mac", "rmac", "srmac")
 
 
+#: Catalog entries looked up and featurised at a time: bounds what a build holds besides the catalog.
+ENTRY_CHUNK = 4096
+
+
+class _Progress:
+    """Counts processed entries across chunks for one progress bar."""
+
+    def __init__(self, job: JobControl | None, total: int):
+        self.job, self.total, self.done = job, total, 0
+        report(job, "index", 0, total, "featurising catalog images")
+
+    def advance(self, count: int, summary: BuildSummary) -> None:
+        self.done += count
+        report(self.job, "index", self.done, self.total,
+               f"{summary.indexed} indexed, {len(summary.skipped)} skipped")
+
+
 def _featurise(index: CatalogIndex, entries: list[CatalogEntry], extractor: FeatureExtractor,
-               summary: BuildSummary, job: JobControl | None, staged: bool = False) -> None:
-    done = 0
-    report(job, "index", 0, len(entries), "featurising catalog images")
+               summary: BuildSummary, progress: _Progress, staged: bool = False,
+               positions: dict[str, int] | None = None) -> None:
+    """Featurise `entries` and store them batch by batch (one transaction each), thumbnails included."""
     extra = extractor.usable_poolings(COMPARISON_POOLINGS)
     fallbacks_before = len(extractor.memory_fallbacks)
     for batch in extractor.iter_batches(entries, extra_poolings=extra):
         records = [
             ItemRecord(entry.id, str(entry.path), entry.description, entry.category, batch.vectors[i],
-                       batch.thumbnails[i], {name: vectors[i] for name, vectors in batch.extra.items()})
+                       batch.thumbnails[i], {name: vectors[i] for name, vectors in batch.extra.items()},
+                       position=None if positions is None else positions[entry.id])
             for i, entry in enumerate(batch.items)
         ]
         reasons = [(entry.id, reason) for entry, reason in batch.failures]
         index.add_items(records, reasons, staged=staged)
         summary.indexed += len(records)
         summary.skipped.extend(reasons)
-        done += len(batch.items) + len(batch.failures)
-        report(job, "index", done, len(entries), f"{summary.indexed} indexed, {len(summary.skipped)} skipped")
+        progress.advance(len(batch.items) + len(batch.failures), summary)
     fallbacks = extractor.memory_fallbacks[fallbacks_before:]
     if fallbacks:
         summary.notes.append(
@@ -65,21 +86,52 @@ def _featurise(index: CatalogIndex, entries: list[CatalogEntry], extractor: Feat
             f"images; indexing continued with batches of {fallbacks[-1][1]}.")
 
 
+def _featurise_missing(index: CatalogIndex, entries: Sequence[CatalogEntry], extractor: FeatureExtractor,
+                       summary: BuildSummary, job: JobControl | None, positions: Sequence[int] | None = None) -> None:
+    """Featurise the entries the index does not hold yet, a chunk of the catalog at a time.
+
+    Which entries are done is asked of the database chunk by chunk, so a resumed build of a
+    500,000-image catalog never holds a set of every id, and finished chunks cost one lookup.
+    """
+    progress = _Progress(job, len(entries))
+    for start in range(0, len(entries), ENTRY_CHUNK):
+        part = entries[start:start + ENTRY_CHUNK]
+        known = index.known_among([entry.id for entry in part])
+        todo = [entry for entry in part if entry.id not in known]
+        summary.already_done += len(part) - len(todo)
+        progress.done += len(part) - len(todo)
+        where = None if positions is None else {
+            entry.id: positions[start + i] for i, entry in enumerate(part) if entry.id not in known}
+        if todo:
+            _featurise(index, todo, extractor, summary, progress, positions=where)
+    if summary.already_done:
+        log.info("resumed: %d of %d images were already done", summary.already_done, len(entries))
+
+
 def build_index(
     catalog: Catalog,
     extractor: FeatureExtractor,
     out_dir: str | Path,
     *,
-    index_type: str = "flat",
+    index_type: str = "auto",
     whitening: int | bool | None = None,
     resume: bool = False,
     job: JobControl | None = None,
+    memory_budget: int | None = None,
+    recall_target: float | None = None,
 ) -> BuildSummary:
     """Featurise every catalog image into a new index directory (or finish an interrupted one).
 
+    Features, thumbnails and comparison vectors are stored batch by batch as they are made, and
+    finalising streams them back in chunks, so memory does not grow with the catalog beyond the
+    catalog list itself and the search structure (see docs/scale.md).
+
     Args:
+        index_type: auto (default: by catalog size and `memory_budget`) | flat | ivf | hnsw | pq.
         whitening: True learns PCA whitening on the catalog, an int also reduces to that dimension.
         resume: continue a build of the same catalog and model that was interrupted.
+        memory_budget: bytes the search structure may take (auto; default 1 GiB).
+        recall_target: recall@7 against exact search that auto tunes for (default 0.95).
     """
     out_dir = Path(out_dir)
     started = time.perf_counter()
@@ -90,17 +142,13 @@ def build_index(
         )
     summary = BuildSummary(skipped=[(item, reason) for item, reason in catalog.skipped])
     with CatalogIndex.create(out_dir, {**extractor.settings(), "catalog": str(catalog.root)}) as index:
-        known = index.known_items()
-        todo = [entry for entry in catalog.entries if entry.id not in known]
-        summary.already_done = len(catalog.entries) - len(todo)
-        if summary.already_done:
-            log.info("resuming: %d of %d images already done", summary.already_done, len(catalog.entries))
         index.add_items([], summary.skipped)
-        _featurise(index, todo, extractor, summary, job)
+        _featurise_missing(index, catalog.entries, extractor, summary, job)
         if index.count() == 0:
             raise IndexStoreError("No catalog image could be indexed; see the skipped files for reasons.")
         report(job, "finalize", 0, 1, "building the search index")
-        index.finalize(index_type, whitening if whitening else None)
+        index.finalize(index_type, whitening if whitening else None, memory_budget=memory_budget,
+                       recall_target=recall_target)
         report(job, "finalize", 1, 1, "done")
         summary.info = index.info()
     summary.elapsed_s = time.perf_counter() - started
@@ -119,12 +167,16 @@ def add_to_index(catalog: Catalog, extractor: FeatureExtractor, index_dir: str |
     summary = BuildSummary(skipped=list(catalog.skipped))
     with CatalogIndex.open(index_dir, writable=True) as index:
         index.check_model(extractor.bundle.fingerprint, extractor.pooling)
-        stored = {item["id"]: item["path"] for item in index.iter_items()}
-        stored.update(index.staged_items())
-        todo = [entry for entry in catalog.entries if stored.get(entry.id) != str(entry.path)]
-        summary.already_done = len(catalog.entries) - len(todo)
         index.add_items([], summary.skipped, staged=True)
-        _featurise(index, todo, extractor, summary, job, staged=True)
+        progress = _Progress(job, len(catalog.entries))
+        for start in range(0, len(catalog.entries), ENTRY_CHUNK):  # one chunk of ids in memory at a time
+            part = catalog.entries[start:start + ENTRY_CHUNK]
+            stored = index.stored_paths([entry.id for entry in part])
+            todo = [entry for entry in part if stored.get(entry.id) != str(entry.path)]
+            summary.already_done += len(part) - len(todo)
+            progress.done += len(part) - len(todo)
+            if todo:
+                _featurise(index, todo, extractor, summary, progress, staged=True)
         index.commit_staged()
         index.finalize()
         summary.info = index.info()

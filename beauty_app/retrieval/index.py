@@ -26,18 +26,31 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
 
 import faiss
 import numpy as np
 
-from ..errors import IndexStoreError
+from ..errors import IndexStoreError, UserError
+from .ann import (
+    DEFAULT_RECALL_TARGET,
+    INDEX_TYPE_CHOICES,
+    NPROBE_STEPS,
+    RECALL_K,
+    RECALL_QUERIES,
+    ExactNeighbours,
+    IndexPlan,
+    format_bytes,
+    plan_index,
+    recall_bounds,
+    split_sample,
+    without_self,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +58,9 @@ DB_NAME = "catalog.sqlite"
 FAISS_NAME = "index.faiss"
 LOCK_NAME = ".lock"
 FORMAT_VERSION = 1
-INDEX_TYPES = ("flat", "ivf", "hnsw", "pq")
+INDEX_TYPES = INDEX_TYPE_CHOICES  # auto, flat, ivf, hnsw, pq
+#: Rows read from the database at a time when finalising or checking (about 32 MiB of 1280-d vectors).
+CHUNK_BYTES = 32 << 20
 #: Settings that change what the stored vectors mean; covered by the content checksum.
 _CHECKED_SETTINGS = ("model_fingerprint", "pooling", "dim", "scales", "input_size")
 
@@ -76,6 +91,10 @@ CREATE TABLE IF NOT EXISTS alt_vectors (
 CREATE TABLE IF NOT EXISTS skipped (
     item TEXT PRIMARY KEY,
     reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shard_positions (
+    id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL UNIQUE
 );
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
@@ -116,6 +135,7 @@ class ItemRecord:
     vector: np.ndarray
     thumbnail: bytes | None = None
     extra: dict[str, np.ndarray] | None = None  # vectors of other poolings, for ranking comparisons
+    position: int | None = None  # row of the catalog (shards of a distributed build record it for the merge)
 
 
 def _normalize(vectors: np.ndarray) -> np.ndarray:
@@ -137,15 +157,36 @@ class PCAWhitening:
 
     @classmethod
     def learn(cls, vectors: np.ndarray, dim: int | None = None, eps: float = 1e-6) -> "PCAWhitening":
-        vectors = np.asarray(vectors, dtype=np.float64)
-        if len(vectors) < 2:
+        return cls.learn_chunks([vectors], dim, eps)
+
+    @classmethod
+    def learn_chunks(cls, chunks: Iterable[np.ndarray], dim: int | None = None, eps: float = 1e-6) -> "PCAWhitening":
+        """:meth:`learn` from vectors given chunk by chunk (memory: one chunk and a dim x dim matrix).
+
+        Sums are taken around the first chunk's mean, so the covariance keeps its precision even
+        though it is never formed from all vectors at once.
+        """
+        count, shift, total, outer = 0, None, None, None
+        for chunk in chunks:
+            chunk = np.asarray(chunk, dtype=np.float64)
+            if not len(chunk):
+                continue
+            if shift is None:
+                shift = chunk.mean(axis=0)
+                total = np.zeros_like(shift)
+                outer = np.zeros((len(shift), len(shift)))
+            centred = chunk - shift
+            count += len(chunk)
+            total += centred.sum(axis=0)
+            outer += centred.T @ centred
+        if count < 2:
             raise IndexStoreError("PCA whitening needs at least two catalog images.")
-        mean = vectors.mean(axis=0)
-        centred = vectors - mean
-        cov = centred.T @ centred / (len(vectors) - 1)
+        mean = shift + total / count
+        cov = (outer - np.outer(total, total) / count) / (count - 1)
+        n_vectors, vector_dim = count, len(mean)
         eigval, eigvec = np.linalg.eigh(cov)
         order = np.argsort(eigval)[::-1]
-        keep = min(dim or vectors.shape[1], vectors.shape[1], len(vectors) - 1)
+        keep = min(dim or vector_dim, vector_dim, n_vectors - 1)
         order = order[:keep]
         floor = eigval[order].max() * eps + 1e-12
         projection = (eigvec[:, order] / np.sqrt(np.maximum(eigval[order], floor))).T
@@ -173,41 +214,142 @@ class PCAWhitening:
             return cls(arrays["mean"], arrays["projection"])
 
 
-def make_faiss_index(vectors: np.ndarray, index_type: str = "flat") -> faiss.Index:
+def _new_faiss_index(plan: IndexPlan) -> faiss.Index:
+    """An empty (untrained) faiss structure for `plan`, inner-product metric."""
+    metric = faiss.METRIC_INNER_PRODUCT
+    dim = plan.dim
+    if plan.kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if plan.kind == "sq8":
+        return faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, metric)
+    if plan.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, plan.hnsw_m, metric)
+        index.hnsw.efConstruction = 80
+        return index
+    quantizer = faiss.IndexFlatIP(dim)
+    if plan.kind == "ivf":
+        return faiss.IndexIVFFlat(quantizer, dim, plan.nlist, metric)
+    if plan.kind == "ivfsq8":
+        return faiss.IndexIVFScalarQuantizer(quantizer, dim, plan.nlist, faiss.ScalarQuantizer.QT_8bit, metric)
+    if plan.kind == "ivfpq":
+        return faiss.IndexIVFPQ(quantizer, dim, plan.nlist, plan.pq_m, 8, metric)
+    raise IndexStoreError(f"The index records an unknown search structure {plan.kind!r}; rebuild it.")
+
+
+def _apply_search_params(index: faiss.Index, plan: IndexPlan) -> None:
+    if plan.nprobe and hasattr(index, "nprobe"):
+        index.nprobe = int(plan.nprobe)
+    if plan.ef_search and hasattr(index, "hnsw"):
+        index.hnsw.efSearch = int(plan.ef_search)
+
+
+class _IndexBuilder:
+    """Builds the planned faiss structure from vectors given chunk by chunk, and measures its recall.
+
+    Training uses a sample given up front; held-out catalog vectors (given with their positions)
+    are searched exactly as the chunks go by, so recall@k against exact search costs no second pass.
+    """
+
+    def __init__(self, plan: IndexPlan, training: np.ndarray | None = None, queries: np.ndarray | None = None,
+                 query_positions: np.ndarray | None = None, k: int = RECALL_K):
+        self.plan = plan
+        self.k = k
+        self.index = _new_faiss_index(plan)
+        if plan.trained and plan.n:
+            if training is None or not len(training):
+                raise IndexStoreError("An approximate index needs training vectors.")
+            self.index.train(np.ascontiguousarray(training, np.float32))
+        self.queries = queries if queries is not None and len(queries) and not plan.exact else None
+        self.positions = query_positions
+        self.exact = ExactNeighbours(self.queries, query_positions, k) if self.queries is not None else None
+        self.added = 0
+
+    def add(self, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        if self.exact is not None:
+            self.exact.add(vectors, self.added)
+        if len(vectors):
+            self.index.add(vectors)
+        self.added += len(vectors)
+
+    def _recall(self) -> tuple[float, float]:
+        """(mean recall@k on the held-out vectors, its 95% lower confidence bound)."""
+        _, found = self.index.search(self.queries, min(self.k + 1, self.added))
+        return recall_bounds(without_self(found, self.positions, self.k), self.exact.ids, self.k)
+
+    def finish(self, recall_target: float = DEFAULT_RECALL_TARGET) -> tuple[faiss.Index, IndexPlan, float | None]:
+        """The built index, its plan with the search parameter chosen, and recall@k (None: not measured)."""
+        plan = self.plan
+        if plan.exact:
+            return self.index, plan, 1.0
+        if self.exact is None:
+            _apply_search_params(self.index, plan)
+            return self.index, plan, None
+        if not (plan.tune and plan.nlist):
+            _apply_search_params(self.index, plan)
+            return self.index, plan, self._recall()[0]
+        # Raise nprobe until the recall target is met (by the lower confidence bound, so that it
+        # holds beyond the measured queries); if it never is, take the smallest nprobe that comes
+        # within half a point of the best recall seen (more lists would only cost time).
+        tried: list[tuple[int, float]] = []
+        for nprobe in [p for p in NPROBE_STEPS if p < plan.nlist] + [plan.nlist]:
+            self.index.nprobe = nprobe
+            mean, low = self._recall()
+            tried.append((nprobe, mean))
+            if low >= recall_target:
+                break
+        nprobe, reached = tried[-1]
+        if low < recall_target:
+            best = max(r for _, r in tried)
+            nprobe, reached = next((p, r) for p, r in tried if r >= best - 0.005)
+            log.warning("the %s index reaches recall@%d %.3f, below the target %.2f", plan.describe(), self.k,
+                        best, recall_target)
+        plan = replace(plan, nprobe=nprobe)
+        _apply_search_params(self.index, plan)
+        log.info("%s: recall@%d %.3f against exact search (tried nprobe %s)", plan.describe(), self.k, reached,
+                 ", ".join(f"{p}: {r:.3f}" for p, r in tried))
+        return self.index, plan, reached
+
+
+def _sample_positions(plan: IndexPlan) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out recall queries, training sample) positions for a plan; the same on every rebuild."""
+    return split_sample(plan.n, 0 if plan.exact else RECALL_QUERIES, plan.training_size())
+
+
+def make_faiss_index(vectors: np.ndarray, index_type: str = "flat", *, memory_budget: int | None = None,
+                     recall_target: float = DEFAULT_RECALL_TARGET) -> faiss.Index:
     """Build a faiss inner-product index of the given type over L2-normalised `vectors`.
 
     flat: exact search. ivf: inverted lists (nlist ~ 4 sqrt(N)) searched with nprobe 16.
     hnsw: graph index (M=32, efSearch 128). pq: IVF with 8-bit product quantisation (small memory).
-    Approximate types fall back to flat when the catalog is too small to train them.
+    auto: chosen by size and `memory_budget` and tuned to `recall_target` (see
+    :mod:`beauty_app.retrieval.ann`). Approximate types fall back to flat when the catalog is too
+    small to train them; trained types learn from a sample (:meth:`IndexPlan.training_size`).
+    """
+    return build_faiss_index(vectors, index_type, memory_budget=memory_budget, recall_target=recall_target,
+                             measure=index_type == "auto")[0]
+
+
+def build_faiss_index(vectors: np.ndarray, index_type: str = "auto", *, memory_budget: int | None = None,
+                      recall_target: float = DEFAULT_RECALL_TARGET, measure: bool = True,
+                      chunk_rows: int = 50_000) -> tuple[faiss.Index, IndexPlan, float | None]:
+    """:func:`make_faiss_index` that also returns the plan (with the tuned nprobe) and recall@7.
+
+    The same path `catalog build` takes, on vectors in memory (the benchmark calls it). With
+    `measure`, recall@7 against exact search is measured on held-out vectors (auto plans need it
+    to tune nprobe); otherwise the recall returned is None (1.0 for exact search).
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = vectors.shape
-    metric = faiss.METRIC_INNER_PRODUCT
-    if index_type not in INDEX_TYPES:
-        raise IndexStoreError(f"Unknown index type {index_type!r}; choose one of {', '.join(INDEX_TYPES)}.")
-    if index_type == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, 32, metric)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 128
-    elif index_type in ("ivf", "pq"):
-        nlist = max(1, min(int(4 * math.sqrt(max(n, 1))), n // 39))
-        if n < 39 * 4:
-            log.info("catalog of %d vectors is too small for %s; using exact search", n, index_type)
-            index = faiss.IndexFlatIP(dim)
-        else:
-            quantizer = faiss.IndexFlatIP(dim)
-            if index_type == "ivf":
-                index = faiss.IndexIVFFlat(quantizer, dim, nlist, metric)
-            else:
-                m = next(m for m in (64, 48, 32, 16, 8, 4, 2, 1) if dim % m == 0 and m <= dim)
-                index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, metric)
-            index.train(vectors)
-            index.nprobe = min(16, nlist)
-    else:
-        index = faiss.IndexFlatIP(dim)
-    if n:
-        index.add(vectors)
-    return index
+    try:
+        plan = plan_index(index_type, n, dim, memory_budget)
+    except UserError as exc:
+        raise IndexStoreError(str(exc)) from None
+    held_out, training = _sample_positions(plan)
+    builder = _IndexBuilder(plan, vectors[training], vectors[held_out] if measure or plan.tune else None, held_out)
+    for start in range(0, n, chunk_rows):
+        builder.add(vectors[start:start + chunk_rows])
+    return builder.finish(recall_target)
 
 
 def faiss_to_bytes(index: faiss.Index) -> bytes:
@@ -262,13 +404,24 @@ def _remove_stale_temporaries(directory: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_faiss_file(path: Path, index: faiss.Index) -> tuple[Path, str]:
+    """Write `index` to a synced temporary file beside `path`; returns it and its SHA-256 (rename it to commit).
+
+    faiss writes the file itself, so a large index is never held twice in memory as bytes.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
+    faiss.write_index(index, str(tmp))
+    with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    return tmp, _file_sha256(tmp)
 
 
 class CatalogIndex:
@@ -282,7 +435,7 @@ class CatalogIndex:
         self._whitening: PCAWhitening | None = None
         self._whitening_loaded = False
         self._row_cache: np.ndarray | None = None
-        self._search_cache: np.ndarray | None = None
+        self._page_end: tuple[str, int, int] | None = None  # (filter, offset, row) where the last page ended
         self._alt_cache: dict[str, tuple[np.ndarray, faiss.Index]] = {}
 
     # ----------------------------------------------------------------- opening and creating
@@ -414,9 +567,29 @@ class CatalogIndex:
 
     # ----------------------------------------------------------------- writing
     def known_items(self) -> set[str]:
-        """Ids already stored or already skipped (a resumed build does not redo them)."""
+        """Ids already stored or already skipped (a resumed build does not redo them); all of them at once."""
         stored = {row[0] for row in self._db.execute("SELECT id FROM items")}
         return stored | {row[0] for row in self._db.execute("SELECT item FROM skipped")}
+
+    def known_among(self, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` are already stored or skipped: :meth:`known_items` for one chunk of a catalog."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 900):  # stay under SQLite's limit on bound parameters
+            part = list(ids[start:start + 900])
+            marks = ",".join("?" * len(part))
+            found.update(r[0] for r in self._db.execute(f"SELECT id FROM items WHERE id IN ({marks})", part))
+            found.update(r[0] for r in self._db.execute(f"SELECT item FROM skipped WHERE item IN ({marks})", part))
+        return found
+
+    def stored_paths(self, ids: Sequence[str]) -> dict[str, str]:
+        """Id -> image path of those `ids` stored in the catalog or staged by an unfinished `catalog add`."""
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 900):
+            part = list(ids[start:start + 900])
+            marks = ",".join("?" * len(part))
+            found.update(self._db.execute(f"SELECT id, path FROM items WHERE id IN ({marks})", part).fetchall())
+            found.update(self._db.execute(f"SELECT id, path FROM staged WHERE id IN ({marks})", part).fetchall())
+        return found
 
     def add_items(self, records: Sequence[ItemRecord], skipped: Iterable[tuple[str, str]] = (),
                   staged: bool = False) -> None:
@@ -439,6 +612,10 @@ class CatalogIndex:
                     "category=excluded.category, vector=excluded.vector, thumbnail=excluded.thumbnail",
                     (record.id, record.path, record.description, record.category, vector.tobytes(), record.thumbnail),
                 )
+                if record.position is not None:
+                    self._db.execute(
+                        "INSERT INTO shard_positions(id, position) VALUES(?, ?) "
+                        "ON CONFLICT(id) DO UPDATE SET position=excluded.position", (record.id, int(record.position)))
                 for pooling, extra in (record.extra or {}).items():
                     self._db.execute(
                         "INSERT INTO alt_vectors(pooling, id, vector) VALUES(?,?,?) "
@@ -451,6 +628,37 @@ class CatalogIndex:
                 "INSERT INTO skipped(item, reason) VALUES(?, ?) ON CONFLICT(item) DO UPDATE SET reason=excluded.reason",
                 list(skipped),
             )
+
+    def update_settings(self, values: dict) -> None:
+        """Record extra settings (JSON values) in one transaction, e.g. that a shard is finished."""
+        with self._db:
+            self._write_settings(values)
+
+    def positioned_rows(self, chunk: int = 1024) -> Iterator[tuple]:
+        """A shard's rows in catalog order, read a chunk at a time.
+
+        Yields (catalog position, id, path, description, category, vector bytes, thumbnail).
+        """
+        last = -1
+        while True:
+            found = self._db.execute(
+                "SELECT p.position, i.id, i.path, i.description, i.category, i.vector, i.thumbnail FROM "
+                "shard_positions p JOIN items i ON i.id = p.id WHERE p.position > ? ORDER BY p.position LIMIT ?",
+                (last, chunk)).fetchall()
+            if not found:
+                return
+            yield from found
+            last = found[-1][0]
+
+    def comparison_vectors(self, ids: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+        """Id -> {pooling: vector} of the stored comparison vectors of `ids`."""
+        found: dict[str, dict[str, np.ndarray]] = {}
+        for start in range(0, len(ids), 900):
+            part = list(ids[start:start + 900])
+            for item_id, pooling, vector in self._db.execute(
+                    f"SELECT id, pooling, vector FROM alt_vectors WHERE id IN ({','.join('?' * len(part))})", part):
+                found.setdefault(item_id, {})[pooling] = np.frombuffer(vector, np.float32)
+        return found
 
     def staged_items(self) -> dict[str, str]:
         """Id -> path of records staged by an unfinished `catalog add`."""
@@ -486,51 +694,119 @@ class CatalogIndex:
         revision = int(self.settings().get("revision", 0)) + 1
         self._write_settings({"revision": revision})
 
-    def finalize(self, index_type: str | None = None, whitening: int | bool | None = None) -> None:
+    def finalize(self, index_type: str | None = None, whitening: int | bool | None = None, *,
+                 memory_budget: int | None = None, recall_target: float | None = None) -> None:
         """Learn whitening (optional), build and save the faiss index, and mark the index complete.
 
+        Everything is streamed from the database in chunks of about CHUNK_BYTES: whitening is
+        learned from running sums, approximate indexes are trained on a sample and filled chunk by
+        chunk, and the content checksum is taken in the same pass. Memory is the search structure
+        plus a chunk and the training sample, whatever the catalog size.
+
         Args:
-            index_type: flat | ivf | hnsw | pq (default: keep the current setting, else flat).
+            index_type: auto | flat | ivf | hnsw | pq (default: keep the current setting, else flat).
             whitening: None keeps the current setting; True learns full-dimension PCA whitening on
                 the catalog; a positive int learns it reduced to that many dimensions; False removes it.
+            memory_budget: bytes the search structure may take (auto; default: the current setting,
+                else 1 GiB).
+            recall_target: recall@7 against exact search that auto tunes nprobe for (default 0.95).
         """
         settings = self.settings()
         index_type = index_type or settings.get("index_type", "flat")
-        raw = self.raw_vectors()
+        if memory_budget is None:
+            memory_budget = settings.get("memory_budget")
+        recall_target = float(recall_target or settings.get("recall_target") or DEFAULT_RECALL_TARGET)
+        self._row_cache = None
+        rows = self._rows()
         with self._db:
             if whitening is False:
                 self._db.execute("DELETE FROM blobs WHERE key = 'whitening'")
             elif whitening is not None:
-                learned = PCAWhitening.learn(raw, None if whitening is True else int(whitening))
+                learned = PCAWhitening.learn_chunks(
+                    (vectors for _, vectors in self.vector_chunks()), None if whitening is True else int(whitening))
                 self._db.execute(
                     "INSERT INTO blobs(key, value) VALUES('whitening', ?) "
                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (learned.to_bytes(),))
             self._whitening_loaded = False
-            vectors = self._apply_whitening(raw)
-            index = make_faiss_index(vectors, index_type)
-            data = faiss_to_bytes(index)
+            search_dim = self._search_dim()
+            try:
+                plan = plan_index(index_type, len(rows), search_dim, memory_budget)
+            except UserError as exc:
+                raise IndexStoreError(str(exc)) from None
+            held_out, training = _sample_positions(plan)
+            builder = _IndexBuilder(plan, self._search_vectors_at(rows[training]),
+                                    self._search_vectors_at(rows[held_out]), held_out)
+            digest = self._content_digest(on_vectors=lambda vectors: builder.add(self._apply_whitening(vectors)))
+            index, plan, measured = builder.finish(recall_target)
+            tmp, faiss_sha256 = _write_faiss_file(self.directory / FAISS_NAME, index)
             revision = int(settings.get("revision", 0)) + 1
             self._write_settings({
-                "index_type": index_type, "complete": True, "revision": revision, "count": len(raw),
-                "faiss_revision": revision, "faiss_sha256": hashlib.sha256(data).hexdigest(),
-                "search_dim": int(vectors.shape[1]) if len(vectors) else self._search_dim(),
-                "content_sha256": self._content_digest(),
-                "alt_sha256": {pooling: self._alt_rows(pooling)[1] for pooling in self.alternate_poolings()},
+                "index_type": index_type, "complete": True, "revision": revision, "count": len(rows),
+                "faiss_revision": revision, "faiss_sha256": faiss_sha256, "search_dim": search_dim,
+                "content_sha256": digest, "index_plan": plan.as_dict(), "index_bytes": tmp.stat().st_size,
+                "memory_budget": memory_budget, "recall_target": recall_target,
+                f"recall_at_{RECALL_K}": None if measured is None else round(float(measured), 4),
+                "recall_queries": len(held_out) if not plan.exact else 0,
+                "alt_sha256": {pooling: self._alt_digest(pooling) for pooling in self.alternate_poolings()},
             })
             # The faiss file is replaced before the transaction commits; if we are killed between
             # the two, the revision check on open notices the mismatch and rebuilds it.
-            _atomic_write(self.directory / FAISS_NAME, data)
+            os.replace(tmp, self.directory / FAISS_NAME)
         self._faiss = index
         self._row_cache = None
-        self._search_cache = None
         self._alt_cache = {}
 
+    # ----------------------------------------------------------------- streaming reads
+    def _chunk_rows(self) -> int:
+        dim = int(self.settings().get("dim") or 1)
+        return max(256, CHUNK_BYTES // (4 * dim))
+
+    def _item_chunks(self, columns: str = "row, vector") -> Iterator[list[tuple]]:
+        """Catalog rows in row order, a chunk at a time (keyset paging: each chunk costs the same)."""
+        size = self._chunk_rows()
+        last = None
+        while True:
+            found = self._db.execute(
+                f"SELECT {columns} FROM items WHERE row > ? ORDER BY row LIMIT ?",
+                (-(1 << 62) if last is None else last, size)).fetchall()
+            if not found:
+                return
+            yield found
+            last = found[-1][0]
+
+    def _decode_vectors(self, blobs: Sequence[bytes]) -> np.ndarray:
+        dim = int(self.settings()["dim"])
+        if not blobs:
+            return np.zeros((0, dim), np.float32)
+        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+
+    def vector_chunks(self) -> Iterator[tuple[list[int], np.ndarray]]:
+        """(rows, raw vectors) of the catalog in row order, a chunk at a time."""
+        for found in self._item_chunks("row, vector"):
+            yield [r[0] for r in found], self._decode_vectors([r[1] for r in found])
+
+    def _raw_vectors_at(self, rows: Sequence[int]) -> np.ndarray:
+        """Stored vectors of the given database rows, in that order."""
+        rows = [int(r) for r in rows]
+        lookup: dict[int, bytes] = {}
+        for start in range(0, len(rows), 900):  # stay under SQLite's limit on bound parameters
+            part = rows[start:start + 900]
+            lookup.update(self._db.execute(
+                f"SELECT row, vector FROM items WHERE row IN ({','.join('?' * len(part))})", part).fetchall())
+        return self._decode_vectors([lookup[r] for r in rows])
+
+    def _search_vectors_at(self, rows: Sequence[int]) -> np.ndarray:
+        """Vectors of the given rows in search space (whitened, normalised)."""
+        return self._apply_whitening(self._raw_vectors_at(rows))
+
     # ----------------------------------------------------------------- integrity
-    def _content_digest(self) -> str:
+    def _content_digest(self, on_vectors=None) -> str:
         """SHA-256 of what search results are made of: catalog rows and vectors, whitening, model settings.
 
         Thumbnails and skip reasons never change a ranking; the comparison vectors of other poolings
         are left out because an interrupted `catalog add` may already have replaced some of them.
+        Read chunk by chunk; `on_vectors` receives each chunk's raw vectors (finalising builds the
+        search structure in the same pass).
         """
         digest = hashlib.sha256()
 
@@ -541,25 +817,39 @@ class CatalogIndex:
 
         settings = self.settings()
         feed(json.dumps({key: settings.get(key) for key in _CHECKED_SETTINGS}, sort_keys=True))
-        for row in self._db.execute("SELECT row, id, path, description, category, vector FROM items ORDER BY row"):
-            for value in row:
-                feed(value)
+        for found in self._item_chunks("row, id, path, description, category, vector"):
+            for row in found:
+                for value in row:
+                    feed(value)
+            if on_vectors is not None:
+                on_vectors(self._decode_vectors([row[5] for row in found]))
         for row in self._db.execute("SELECT key, value FROM blobs ORDER BY key"):
             for value in row:
                 feed(value)
         return digest.hexdigest()
 
-    def _alt_rows(self, pooling: str) -> tuple[list[tuple], str]:
-        """(row, id, vector) of another pooling's stored vectors in catalog order, and their SHA-256."""
-        found = self._db.execute(
-            "SELECT i.row, a.id, a.vector FROM alt_vectors a JOIN items i ON i.id = a.id WHERE a.pooling = ? "
-            "ORDER BY i.row", (pooling,)).fetchall()
+    def _alt_chunks(self, pooling: str) -> Iterator[list[tuple]]:
+        """(row, id, vector) of another pooling's stored vectors in catalog order, a chunk at a time."""
+        size = self._chunk_rows()
+        last = -(1 << 62)
+        while True:
+            found = self._db.execute(
+                "SELECT i.row, a.id, a.vector FROM items i JOIN alt_vectors a ON a.pooling = ? AND a.id = i.id "
+                "WHERE i.row > ? ORDER BY i.row LIMIT ?", (pooling, last, size)).fetchall()
+            if not found:
+                return
+            yield found
+            last = found[-1][0]
+
+    def _alt_digest(self, pooling: str, chunks: Iterable[list[tuple]] | None = None) -> str:
+        """SHA-256 of another pooling's stored vectors (ids and vectors in catalog order)."""
         digest = hashlib.sha256()
-        for _, item_id, vector in found:
-            for data in (str(item_id).encode(), vector if isinstance(vector, bytes) else repr(vector).encode()):
-                digest.update(len(data).to_bytes(8, "little"))
-                digest.update(data)
-        return found, digest.hexdigest()
+        for found in self._alt_chunks(pooling) if chunks is None else chunks:
+            for _, item_id, vector in found:
+                for data in (str(item_id).encode(), vector if isinstance(vector, bytes) else repr(vector).encode()):
+                    digest.update(len(data).to_bytes(8, "little"))
+                    digest.update(data)
+        return digest.hexdigest()
 
     @contextlib.contextmanager
     def _damage_guard(self) -> Iterator[None]:
@@ -601,7 +891,11 @@ class CatalogIndex:
         return self._row_cache
 
     def raw_vectors(self, ids: Sequence[str] | None = None) -> np.ndarray:
-        """Stored (unwhitened) vectors in row order, or for the given ids in that order."""
+        """Stored (unwhitened) vectors in row order, or for the given ids in that order.
+
+        All of them at once: N x dim floats (2.5 GB at 500,000 x 1280); the index itself only reads
+        them chunk by chunk.
+        """
         dim = int(self.settings()["dim"])
         if ids is None:
             blobs = [r[0] for r in self._db.execute("SELECT vector FROM items ORDER BY row")]
@@ -647,16 +941,15 @@ class CatalogIndex:
             )
         path = self.directory / FAISS_NAME
         problem = None
-        data = path.read_bytes() if path.is_file() else None
-        if data is None:
+        if not path.is_file():
             problem = "is missing"
         elif settings.get("faiss_revision") != settings.get("revision"):
             problem = "is older than the catalog database (an update was interrupted)"
-        elif hashlib.sha256(data).hexdigest() != settings.get("faiss_sha256"):
+        elif _file_sha256(path) != settings.get("faiss_sha256"):
             problem = "does not match its recorded checksum (damaged or edited)"
         if problem is None:
             try:
-                index = faiss_from_bytes(data)
+                index = faiss.read_index(str(path))  # straight from the file: no second copy in memory
             except RuntimeError:
                 problem = "cannot be read"
             else:
@@ -664,16 +957,40 @@ class CatalogIndex:
                     problem = "does not match the database"
         if problem is not None:
             log.warning("index file %s %s; rebuilding it from the stored vectors", path, problem)
-            index = make_faiss_index(self.prepare_queries(self.raw_vectors()), settings.get("index_type", "flat"))
+            index = self._rebuild_faiss(settings)
             if self._lock is not None:
                 # We may write: repair the file and its record, so the next open trusts it again.
-                data = faiss_to_bytes(index)
                 with self._db:
-                    _atomic_write(path, data)
-                    self._write_settings({"faiss_sha256": hashlib.sha256(data).hexdigest(),
-                                          "faiss_revision": settings.get("revision")})
+                    tmp, sha256 = _write_faiss_file(path, index)
+                    os.replace(tmp, path)
+                    self._write_settings({"faiss_sha256": sha256, "faiss_revision": settings.get("revision")})
         self._faiss = index
         return index
+
+    def _plan(self, settings: dict | None = None) -> IndexPlan:
+        """The search structure recorded when the index was finalised (indexes from before plans: by type)."""
+        settings = settings or self.settings()
+        if isinstance(settings.get("index_plan"), dict):
+            try:
+                return IndexPlan.from_dict(settings["index_plan"])
+            except (TypeError, ValueError):
+                pass
+        try:
+            return plan_index(settings.get("index_type", "flat"), len(self._rows()), self._search_dim(),
+                              settings.get("memory_budget"))
+        except UserError as exc:
+            raise IndexStoreError(str(exc)) from None
+
+    def _rebuild_faiss(self, settings: dict) -> faiss.Index:
+        """The recorded search structure rebuilt from the stored vectors, streamed (same sample, same nprobe)."""
+        plan = self._plan(settings)
+        if plan.n != len(self._rows()):
+            plan = replace(plan, n=len(self._rows()))
+        _, training = _sample_positions(plan)
+        builder = _IndexBuilder(plan, self._search_vectors_at(self._rows()[training]))
+        for _, vectors in self.vector_chunks():
+            builder.add(self._apply_whitening(vectors))
+        return builder.finish()[0]
 
     def search(self, vectors: np.ndarray, k: int = 7, query_expansion: int = 0,
                qe_alpha: float = 3.0) -> list[list[SearchHit]]:
@@ -693,9 +1010,10 @@ class CatalogIndex:
             n = min(int(query_expansion), index.ntotal)
             scores, positions = index.search(queries, n)
             rows = self._rows()
-            all_vectors = self._search_vectors()
-            row_to_position = {int(r): i for i, r in enumerate(rows)}
-            neighbours = np.stack([all_vectors[[row_to_position[int(rows[p])] for p in q]] for q in positions])
+            # Only the neighbours' vectors are read (by row), not the whole catalog.
+            wanted = rows[positions.clip(min=0)]
+            neighbours = self._search_vectors_at(wanted.reshape(-1)).reshape(*wanted.shape, -1)
+            neighbours[positions < 0] = 0.0  # an approximate index may return fewer than n
             queries = expand_queries(queries, neighbours, scores, qe_alpha)
         scores, positions = index.search(queries, min(k, index.ntotal))
         rows = self._rows()
@@ -728,7 +1046,8 @@ class CatalogIndex:
                 raise IndexStoreError(f"This index has no {pooling} vectors to compare with; rebuild it to add them.")
             settings = self.settings()
             with self._damage_guard():
-                found, digest = self._alt_rows(pooling)
+                found = [row for chunk in self._alt_chunks(pooling) for row in chunk]
+                digest = self._alt_digest(pooling, [found])
                 expected = (settings.get("alt_sha256") or {}).get(pooling)
                 if expected is not None and settings.get("faiss_revision") == settings.get("revision") \
                         and digest != expected:
@@ -751,12 +1070,6 @@ class CatalogIndex:
                             for rank, (score, row) in enumerate(chosen, start=1)])
         return results
 
-    def _search_vectors(self) -> np.ndarray:
-        """All catalog vectors in search space (whitened, normalised), cached for query expansion."""
-        if self._search_cache is None:
-            self._search_cache = self.prepare_queries(self.raw_vectors())
-        return self._search_cache
-
     def _records(self, rows: Sequence[int]) -> dict[int, tuple]:
         if not rows:
             return {}
@@ -765,17 +1078,35 @@ class CatalogIndex:
             list(rows)).fetchall()
         return {r[0]: r[1:] for r in found}
 
-    def iter_items(self, filter_text: str = "", limit: int | None = None, offset: int = 0) -> Iterator[dict]:
-        """Catalog rows (without vectors) in row order, optionally filtered by description/category/id."""
-        sql = "SELECT id, path, description, category FROM items"
-        params: list = []
+    def iter_items(self, filter_text: str = "", limit: int | None = None, offset: int = 0,
+                   after_row: int | None = None) -> Iterator[dict]:
+        """Catalog rows (without vectors) in row order, optionally filtered by description/category/id.
+
+        Each row's dict carries its database ``row``. Paging is by key: pass the last row you got
+        as `after_row` and the next page costs the same however deep it is (SQLite's OFFSET walks
+        past every skipped row). A plain `offset` that continues the previous page of the same
+        filter is turned into such a keyset query too, so the catalog browser's scrolling stays
+        fast at the end of a 500,000-row catalog.
+        """
+        page_offset = int(offset) if after_row is None else None
+        if page_offset and self._page_end is not None and self._page_end[:2] == (filter_text, page_offset):
+            after_row, offset = self._page_end[2], 0  # continue after the last row served
+        sql = "SELECT row, id, path, description, category FROM items WHERE row > ?"
+        params: list = [-(1 << 62) if after_row is None else int(after_row)]
         if filter_text:
-            sql += " WHERE id LIKE ? OR description LIKE ? OR category LIKE ?"
-            params = [f"%{filter_text}%"] * 3
+            sql += " AND (id LIKE ? OR description LIKE ? OR category LIKE ?)"
+            params += [f"%{filter_text}%"] * 3
         sql += " ORDER BY row LIMIT ? OFFSET ?"
         params += [-1 if limit is None else int(limit), int(offset)]
-        for item_id, path, description, category in self._db.execute(sql, params):
-            yield {"id": item_id, "path": path, "description": description, "category": category}
+        if limit is None:  # everything: stream it
+            for row, item_id, path, description, category in self._db.execute(sql, params):
+                yield {"id": item_id, "path": path, "description": description, "category": category, "row": row}
+            return
+        found = self._db.execute(sql, params).fetchall()
+        if page_offset is not None and found:
+            self._page_end = (filter_text, page_offset + len(found), found[-1][0])
+        for row, item_id, path, description, category in found:
+            yield {"id": item_id, "path": path, "description": description, "category": category, "row": row}
 
     def thumbnail(self, item_id: str) -> bytes | None:
         row = self._db.execute("SELECT thumbnail FROM items WHERE id = ?", (item_id,)).fetchone()
@@ -784,6 +1115,10 @@ class CatalogIndex:
     def info(self) -> dict:
         """A summary for `catalog info`, the status bar and the catalog tab."""
         settings = self.settings()
+        plan = None
+        if isinstance(settings.get("index_plan"), dict):
+            with contextlib.suppress(TypeError, ValueError):
+                plan = IndexPlan.from_dict(settings["index_plan"])
         return {
             "directory": str(self.directory),
             "count": self.count(),
@@ -793,6 +1128,11 @@ class CatalogIndex:
             "dim": settings.get("dim"),
             "search_dim": settings.get("search_dim"),
             "index_type": settings.get("index_type", "flat"),
+            "structure": plan.describe() if plan is not None else None,
+            "index_size": format_bytes(settings["index_bytes"]) if settings.get("index_bytes") else None,
+            # recall@7 of the search structure against exact search, measured when it was built on
+            # catalog vectors held out of training (1.0: exact search; None: not measured)
+            f"recall_at_{RECALL_K}": settings.get(f"recall_at_{RECALL_K}"),
             "whitening": self.whitening() is not None,
             "scales": settings.get("scales"),
             "input_size": settings.get("input_size"),
