@@ -129,6 +129,7 @@ class MinedImages(Dataset):
         self.wrong = wrong_marks
         self.augmenter = CrossDomainAugmenter(size=self.size, p_photo=config.photo_probability) if train else None
         self.seed = config.seed
+        self._draws = 0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -145,13 +146,14 @@ class MinedImages(Dataset):
         return np.asarray(load_image(row.path, max_side=2 * self.size))
 
     def __getitem__(self, index: int):
-        # Sample-level randomness from (seed, index, a per-call counter) keeps runs reproducible
-        # for a given seed without every worker drawing the same augmentations.
         row = self.rows[index]
         image = self._image(row)
         saliency, text = self._masks(row.id)
         if self.train:
-            rng = np.random.default_rng([self.seed, index, int.from_bytes(os.urandom(4), "little")])
+            # Reproducible for a given --seed: torch.initial_seed() is the loader worker's seed (derived
+            # from torch.manual_seed), the counter makes each visit of an image draw a new augmentation.
+            self._draws += 1
+            rng = np.random.default_rng([self.seed, index, torch.initial_seed() % 2**63, self._draws])
             other = self.rows[int(rng.integers(len(self.rows)))]
             distractors = []
             other_saliency, _ = self._masks(other.id)
