@@ -36,7 +36,8 @@ def progress_bar(enabled: bool = True):
         if bar is None:
             for other in bars.values():
                 other.close()
-            bar = bars[event.stage] = tqdm(total=event.total, desc=event.stage, unit="img", file=sys.stderr,
+            unit = "img" if event.stage in ("index", "search", "generate", "mine", "masks") else "step"
+            bar = bars[event.stage] = tqdm(total=event.total, desc=event.stage, unit=unit, file=sys.stderr,
                                            dynamic_ncols=True, leave=True)
         bar.total = event.total
         bar.n = event.done

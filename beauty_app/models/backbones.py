@@ -420,7 +420,7 @@ def _hub_candidates(name: str) -> list[Path]:
 
 def _check_pretrained_arg(name: str, pretrained: object) -> None:
     if name == "tiny" and pretrained is not False:
-        raise ModelError("The 'tiny' backbone has no pretrained weights; build it with pretrained=False.")
+        raise ModelError("The 'tiny' test backbone has no ImageNet weights; use efficientnet_lite0, resnet50 or vgg16 for a pretrained model.")
     if not isinstance(pretrained, (bool, str, os.PathLike)):
         raise ModelError(
             f"pretrained must be True, False or a weight file path, not {type(pretrained).__name__}."

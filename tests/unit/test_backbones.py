@@ -148,9 +148,9 @@ def test_tiny_gradients_reach_every_parameter() -> None:
 
 
 def test_tiny_refuses_pretrained_weights(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="no pretrained weights"):
+    with pytest.raises(ModelError, match="no ImageNet weights"):
         build_backbone("tiny", pretrained=True)
-    with pytest.raises(ModelError, match="no pretrained weights"):
+    with pytest.raises(ModelError, match="no ImageNet weights"):
         build_backbone("tiny", pretrained=tmp_path / "x.pth")
     with pytest.raises(ModelError, match="no ImageNet classifier"):
         build_imagenet_classifier("tiny", pretrained=False)
