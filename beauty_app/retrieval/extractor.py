@@ -37,7 +37,7 @@ DECODE_MAX_SIDE = 1024
 class QueryAnalysis:
     """Everything the app shows about one query image."""
 
-    vector: np.ndarray  # (D,) raw pooled vector (the index applies its whitening)
+    vector: np.ndarray  # (D,) raw pooled vector of the pooling asked for (the index applies its whitening)
     image_size: tuple[int, int]  # (width, height) of the decoded image
     saliency: np.ndarray | None  # (height, width) float32 in [0,1] over the decoded image
     text: np.ndarray | None
@@ -138,9 +138,10 @@ class FeatureExtractor:
             out = self.bundle.model(batch.to(self.device, non_blocking=True))
         return out
 
-    def _pool(self, out) -> torch.Tensor:
+    @staticmethod
+    def _pool(out, pooling: str) -> torch.Tensor:
         saliency = out.saliency.float() if out.saliency is not None else None
-        return pooling_ops.POOLINGS[self.pooling](out.features.float(), saliency)
+        return pooling_ops.POOLINGS[pooling](out.features.float(), saliency)
 
     @torch.inference_mode()
     def pooled(self, batch: torch.Tensor, poolings: Sequence[str]) -> dict[str, np.ndarray]:
@@ -209,14 +210,20 @@ class FeatureExtractor:
 
     # ------------------------------------------------------------------ single query
     @torch.inference_mode()
-    def analyze(self, image: Image.Image, top: int = 3) -> QueryAnalysis:
-        """Vector, heatmaps (over the decoded image), top classes and SR-MAC regions of one image."""
+    def analyze(self, image: Image.Image, top: int = 3, pooling: str | None = None) -> QueryAnalysis:
+        """Vector, heatmaps (over the decoded image), top classes and SR-MAC regions of one image.
+
+        Args:
+            pooling: the pooling of the returned vector (default the extractor's own); one forward
+                pass serves both the vector and the maps at a single scale.
+        """
+        pooling = pooling or self.pooling
         width, height = image.size
         batch = self.to_tensor(image).unsqueeze(0)
-        vector = self.vectors(batch)[0] if self.scales != (1.0,) else None
+        vector = self.pooled(batch, (pooling,))[pooling][0] if self.scales != (1.0,) else None
         out = self._forward(batch)
         if vector is None:
-            vector = F.normalize(self._pool(out), dim=1)[0].cpu().numpy().astype(np.float32)
+            vector = F.normalize(self._pool(out, pooling), dim=1)[0].cpu().numpy().astype(np.float32)
         left, top_px, new_w, new_h = letterbox_box(width, height, self.input_size)
 
         def to_image_map(attention: torch.Tensor | None) -> np.ndarray | None:

@@ -1016,10 +1016,13 @@ class CatalogIndex:
             neighbours[positions < 0] = 0.0  # an approximate index may return fewer than n
             queries = expand_queries(queries, neighbours, scores, qe_alpha)
         scores, positions = index.search(queries, min(k, index.ntotal))
-        rows = self._rows()
+        return self._hits(scores, positions, self._rows())
+
+    def _hits(self, scores: np.ndarray, positions: np.ndarray, rows: np.ndarray) -> list[list[SearchHit]]:
+        """faiss results (positions into `rows`, -1 = none) -> ranked hits with their catalog records."""
         results = []
-        for q in range(len(queries)):
-            valid = [(float(s), int(rows[p])) for s, p in zip(scores[q], positions[q]) if p >= 0]
+        for query_scores, query_positions in zip(scores, positions):
+            valid = [(float(score), int(rows[p])) for score, p in zip(query_scores, query_positions) if p >= 0]
             records = self._records([row for _, row in valid])
             hits = []
             for rank, (score, row) in enumerate(valid, start=1):
@@ -1062,13 +1065,7 @@ class CatalogIndex:
         rows, index = self._alt_cache[pooling]
         queries = _normalize(np.atleast_2d(np.asarray(vectors, np.float32)))
         scores, positions = index.search(queries, min(k, index.ntotal))
-        results = []
-        for q in range(len(queries)):
-            chosen = [(float(s), int(rows[p])) for s, p in zip(scores[q], positions[q]) if p >= 0]
-            records = self._records([row for _, row in chosen])
-            results.append([SearchHit(rank, *records[row][:1], score, *records[row][1:], row)
-                            for rank, (score, row) in enumerate(chosen, start=1)])
-        return results
+        return self._hits(scores, positions, rows)
 
     def _records(self, rows: Sequence[int]) -> dict[int, tuple]:
         if not rows:

@@ -102,12 +102,11 @@ class SearchSession:
         if not isinstance(image, Image.Image):
             name = str(image)
             image = load_image(image, max_side=DECODE_MAX_SIDE)
-        analysis = self.extractor.analyze(image)
+        analysis = self.extractor.analyze(image, pooling=pooling)
         if pooling is None or pooling == self.pooling:
             hits = self.index.search(analysis.vector[None], k, query_expansion=query_expansion)[0]
         else:
-            vector = self.extractor.pooled(self.extractor.to_tensor(image)[None], [pooling])[pooling]
-            hits = self.index.search_alternate(pooling, vector, k)[0]
+            hits = self.index.search_alternate(pooling, analysis.vector, k)[0]
         return QueryResult(name, hits, analysis)
 
     def search_files(self, paths: Sequence[str | os.PathLike], k: int = 7, query_expansion: int = 0,
