@@ -53,7 +53,8 @@ def progress_bar(enabled: bool = True):
             bar.close()
 
 
-def _device(args) -> "object":
+def _device(args):
+    """The torch device named by --device (CUDA, then MPS, then CPU for "auto")."""
     from .device import pick_device
 
     return pick_device(getattr(args, "device", "auto"))

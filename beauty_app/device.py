@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -75,8 +76,6 @@ def describe_hardware() -> dict:
                 break
     except OSError:
         pass
-    import os
-
     info = {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),

@@ -61,7 +61,9 @@ def create_window(index: str | Path | None = None, model: str | None = None, que
     """Build the main window and queue the initial actions (open index, first query, samples)."""
     from PySide6.QtGui import QIcon
 
-    from .main_window import MainWindow, schedule
+    from PySide6.QtCore import QTimer
+
+    from .main_window import MainWindow
     from .settings import Settings
 
     window = MainWindow(settings or Settings(), device=device)
@@ -70,7 +72,8 @@ def create_window(index: str | Path | None = None, model: str | None = None, que
         window.setWindowIcon(QIcon(str(icon)))
     index = index or window.settings.get("last/index", "")
     if index and Path(index).exists():
-        schedule(lambda: window.open_index(str(index), model or ""))
+        # Opened once the event loop runs, so the window shows first.
+        QTimer.singleShot(0, lambda: window.open_index(str(index), model or ""))
     if presenter_samples:
         folder = Path(presenter_samples)
         samples = sorted(p for p in folder.iterdir() if p.is_file())[:12] if folder.is_dir() else []

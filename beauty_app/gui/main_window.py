@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -228,11 +228,3 @@ class MainWindow(QMainWindow):
             log.warning("the worker thread did not stop in time")
         self.settings.sync()
         super().closeEvent(event)
-
-
-def schedule(callback, delay_ms: int = 0) -> None:
-    """Run `callback` on the GUI thread after the event loop has started."""
-    QTimer.singleShot(delay_ms, callback)
-
-
-__all__ = ["MainWindow", "schedule", "Qt"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from ..errors import UserError
-from ..jobs import Cancelled, JobControl, ProgressEvent
+from ..jobs import Cancelled, JobControl
 
 log = logging.getLogger(__name__)
 
@@ -359,4 +359,4 @@ class EngineClient(QObject):
 
 
 __all__ = ["Engine", "EngineClient", "SearchRequest", "SearchOutcome", "BuildRequest", "BatchRequest",
-           "EvalRequest", "SessionInfo", "AnalysisOutcome", "ProgressEvent"]
+           "EvalRequest", "SessionInfo", "AnalysisOutcome"]

@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from PIL import Image
 
@@ -140,7 +140,3 @@ def query_files_in(folder: str | os.PathLike) -> list[Path]:
     if not files:
         raise UserError(f"Query folder {folder} holds no image files.")
     return files
-
-
-def iter_ids(paths: Iterable[Path]) -> list[str]:
-    return [Path(p).stem for p in paths]
