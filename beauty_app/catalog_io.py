@@ -19,6 +19,7 @@ every cell we read goes through :func:`unescape_csv_cell`, so our own files roun
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import numbers
@@ -26,9 +27,12 @@ import os
 import re
 import stat
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from beauty_app.errors import CatalogError, UserError
 from beauty_app.imaging import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS
@@ -51,12 +55,16 @@ class CatalogEntry:
         path: Absolute, resolved path of the image file.
         description: Product text (may be empty).
         category: Optional category label (may be empty).
+        problem: Why the image cannot be used, found when the entry was read again during a long
+            job (the file went missing, or a symlink now leads out of the catalog folder); such an
+            entry is reported as skipped with this reason and its file is never opened.
     """
 
     id: str
     path: Path
     description: str = ""
     category: str = ""
+    problem: str = ""
 
 
 @dataclass
@@ -65,12 +73,14 @@ class Catalog:
 
     Attributes:
         root: Resolved folder the catalog paths are relative to.
-        entries: Usable images in file order (CSV) or sorted path order (folder).
+        entries: Usable images in file order (CSV) or sorted path order (folder). For a CSV this is
+            a :class:`CsvCatalogEntries`, which reads rows from the file when they are used, so a
+            500,000-row catalog costs 24 bytes a row in memory instead of about 1 KB.
         skipped: ``(item, reason)`` pairs for rows or files that were left out.
     """
 
     root: Path
-    entries: list[CatalogEntry]
+    entries: Sequence[CatalogEntry]
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -118,47 +128,215 @@ def read_catalog(source: str | os.PathLike[str], *, allow_outside_root: bool = F
     return catalog
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+class _CsvLines:
+    """Feeds :func:`csv.reader` one line at a time from a binary file, counting bytes consumed.
+
+    csv.reader asks for a line only when it needs one, so between records :attr:`offset` is where
+    the next record starts; :meth:`seek` jumps straight to a record found in an earlier pass. Lines
+    end at ``\\n``, ``\\r\\n`` or a lone ``\\r`` (universal newlines, as ``open(newline="")`` reads).
+    """
+
+    def __init__(self, fh: io.BufferedReader, offset: int = 0):
+        self._fh = fh
+        self._parts: list[bytes] = []
+        self.offset = offset
+        fh.seek(offset)
+
+    def seek(self, offset: int) -> None:
+        if offset != self.offset:
+            self._fh.seek(offset)
+            self._parts.clear()
+            self.offset = offset
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        if not self._parts:
+            raw = self._fh.readline()
+            if not raw:
+                raise StopIteration
+            self._parts = raw.splitlines(keepends=True)[::-1]  # a lone "\r" ends a line too
+        part = self._parts.pop()
+        start = self.offset
+        self.offset += len(part)
+        if start == 0 and part.startswith(_BOM):
+            part = part[len(_BOM):]
+        return part.decode("utf-8")
+
+
+def _id_digest(item_id: str) -> bytes:
+    # 128 bits: two ids of a catalog never collide in practice, so duplicates are found by digest.
+    return hashlib.blake2b(item_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+_DIGEST = np.dtype([("hi", "<u8"), ("lo", "<u8")])
+
+
+@dataclass(frozen=True)
+class _CsvSource:
+    """Where a catalog CSV's rows are read from, and the file's identity when it was first read."""
+
+    csv_path: Path
+    root: Path
+    columns: tuple[tuple[str, int], ...]
+    allow_outside_root: bool
+    size: int
+    mtime_ns: int
+
+    def cell(self, row: list[str], name: str) -> str:
+        idx = dict(self.columns).get(name)
+        return unescape_csv_cell(row[idx]).strip() if idx is not None and idx < len(row) else ""
+
+    def open(self) -> io.BufferedReader:
+        try:
+            fh = open(self.csv_path, "rb")
+        except OSError as exc:
+            raise CatalogError(f'Catalog "{self.csv_path}" cannot be read any more ({_reason(exc)}).') from None
+        st = os.fstat(fh.fileno())
+        if (st.st_size, st.st_mtime_ns) != (self.size, self.mtime_ns):
+            fh.close()
+            raise CatalogError(f'Catalog "{self.csv_path}" was changed while it was in use; run the command again.')
+        return fh
+
+
+class CsvCatalogEntries(Sequence[CatalogEntry]):
+    """The usable rows of a catalog CSV, parsed from the file when they are used.
+
+    :func:`read_catalog` reads the CSV once to find the usable rows and keeps only where each one
+    starts in the file and a digest of its id (24 bytes a row). Indexing, slicing and iterating read
+    those rows again; a slice is another lazy view. Paths are resolved again when read, so a file
+    that went missing or a symlink that now leads out of the catalog folder is reported through
+    :attr:`CatalogEntry.problem`. A CSV that changed since it was read raises :class:`CatalogError`.
+    """
+
+    def __init__(self, source: _CsvSource, offsets: np.ndarray, digests: np.ndarray):
+        self._source, self._offsets, self._digests = source, offsets, digests
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return CsvCatalogEntries(self._source, self._offsets[key], self._digests[key])
+        position = range(len(self))[key]  # IndexError and negative indices as a list has them
+        return next(iter(self[position:position + 1]))
+
+    def __iter__(self) -> Iterator[CatalogEntry]:
+        if not len(self):
+            return
+        if len(self) > 1 and not bool(np.all(np.diff(self._offsets) > 0)):  # a reversed slice
+            yield from (self[i] for i in range(len(self)))
+            return
+        source = self._source
+        with source.open() as fh:
+            lines = _CsvLines(fh, int(self._offsets[0]))
+            reader = csv.reader(lines)
+            for offset, digest in zip(self._offsets.tolist(), self._digests):
+                lines.seek(offset)
+                try:
+                    row = next(reader)
+                except (StopIteration, csv.Error, UnicodeDecodeError):
+                    row = []
+                item_id = source.cell(row, "id")
+                if np.frombuffer(_id_digest(item_id), _DIGEST)[0] != digest:
+                    raise CatalogError(
+                        f'Catalog "{source.csv_path}" was changed while it was in use; run the command again.')
+                raw_path = source.cell(row, "path")
+                resolved, problem = _resolve_catalog_path(source.root, raw_path, source.allow_outside_root)
+                yield CatalogEntry(id=item_id, path=resolved or source.root / raw_path,
+                                   description=source.cell(row, "description"), category=source.cell(row, "category"),
+                                   problem=problem)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} catalog entries from {self._source.csv_path}>"
+
+
 def _read_catalog_csv(csv_path: Path, allow_outside_root: bool) -> Catalog:
+    """Check every row of a catalog CSV once, keeping only where the usable rows start."""
     root = csv_path.resolve().parent
-    rows = _read_csv_rows(csv_path, "Catalog")
-    header_line, header = next(((n, r) for n, r in rows if any(c.strip() for c in r)), (0, None))
-    if header is None:
+    try:
+        fh = open(csv_path, "rb")
+    except FileNotFoundError:
+        raise CatalogError(f'Catalog "{csv_path}" does not exist.') from None
+    except IsADirectoryError:
+        raise CatalogError(f'Catalog "{csv_path}" is a folder, not a CSV file.') from None
+    except OSError as exc:
+        raise CatalogError(f'Catalog "{csv_path}" cannot be read ({_reason(exc)}).') from None
+
+    columns: dict[str, int] | None = None
+    offsets, lines_of, digests = array("q"), array("q"), bytearray()  # rows that name an id
+    problems: dict[int, tuple[str, str]] = {}  # line -> (item, reason), rows with an id but no usable image
+    skipped: list[tuple[int, str, str]] = []  # (line, item, reason), rows without an id
+    with fh:
+        st = os.fstat(fh.fileno())
+        lines = _CsvLines(fh)
+        reader = csv.reader(lines)
+        try:
+            while True:
+                offset = lines.offset
+                try:
+                    raw_row = next(reader)
+                except StopIteration:
+                    break
+                line_no = reader.line_num
+                if not any(c.strip() for c in raw_row):
+                    continue
+                if columns is None:
+                    columns = _header_columns([unescape_csv_cell(c) for c in raw_row], csv_path)
+                    source = _CsvSource(csv_path, root, tuple(columns.items()), allow_outside_root,
+                                        st.st_size, st.st_mtime_ns)
+                    continue
+                item_id, raw_path = source.cell(raw_row, "id"), source.cell(raw_row, "path")
+                if not item_id:
+                    skipped.append((line_no, raw_path or f"row {line_no}", f"row {line_no}: empty id"))
+                    continue
+                offsets.append(offset)
+                lines_of.append(line_no)
+                digests += _id_digest(item_id)
+                _, problem = _resolve_catalog_path(root, raw_path, allow_outside_root)
+                if problem:
+                    problems[line_no] = (item_id, f"row {line_no}: {problem}")
+        except UnicodeDecodeError:
+            raise CatalogError(f'Catalog "{csv_path}" is not a UTF-8 text CSV file.') from None
+        except csv.Error as exc:
+            raise CatalogError(f'Catalog "{csv_path}" is not a valid CSV file ({_reason(exc)}).') from None
+        except OSError as exc:
+            raise CatalogError(f'Catalog "{csv_path}" cannot be read ({_reason(exc)}).') from None
+    if columns is None:
         raise CatalogError(f'Catalog "{csv_path}" is empty.')
-    columns = _header_columns(header, csv_path)
 
-    entries: list[CatalogEntry] = []
-    skipped: list[tuple[str, str]] = []
-    first_row_of_id: dict[str, int] = {}
-    for line_no, row in rows:
-        if line_no <= header_line or not any(c.strip() for c in row):
-            continue
-
-        def cell(name: str, row: list[str] = row) -> str:
-            idx = columns.get(name)
-            return row[idx].strip() if idx is not None and idx < len(row) else ""
-
-        item_id, raw_path = cell("id"), cell("path")
-        item = item_id or raw_path or f"row {line_no}"
-        if not item_id:
-            skipped.append((item, f"row {line_no}: empty id"))
-            continue
-        if item_id in first_row_of_id:
-            skipped.append(
-                (item, f"row {line_no}: duplicate id (first used on row {first_row_of_id[item_id]})")
-            )
-            continue
-        first_row_of_id[item_id] = line_no
-        resolved, problem = _resolve_catalog_path(root, raw_path, allow_outside_root)
-        if problem:
-            skipped.append((item, f"row {line_no}: {problem}"))
-            continue
-        assert resolved is not None
-        entries.append(
-            CatalogEntry(
-                id=item_id, path=resolved, description=cell("description"), category=cell("category")
-            )
-        )
-    return Catalog(root=root, entries=entries, skipped=skipped)
+    # A later row with an id already used is a duplicate, whatever its path: the first row keeps it.
+    all_offsets = np.frombuffer(offsets, np.int64) if offsets else np.zeros(0, np.int64)
+    all_lines = np.frombuffer(lines_of, np.int64) if lines_of else np.zeros(0, np.int64)
+    all_digests = np.frombuffer(bytes(digests), _DIGEST)
+    _, first_index, inverse = np.unique(all_digests, return_index=True, return_inverse=True)
+    first_of_row = first_index[inverse.reshape(-1)]
+    duplicate = first_of_row != np.arange(len(all_digests))
+    usable = ~duplicate
+    for line_no in problems:
+        usable[np.searchsorted(all_lines, line_no)] = False
+    for position in np.flatnonzero(duplicate):
+        line_no = int(all_lines[position])
+        problems[line_no] = ("", f"row {line_no}: duplicate id (first used on row {all_lines[first_of_row[position]]})")
+    if duplicate.any():  # the duplicates' ids, for the skipped list: read those rows again
+        rows = CsvCatalogEntries(source, all_offsets[duplicate], all_digests[duplicate])
+        for line_no, entry in zip(all_lines[duplicate].tolist(), rows):
+            problems[line_no] = (entry.id, problems[line_no][1])
+    skipped += [(line_no, item, reason) for line_no, (item, reason) in problems.items()]
+    skipped.sort(key=lambda s: s[0])
+    entries = CsvCatalogEntries(source, all_offsets[usable].copy(), all_digests[usable].copy())
+    return Catalog(root=root, entries=entries, skipped=[(item, reason) for _, item, reason in skipped])
 
 
 def _header_columns(header: list[str], csv_path: Path) -> dict[str, int]:

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from . import __version__
@@ -51,6 +52,27 @@ def progress_bar(enabled: bool = True):
     finally:
         for bar in bars.values():
             bar.close()
+
+
+@contextlib.contextmanager
+def progress_jsonl(min_interval_s: float = 0.5):
+    """A JobControl that prints each progress event as one JSON object on stdout (for scripts and benches)."""
+    from .jobs import JobControl
+
+    started = time.perf_counter()
+
+    def on_progress(event):
+        print(json.dumps({"event": "progress", "stage": event.stage, "done": event.done, "total": event.total,
+                          "message": event.message, "t": round(time.perf_counter() - started, 3)}), flush=True)
+
+    yield JobControl(on_progress, min_interval_s=min_interval_s)
+
+
+def progress_for(args):
+    """The progress reporter --progress/-q asks for: a terminal bar, JSON lines on stdout, or nothing."""
+    if getattr(args, "progress", "bar") == "jsonl":
+        return progress_jsonl()
+    return progress_bar(not args.quiet and getattr(args, "progress", "bar") != "none")
 
 
 def _device(args):
@@ -148,7 +170,7 @@ def cmd_catalog_build(args) -> int:
                                      decode_workers=args.workers)
         if distributed is not None:
             return _build_shard(args, catalog, extractor, distributed)
-        with progress_bar(not args.quiet) as job:
+        with progress_for(args) as job:
             summary = build_index(catalog, extractor, args.out, resume=args.resume, job=job, **options)
     finally:
         if distributed is not None:
@@ -391,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--allow-outside-root", action="store_true",
                        help="let catalog CSV paths point outside the CSV's folder")
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
+    build.add_argument("--progress", default="bar", choices=["bar", "jsonl", "none"],
+                       help="terminal bar (default), one JSON object per progress step on stdout, or nothing")
     build.add_argument("--shard-out", default=None, metavar="DIR",
                        help="write this process's shard of a distributed build into DIR (under torchrun: one "
                             "process per GPU or node, each takes every WORLD-th catalog row); then `catalog merge`")

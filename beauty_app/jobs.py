@@ -34,7 +34,7 @@ class JobControl:
 
     Args:
         on_progress: called with every :class:`ProgressEvent` (from the job's thread).
-        min_interval_s: events closer together than this are dropped, except stage ends, so a
+        min_interval_s: events closer together than this are dropped, except stage starts and ends, so a
             fast loop cannot flood a GUI event queue.
     """
 
@@ -63,10 +63,12 @@ class JobControl:
     def report(self, stage: str, done: int, total: int | None = None, message: str = "", **extra) -> None:
         """Report progress of `stage` and act as a cancel point."""
         now = time.perf_counter()
-        if stage != self._stage:
+        new_stage = stage != self._stage
+        if new_stage:
             self._stage, self._stage_start, self._stage_start_done = stage, now, done
         finished = total is not None and done >= total
-        if self._on_progress is not None and (finished or now - self._last_emit >= self._min_interval_s):
+        # A stage's first and last events are never dropped: they say when the stage began and ended.
+        if self._on_progress is not None and (finished or new_stage or now - self._last_emit >= self._min_interval_s):
             elapsed = now - self._stage_start
             advanced = done - self._stage_start_done
             rate = advanced / elapsed if elapsed > 0 and advanced > 0 else None

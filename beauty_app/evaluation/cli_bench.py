@@ -1,4 +1,4 @@
-"""`beauty-app bench ...`: the accuracy tables, the speed and the ANN benchmarks from the command line."""
+"""`beauty-app bench ...`: the accuracy tables, speed, ANN and build-memory benchmarks from the command line."""
 
 from __future__ import annotations
 
@@ -50,6 +50,22 @@ def _ann_args(p, queries_flag: str = "--queries") -> None:
                    "(default: all cores)")
 
 
+def _build_args(p) -> None:
+    from .scale import BuildSettings
+
+    d = BuildSettings()
+    g = p.add_argument_group("a real catalog build")
+    g.add_argument("--images", type=int, default=d.images, help="catalog images to index (default %(default)s)")
+    g.add_argument("--data", default=None, help="a folder made by `demo generate` to take the images from "
+                   "(default: generate them under --out/build-work, kept for the next run)")
+    g.add_argument("--model", default=None, help="model spec (default: the shipped demo MANet, else the ImageNet backbone)")
+    g.add_argument("--pooling", default=None, choices=["gap", "mac", "spoc", "gem", "rmac", "ramac", "srmac"])
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--workers", type=int, default=d.workers, help="decoding threads (and generating processes)")
+    g.add_argument("--interval", type=float, default=d.interval_s, help="seconds between memory samples")
+    g.add_argument("--keep-index", action="store_true", help="keep the built index in --out/build-work/index")
+
+
 def _common(p, device: bool = True) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, help="folder for <name>.json, <name>.md and cached work "
                    "(default %(default)s)")
@@ -60,7 +76,7 @@ def _common(p, device: bool = True) -> None:
 
 
 def add_bench_command(subparsers) -> None:
-    """Register `bench accuracy|speed|ann|all` on the CLI's subparsers."""
+    """Register `bench accuracy|speed|ann|build|all` on the CLI's subparsers."""
     bench = subparsers.add_parser("bench", help="benchmarks: the paper's accuracy tables, speed, ANN indexes")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
 
@@ -80,6 +96,12 @@ def add_bench_command(subparsers) -> None:
     _common(p, device=False)
     p.set_defaults(func=cmd_bench, benches=("ann",))
 
+    p = sub.add_parser("build", help="peak and sampled memory of a real `catalog build` of generated demo images "
+                       "(default 100,000)")
+    _build_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_bench, benches=("build",))
+
     p = sub.add_parser("all", help="accuracy, speed and ann one after another")
     _accuracy_args(p)
     _speed_args(p)
@@ -96,6 +118,12 @@ def _settings(args, name: str):
             products=args.products, eval_products=args.eval_products, seed=args.seed, iterations=args.iterations,
             stage1_iterations=args.stage1_iterations, batch_size=args.train_batch_size, input_size=args.input_size,
             backbone=args.backbone, qe=args.qe, workers=args.train_workers, device=args.device, amp=not args.fp32)
+    if name == "build":
+        from .scale import BuildSettings
+
+        return BuildSettings(images=args.images, data=args.data, model=args.model, pooling=args.pooling,
+                             batch_size=args.batch_size, workers=args.workers, device=args.device,
+                             interval_s=args.interval, seed=args.seed, keep_index=args.keep_index)
     if name == "speed":
         return SpeedSettings(catalog_size=args.catalog_size, queries=args.queries, device=args.device,
                              model=args.model, pooling=args.pooling, batch_size=args.batch_size,
@@ -109,8 +137,10 @@ def _settings(args, name: str):
 def cmd_bench(args) -> int:
     from ..cli import progress_bar
     from . import bench
+    from .scale import run_build_bench
 
-    runners = {"accuracy": bench.run_accuracy_bench, "speed": bench.run_speed_bench, "ann": bench.run_ann_bench}
+    runners = {"accuracy": bench.run_accuracy_bench, "speed": bench.run_speed_bench, "ann": bench.run_ann_bench,
+               "build": run_build_bench}
     command = bench.command_line()
 
     def echo(message: str) -> None:

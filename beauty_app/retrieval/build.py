@@ -95,7 +95,7 @@ def _featurise_missing(index: CatalogIndex, entries: Sequence[CatalogEntry], ext
     """
     progress = _Progress(job, len(entries))
     for start in range(0, len(entries), ENTRY_CHUNK):
-        part = entries[start:start + ENTRY_CHUNK]
+        part = list(entries[start:start + ENTRY_CHUNK])  # a lazy CSV view reads its rows here, once
         known = index.known_among([entry.id for entry in part])
         todo = [entry for entry in part if entry.id not in known]
         summary.already_done += len(part) - len(todo)
@@ -123,8 +123,8 @@ def build_index(
     """Featurise every catalog image into a new index directory (or finish an interrupted one).
 
     Features, thumbnails and comparison vectors are stored batch by batch as they are made, and
-    finalising streams them back in chunks, so memory does not grow with the catalog beyond the
-    catalog list itself and the search structure (see docs/scale.md).
+    finalising streams them back in chunks, so memory does not grow with the catalog beyond 24
+    bytes a row for the catalog CSV's row offsets and the search structure (see docs/scale.md).
 
     Args:
         index_type: auto (default: by catalog size and `memory_budget`) | flat | ivf | hnsw | pq.
@@ -170,7 +170,7 @@ def add_to_index(catalog: Catalog, extractor: FeatureExtractor, index_dir: str |
         index.add_items([], summary.skipped, staged=True)
         progress = _Progress(job, len(catalog.entries))
         for start in range(0, len(catalog.entries), ENTRY_CHUNK):  # one chunk of ids in memory at a time
-            part = catalog.entries[start:start + ENTRY_CHUNK]
+            part = list(catalog.entries[start:start + ENTRY_CHUNK])
             stored = index.stored_paths([entry.id for entry in part])
             todo = [entry for entry in part if stored.get(entry.id) != str(entry.path)]
             summary.already_done += len(part) - len(todo)

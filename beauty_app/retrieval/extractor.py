@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -69,6 +69,13 @@ def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()
+
+
+def _refused(reason: str) -> Future:
+    """A decode result for an item known to be unusable (its file is never opened)."""
+    future: Future = Future()
+    future.set_result((None, None, reason))
+    return future
 
 
 class FeatureExtractor:
@@ -275,7 +282,8 @@ class FeatureExtractor:
         poolings = [self.pooling, *[p for p in extra_poolings if p != self.pooling]]
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
             def submit(chunk):
-                return [pool.submit(self._decode, path_of(item)) for item in chunk]
+                return [_refused(problem) if (problem := getattr(item, "problem", "")) else
+                        pool.submit(self._decode, path_of(item)) for item in chunk]
 
             chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
             pending = submit(chunks[0]) if chunks else None

@@ -869,7 +869,7 @@ def mine_dataset(
 
     progress = _Progress(job)
     catalog = read_catalog(catalog_csv, allow_outside_root=allow_outside_root)
-    entries = catalog.entries
+    entries = list(catalog.entries)  # TF-IDF needs every description in memory anyway
     # Plan every phase up front (image counts estimated, corrected once known) so the one "mine"
     # stage never reaches its total before the end.
     check_estimate = min(len(entries), n_categories * per_category)

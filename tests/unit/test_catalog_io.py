@@ -330,3 +330,109 @@ def test_atomic_write_through_symlink_keeps_link(tmp_path: Path) -> None:
     os.symlink(real, link)
     atomic_write_text(link, "new")
     assert link.is_symlink() and real.read_text() == "new"
+
+
+# --- a catalog CSV is read lazily ------------------------------------------------------------------
+
+
+def _eager_reference(path: Path) -> list[tuple[str, str, str]]:
+    """(id, description, category) of the rows a plain csv.reader sees, for comparison."""
+    import csv
+
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
+    header = [c.strip() for c in rows[0]]
+    return [(r[header.index("id")].strip(), r[header.index("description")].strip(), r[header.index("category")].strip())
+            for r in rows[1:]]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_lazy_csv_rows_read_back_exactly(tmp_path: Path, newline: str) -> None:
+    _png(tmp_path / "x.png")
+    descriptions = ['multi\nline "quoted", text', "café crème 💄", "plain", "", "=SUM(A1)", "tab\there"]
+    body = "id,path,description,category" + newline
+    for i, text in enumerate(descriptions * 5):
+        cell = '"' + text.replace('"', '""') + '"'
+        body += f"p{i},x.png,{cell},cat{i % 3}{newline}"
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(("\ufeff" + body).encode("utf-8"))
+    cat = read_catalog(path)
+    assert isinstance(cat.entries, catalog_io.CsvCatalogEntries)
+    assert [(e.id, e.description, e.category) for e in cat.entries] == _eager_reference(path)
+    assert cat.entries[0].description == 'multi\nline "quoted", text'
+    assert all(e.path == (tmp_path / "x.png").resolve() and not e.problem for e in cat.entries)
+
+
+def test_lazy_entries_index_and_slice_like_a_list(csv_catalog: Path) -> None:
+    lazy = read_catalog(csv_catalog).entries
+    plain = list(lazy)
+    assert len(lazy) == len(plain) == 5
+    for key in (0, 3, -1, -5):
+        assert lazy[key] == plain[key]
+    for key in (slice(1, 4), slice(None, None, 2), slice(1, None, 3), slice(None, None, -1), slice(4, 1, -2),
+                slice(7, 9), slice(0, 0)):
+        assert list(lazy[key]) == plain[key], key
+    assert lazy[1:][1:][::2] == plain[1:][1:][::2]  # views of views
+    assert lazy == plain and lazy != plain[:-1]
+    with pytest.raises(IndexError):
+        lazy[5]
+
+
+def test_lazy_csv_changed_while_in_use_is_refused(tmp_path: Path) -> None:
+    _png(tmp_path / "x.png")
+    path = tmp_path / "catalog.csv"
+    path.write_text("id,path\na,x.png\nb,x.png\n")
+    cat = read_catalog(path)
+    path.write_text("id,path\nb,x.png\na,x.png\n")  # same size, rows swapped
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(CatalogError, match="changed while it was in use"):
+        list(cat.entries)
+    path.unlink()
+    with pytest.raises(CatalogError, match="cannot be read any more"):
+        cat.entries[0]
+
+
+def test_lazy_csv_paths_are_checked_again_when_read(tmp_path: Path) -> None:
+    root = tmp_path / "shop"
+    _png(root / "a.png")
+    _png(root / "b.png")
+    _png(tmp_path / "secret.png")
+    (root / "catalog.csv").write_text("id,path\na,a.png\nb,b.png\n")
+    cat = read_catalog(root / "catalog.csv")
+    (root / "b.png").unlink()
+    os.symlink(tmp_path / "secret.png", root / "b.png")  # now leads out of the catalog folder
+    a, b = cat.entries
+    assert not a.problem and a.path == (root / "a.png").resolve()
+    assert "outside the catalog folder" in b.problem and b.path != (tmp_path / "secret.png").resolve()
+
+
+def test_duplicates_are_found_among_many_rows(tmp_path: Path) -> None:
+    _png(tmp_path / "x.png")
+    lines = ["id,path"] + [f"p{i % 997 if i % 5000 == 4999 else i},x.png" for i in range(20_000)]
+    (tmp_path / "c.csv").write_text("\n".join(lines))
+    cat = read_catalog(tmp_path / "c.csv")
+    dup_ids = [f"p{i % 997}" for i in range(20_000) if i % 5000 == 4999]
+    assert [item for item, _ in cat.skipped] == dup_ids
+    assert cat.skipped[0][1] == f"row 5001: duplicate id (first used on row {4999 % 997 + 2})"
+    assert len(cat.entries) == 20_000 - 4
+
+
+def test_a_large_catalog_csv_is_kept_in_a_few_bytes_a_row(tmp_path: Path) -> None:
+    """What read_catalog keeps for 20,000 rows: row offsets and id digests, not 20,000 entries."""
+    import gc
+    import tracemalloc
+
+    _png(tmp_path / "x.png")
+    rows = 20_000
+    text = "id,path,description,category\n" + "".join(
+        f"item-{i:06d},x.png,Hydrating face cream with hyaluronic acid {i},moisturizer\n" for i in range(rows))
+    (tmp_path / "big.csv").write_text(text)
+    gc.collect()
+    tracemalloc.start()
+    cat = read_catalog(tmp_path / "big.csv")
+    gc.collect()
+    kept, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(cat.entries) == rows and not cat.skipped
+    assert kept < 40 * rows, f"{kept / rows:.0f} bytes a row kept"  # 24 bytes a row + constants
+    assert cat.entries[-1].id == f"item-{rows - 1:06d}"

@@ -581,6 +581,33 @@ def test_catalog_csv_cannot_reach_outside_its_folder_without_the_flag(tmp_path, 
         assert {item["id"] for item in index.iter_items()} == {"a", "b", "dotdot", "absolute", "symlink"}
 
 
+def test_a_file_swapped_for_an_outside_link_during_a_build_is_skipped_not_read(tmp_path, tiny_checkpoint,
+                                                                                  demo_data, monkeypatch):
+    """The catalog CSV is read lazily: paths are checked again when their rows are featurised."""
+    photos = catalog_photos(demo_data)
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    for name, photo in zip("abc", photos):
+        shutil.copy(photo, shop / f"{name}.jpg")
+    secret = tmp_path / "secret.jpg"
+    shutil.copy(photos[5], secret)
+    (shop / "catalog.csv").write_text("id,path\na,a.jpg\nb,b.jpg\nc,c.jpg\n")
+    catalog = read_catalog(shop / "catalog.csv")
+    assert len(catalog.entries) == 3
+    (shop / "b.jpg").unlink()
+    os.symlink(secret, shop / "b.jpg")  # after the catalog was read, before its rows are featurised
+    opened: list[str] = []
+    import beauty_app.retrieval.extractor as extractor_module
+    real_load = extractor_module.load_image
+    monkeypatch.setattr(extractor_module, "load_image", lambda path, **kw: opened.append(str(path)) or real_load(path, **kw))
+
+    summary = build_index(catalog, FeatureExtractor(load_model(str(tiny_checkpoint)), "srmac", use_amp=False),
+                          tmp_path / "idx")
+    assert summary.indexed == 2
+    assert [item for item, _ in summary.skipped] == ["b"] and "outside the catalog folder" in summary.skipped[0][1]
+    assert str(secret) not in opened and len(opened) == 2
+
+
 def test_formula_like_ids_stay_data_and_are_escaped_in_exports(tmp_path, tiny_checkpoint, demo_data, capsys):
     photos = catalog_photos(demo_data)
     shop = tmp_path / "shop"

@@ -409,3 +409,46 @@ def test_updates_replan_the_search_structure_for_the_new_size(tmp_path, small_ex
         assert stored["index_plan"]["n"] == 4000 and stored["index_plan"]["nlist"] == 63
         assert "n200" in [hit.id for hit in index.search(vectors[3200:3201], 7)[0]]
         assert 0 < index.info()["recall_at_7"] <= 1
+
+
+def test_catalog_build_reports_progress_as_json_lines(tmp_path, tiny_checkpoint, demo_data, capsys):
+    code = main(["catalog", "build", "--catalog", str(demo_data.catalog_csv), "--model", str(tiny_checkpoint),
+                 "--out", str(tmp_path / "idx"), "--progress", "jsonl", "--json"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    events, summary = lines[:-1], lines[-1]
+    assert all(e["event"] == "progress" for e in events) and "event" not in summary
+    stages = [e["stage"] for e in events]
+    assert stages[0] == "index" and stages[-1] == "finalize" and stages.index("finalize") == stages.count("index")
+    index_events = [e for e in events if e["stage"] == "index"]
+    assert index_events[0]["done"] == 0 and index_events[-1]["done"] == index_events[-1]["total"] == summary["indexed"]
+    assert [e["t"] for e in events] == sorted(e["t"] for e in events)
+
+
+def test_build_bench_samples_memory_through_a_real_build(tmp_path, tiny_checkpoint, demo_data):
+    from beauty_app.evaluation.bench import write_report
+    from beauty_app.evaluation.scale import BuildSettings, run_build_bench
+
+    data = tmp_path / "demo"
+    shutil.copytree(demo_data.root, data)
+    settings = BuildSettings(images=20, data=str(data), model=str(tiny_checkpoint), pooling="srmac", batch_size=4,
+                             device="cpu", interval_s=0.05)
+    report = run_build_bench(tmp_path / "out", settings)
+    results = report.results
+    assert results["indexed"] == 20 and results["skipped"] == 0  # the first 20 rows of a longer catalog
+    assert (data / "catalog-first-20.csv").read_text().count("\n") == 21
+    samples = results["samples"]
+    assert samples and {stage for *_, stage in samples} >= {"index"}
+    assert max(rss for _, rss, *_ in samples) <= results["peak_rss_mib"] * 1.01  # the peak covers every sample
+    assert results["peak_rss_mib"] > 100  # a Python process with torch loaded
+    done = [d for _, _, d, _ in samples]
+    assert done == sorted(done) and done[-1] <= 20
+    measures = {row[0]: row[1] for row in report.tables[0].rows}
+    assert measures["catalog images indexed"] == 20
+    assert measures["peak RSS of the whole build (MiB)"] == results["peak_rss_mib"]
+    assert [row[0] for row in report.tables[1].rows][1] == "0-10% (0-2)"
+    assert not (tmp_path / "out" / "build-work" / "index").exists()  # the 100K index would take 3 GB
+    assert (tmp_path / "out" / "build-memory.png").stat().st_size > 10_000
+    json_path, md_path = write_report(report, tmp_path / "out")
+    assert "Peak memory of a real 20-image catalog build" in md_path.read_text()
+    assert json.loads(json_path.read_text())["results"]["indexed"] == 20
