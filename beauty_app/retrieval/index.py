@@ -92,6 +92,16 @@ CREATE TABLE IF NOT EXISTS skipped (
     item TEXT PRIMARY KEY,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS staged_alt_vectors (
+    pooling TEXT NOT NULL,
+    id TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (pooling, id)
+);
+CREATE TABLE IF NOT EXISTS staged_skipped (
+    item TEXT PRIMARY KEY,
+    reason TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS shard_positions (
     id TEXT PRIMARY KEY,
     position INTEGER NOT NULL UNIQUE
@@ -484,6 +494,9 @@ class CatalogIndex:
                 ) from None
             if ok != "ok":
                 raise IndexStoreError(f"The index database in {directory} is damaged; rebuild it with `catalog build`.")
+            if writable:
+                with db:
+                    db.executescript(_SCHEMA)  # tables added since the index was made (the staging tables)
             index = cls(directory, db, lock)
             settings = index.settings()
             if settings.get("format_version") != FORMAT_VERSION:
@@ -600,7 +613,9 @@ class CatalogIndex:
                 used by `catalog add` so an interrupted update leaves the previous index intact.
         """
         dim = self.settings().get("dim")
-        table = "staged" if staged else "items"
+        # A staged add touches none of the tables searches read (or their checksums) before commit_staged.
+        table, alt_table, skipped_table = (("staged", "staged_alt_vectors", "staged_skipped") if staged
+                                           else ("items", "alt_vectors", "skipped"))
         with self._db:
             for record in records:
                 vector = np.ascontiguousarray(record.vector, dtype=np.float32).reshape(-1)
@@ -618,14 +633,15 @@ class CatalogIndex:
                         "ON CONFLICT(id) DO UPDATE SET position=excluded.position", (record.id, int(record.position)))
                 for pooling, extra in (record.extra or {}).items():
                     self._db.execute(
-                        "INSERT INTO alt_vectors(pooling, id, vector) VALUES(?,?,?) "
+                        f"INSERT INTO {alt_table}(pooling, id, vector) VALUES(?,?,?) "
                         "ON CONFLICT(pooling, id) DO UPDATE SET vector=excluded.vector",
                         (pooling, record.id, np.ascontiguousarray(extra, dtype=np.float32).tobytes()))
+            self._db.executemany(f"DELETE FROM {skipped_table} WHERE item = ?", [(r.id,) for r in records])
             if not staged:
-                self._db.executemany("DELETE FROM skipped WHERE item = ?", [(r.id,) for r in records])
                 self._bump_revision()
             self._db.executemany(
-                "INSERT INTO skipped(item, reason) VALUES(?, ?) ON CONFLICT(item) DO UPDATE SET reason=excluded.reason",
+                f"INSERT INTO {skipped_table}(item, reason) VALUES(?, ?) "
+                "ON CONFLICT(item) DO UPDATE SET reason=excluded.reason",
                 list(skipped),
             )
 
@@ -673,8 +689,15 @@ class CatalogIndex:
                 "SELECT id, path, description, category, vector, thumbnail FROM staged WHERE true "
                 "ON CONFLICT(id) DO UPDATE SET path=excluded.path, description=excluded.description, "
                 "category=excluded.category, vector=excluded.vector, thumbnail=excluded.thumbnail")
+            self._db.execute(
+                "INSERT INTO alt_vectors(pooling, id, vector) SELECT pooling, id, vector FROM staged_alt_vectors "
+                "WHERE true ON CONFLICT(pooling, id) DO UPDATE SET vector=excluded.vector")
+            self._db.execute(
+                "INSERT INTO skipped(item, reason) SELECT item, reason FROM staged_skipped WHERE true "
+                "ON CONFLICT(item) DO UPDATE SET reason=excluded.reason")
             self._db.execute("DELETE FROM skipped WHERE item IN (SELECT id FROM staged)")
-            self._db.execute("DELETE FROM staged")
+            for table in ("staged", "staged_alt_vectors", "staged_skipped"):
+                self._db.execute(f"DELETE FROM {table}")
             self._bump_revision()
         return moved
 
@@ -804,7 +827,8 @@ class CatalogIndex:
         """SHA-256 of what search results are made of: catalog rows and vectors, whitening, model settings.
 
         Thumbnails and skip reasons never change a ranking; the comparison vectors of other poolings
-        are left out because an interrupted `catalog add` may already have replaced some of them.
+        have their own checksums (``alt_sha256``), checked when a comparison first reads them, so that
+        opening an index does not read every pooling's vectors.
         Read chunk by chunk; `on_vectors` receives each chunk's raw vectors (finalising builds the
         search structure in the same pass).
         """
@@ -1056,8 +1080,7 @@ class CatalogIndex:
                         and digest != expected:
                     raise IndexStoreError(
                         f"The stored {pooling} vectors in {self.directory} do not match their recorded checksum "
-                        f"(damaged, edited or changed by an interrupted `catalog add`); run the add again or "
-                        f"rebuild the index with `catalog build`.")
+                        f"(damaged or edited); rebuild the index with `catalog build`.")
                 rows = np.array([r for r, _, _ in found], dtype=np.int64)
                 matrix = _normalize(
                     np.frombuffer(b"".join(v for _, _, v in found), np.float32).reshape(len(found), -1))

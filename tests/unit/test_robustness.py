@@ -469,6 +469,31 @@ def test_edited_comparison_vectors_are_refused_not_ranked(tmp_path):
             index.search_alternate("mac", vectors[:1, ::-1], k=3)
 
 
+def test_an_unfinished_add_changes_nothing_searches_read(tmp_path):
+    """Staged batches keep their comparison vectors and skip reasons aside until the add commits."""
+    vectors = small_index(tmp_path / "idx")
+    before = answers(tmp_path / "idx", vectors)
+    changed = -vectors[3]  # c003's image was replaced: new main and comparison vectors
+    with CatalogIndex.open(tmp_path / "idx", writable=True) as index:
+        index.add_items([ItemRecord("c003", "/cat/c3-new.jpg", "product 3", "lipstick", changed, b"t", {"mac": changed[::-1]}),
+                         ItemRecord("c100", "/cat/c100.jpg", "new", "lipstick", vectors[0], b"t", {"mac": vectors[0][::-1]})],
+                        [("bad.jpg", "not an image")], staged=True)
+        # interrupted here: no commit_staged, no finalize
+    assert answers(tmp_path / "idx", vectors) == before  # comparisons too: no checksum refusal
+
+    with CatalogIndex.open(tmp_path / "idx", writable=True) as index:
+        assert index.staged_items() == {"c003": "/cat/c3-new.jpg", "c100": "/cat/c100.jpg"}
+        index.add_items([], [("c100", "a reason from an earlier try")], staged=True)
+        index.add_items([ItemRecord("c100", "/cat/c100.jpg", "new", "lipstick", vectors[0], b"t",
+                                    {"mac": vectors[0][::-1]})], staged=True)  # the retry succeeded
+        assert index.commit_staged() == 2
+        index.finalize()
+    with CatalogIndex.open(tmp_path / "idx") as index:
+        assert index.count() == 41 and index.skipped() == [("bad.jpg", "not an image")]
+        hit = index.search_alternate("mac", changed[None, ::-1], k=1)[0][0]
+        assert hit.id == "c003" and hit.path == "/cat/c3-new.jpg" and hit.score == pytest.approx(1.0, abs=1e-5)
+
+
 def test_a_valid_but_different_faiss_file_is_not_trusted(tmp_path):
     vectors = small_index(tmp_path / "idx")
     expected = answers(tmp_path / "idx", vectors)
