@@ -187,3 +187,25 @@ def test_items_model_pages_and_ignores_stale_pages(qtbot):
     assert asked[-1] == ("lip", 0, PAGE_SIZE) and model.rowCount() == 0
     assert not model.add_page("", 0, page)
     model.shutdown()
+
+
+def test_thumbnails_kept_are_bounded_and_evicted_ones_come_back(qtbot, tmp_path):
+    from PySide6.QtGui import QColor, QImage
+
+    image = QImage(64, 64, QImage.Format.Format_RGB32)
+    image.fill(QColor("crimson"))
+    assert image.save(str(tmp_path / "p.png"))
+    model = CatalogItemsModel()
+    model.thumbnail_cache = 50
+    model.reset("", active=True)
+    page = [{"id": f"c{i}", "path": str(tmp_path / "p.png"), "description": "", "category": ""}
+            for i in range(PAGE_SIZE)]
+    assert model.add_page("", 0, page)
+    for row in range(PAGE_SIZE):  # the view paints every row once, as scrolling to the end does
+        model.data(model.index(row, 0), Qt.ItemDataRole.DecorationRole)
+    qtbot.waitUntil(lambda: model.data(model.index(PAGE_SIZE - 1, 0), Qt.ItemDataRole.DecorationRole) is not None,
+                    timeout=10000)
+    assert len(model._thumbs) <= 50
+    assert model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole) is None  # dropped: asked for again
+    qtbot.waitUntil(lambda: model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole) is not None, timeout=10000)
+    model.shutdown()

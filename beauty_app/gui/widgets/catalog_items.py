@@ -9,6 +9,7 @@ rows the view actually paints.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 
 from PySide6.QtCore import (
     QAbstractTableModel,
@@ -26,6 +27,9 @@ from PySide6.QtGui import QImage, QImageReader, QPixmap
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
+#: Thumbnails kept in memory, least recently painted dropped first: about 20 MB of 40-pixel pixmaps,
+#: so scrolling through a 500,000-row catalog does not keep 500,000 of them (3 GB).
+THUMBNAIL_CACHE = 3000
 COLUMNS = (("id", "Id"), ("description", "Description"), ("category", "Category"), ("path", "Path"))
 
 
@@ -73,7 +77,8 @@ class CatalogItemsModel(QAbstractTableModel):
         self._exhausted = False
         self._generation = 0
         self.thumbnail_side = thumbnail_side
-        self._thumbs: dict[str, QPixmap | None] = {}  # None: asked for, or unreadable
+        self._thumbs: OrderedDict[str, QPixmap | None] = OrderedDict()  # None: asked for, or unreadable
+        self.thumbnail_cache = THUMBNAIL_CACHE
         self._thumb_queue: list[tuple[str, str]] = []
         self._thumb_timer = QTimer(self)
         self._thumb_timer.setSingleShot(True)
@@ -188,8 +193,9 @@ class CatalogItemsModel(QAbstractTableModel):
     def _thumbnail(self, row: dict) -> QPixmap | None:
         item_id = row["id"]
         if item_id in self._thumbs:
+            self._thumbs.move_to_end(item_id)
             return self._thumbs[item_id]
-        self._thumbs[item_id] = None
+        self._remember_thumbnail(item_id, None)
         if row.get("path"):
             self._thumb_queue.append((item_id, row["path"]))
             self._thumb_timer.start()
@@ -203,11 +209,17 @@ class CatalogItemsModel(QAbstractTableModel):
     def _on_thumbnail(self, generation: int, item_id: str, image: QImage) -> None:
         if generation != self._generation or image.isNull():
             return
-        self._thumbs[item_id] = QPixmap.fromImage(image)
+        self._remember_thumbnail(item_id, QPixmap.fromImage(image))
         row_number = self._row_of.get(item_id)
         if row_number is not None:
             cell = self.index(row_number, 0)
             self.dataChanged.emit(cell, cell, [Qt.ItemDataRole.DecorationRole])
+
+    def _remember_thumbnail(self, item_id: str, pixmap: QPixmap | None) -> None:
+        self._thumbs[item_id] = pixmap
+        self._thumbs.move_to_end(item_id)
+        while len(self._thumbs) > self.thumbnail_cache:
+            self._thumbs.popitem(last=False)  # painted again later, it is decoded again
 
     def thumbnail_size(self) -> QSize:
         return QSize(self.thumbnail_side, self.thumbnail_side)
