@@ -374,6 +374,7 @@ def test_lazy_entries_index_and_slice_like_a_list(csv_catalog: Path) -> None:
         assert list(lazy[key]) == plain[key], key
     assert lazy[1:][1:][::2] == plain[1:][1:][::2]  # views of views
     assert lazy == plain and lazy != plain[:-1]
+    assert list(lazy.ids()) == [e.id for e in plain] and list(lazy[::-2].ids()) == [e.id for e in plain[::-2]]
     with pytest.raises(IndexError):
         lazy[5]
 
