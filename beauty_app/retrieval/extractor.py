@@ -145,11 +145,6 @@ class FeatureExtractor:
             out = self.bundle.model(batch.to(self.device, non_blocking=True))
         return out
 
-    @staticmethod
-    def _pool(out, pooling: str) -> torch.Tensor:
-        saliency = out.saliency.float() if out.saliency is not None else None
-        return pooling_ops.POOLINGS[pooling](out.features.float(), saliency)
-
     @torch.inference_mode()
     def pooled(self, batch: torch.Tensor, poolings: Sequence[str]) -> dict[str, np.ndarray]:
         """Vectors of several poolings from one forward pass per scale: {pooling: (N,D) unit vectors}.
@@ -157,19 +152,28 @@ class FeatureExtractor:
         Pooling is cheap next to the network, so the GUI's pooling comparison costs almost nothing
         extra when the catalog is indexed.
         """
+        return self._pooled_with_output(batch, poolings)[0]
+
+    @torch.inference_mode()
+    def _pooled_with_output(self, batch: torch.Tensor, poolings: Sequence[str]):
+        """:meth:`pooled`, plus the network's output at scale 1 (None when the scales leave 1 out)."""
         totals: dict[str, torch.Tensor] = {}
+        at_scale_one = None
         for scale in self.scales:
             scaled = batch
             if scale != 1.0:
                 side = max(32, int(round(batch.shape[-1] * scale)))
                 scaled = F.interpolate(batch, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
             out = self._forward(scaled)
+            if scale == 1.0:
+                at_scale_one = out
             features = out.features.float()
             saliency = out.saliency.float() if out.saliency is not None else None
             for name in poolings:
                 pooled = pooling_ops.POOLINGS[name](features, saliency)
                 totals[name] = pooled if name not in totals else totals[name] + pooled
-        return {name: F.normalize(total, dim=1).cpu().numpy().astype(np.float32) for name, total in totals.items()}
+        vectors = {name: F.normalize(total, dim=1).cpu().numpy().astype(np.float32) for name, total in totals.items()}
+        return vectors, at_scale_one
 
     def pooled_in_pieces(self, batch: torch.Tensor, poolings: Sequence[str]) -> dict[str, np.ndarray]:
         """:meth:`pooled` in pieces of at most ``batch_size`` images, halving them when memory runs out.
@@ -221,16 +225,16 @@ class FeatureExtractor:
         """Vector, heatmaps (over the decoded image), top classes and SR-MAC regions of one image.
 
         Args:
-            pooling: the pooling of the returned vector (default the extractor's own); one forward
-                pass serves both the vector and the maps at a single scale.
+            pooling: the pooling of the returned vector (default the extractor's own); the scale-1
+                forward pass serves both the vector and the maps (multi-scale adds the other scales).
         """
         pooling = pooling or self.pooling
         width, height = image.size
         batch = self.to_tensor(image).unsqueeze(0)
-        vector = self.pooled(batch, (pooling,))[pooling][0] if self.scales != (1.0,) else None
-        out = self._forward(batch)
-        if vector is None:
-            vector = F.normalize(self._pool(out, pooling), dim=1)[0].cpu().numpy().astype(np.float32)
+        vectors, out = self._pooled_with_output(batch, (pooling,))
+        vector = vectors[pooling][0]
+        if out is None:  # scales without 1 (e.g. 0.707,1.414): the maps still come from the image as it is
+            out = self._forward(batch)
         left, top_px, new_w, new_h = letterbox_box(width, height, self.input_size)
 
         def to_image_map(attention: torch.Tensor | None) -> np.ndarray | None:

@@ -130,6 +130,22 @@ def test_multiscale_vectors_are_unit_norm(tiny_checkpoint, demo_data):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("scales", [(1.0,), (1.0, 0.75, 1.25), (0.75, 1.25)])
+def test_query_analysis_runs_one_forward_pass_per_scale(tiny_checkpoint, demo_data, scales):
+    extractor = FeatureExtractor(load_model(str(tiny_checkpoint)), "srmac", scales=scales, use_amp=False)
+    image = load_image(sorted(demo_data.queries_dir.iterdir())[0])
+    expected = extractor.pooled(extractor.to_tensor(image).unsqueeze(0), ("srmac",))["srmac"][0]
+    sides = []
+    forward = extractor.bundle.model.forward
+    extractor.bundle.model.forward = lambda batch, *a, **k: sides.append(batch.shape[-1]) or forward(batch, *a, **k)
+    analysis = extractor.analyze(image)
+    np.testing.assert_allclose(analysis.vector, expected, atol=1e-5)
+    size = extractor.input_size
+    # the scale-1 pass serves the vector and the maps; a scale list without 1 needs one more for the maps
+    assert sorted(sides) == sorted([max(32, round(size * s)) for s in scales] + ([] if 1.0 in scales else [size]))
+    assert analysis.saliency.shape == (image.height, image.width)
+
+
 def test_pooling_comparison_uses_vectors_stored_at_build_time(built_index, demo_data):
     catalog = read_catalog(demo_data.catalog_csv)
     with SearchSession(built_index) as session:
