@@ -541,19 +541,18 @@ class CatalogTab(QWidget):
             self._on_page_loaded(0)
 
     def _on_items_listed(self, payload) -> None:
-        filter_text, offset, rows = payload
-        self.items_model.add_page(filter_text, offset, rows)
+        filter_text, offset, rows, total = payload
+        self.items_model.add_page(filter_text, offset, rows, total)
 
-    def _on_page_loaded(self, count: int) -> None:
+    def _on_page_loaded(self, _total: int = 0) -> None:
+        total = self.items_model.total
         if not self.session.index.get("directory"):
             self.browse_count.setText("Open or build an index to browse it.")
-        elif self.items_model.loading and count == 0:
+        elif total is None:
             self.browse_count.setText("Loading...")
-        elif self.items_model.exhausted:
-            what = "match" if self.items_model.filter_text else "in the catalog"
-            self.browse_count.setText(f"{count:,} items {what}")
         else:
-            self.browse_count.setText(f"{count:,}+ items (scroll for more)")
+            what = "match" if self.items_model.filter_text else "in the catalog"
+            self.browse_count.setText(f"{total:,} items {what}")
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.items_model.shutdown()

@@ -105,7 +105,7 @@ class Engine(QObject):
     batchFinished = Signal(object)  # (out_csv, list[QueryResult])
     buildFinished = Signal(object)  # BuildSummary
     evalFinished = Signal(object)  # (label, EvalReport)
-    itemsListed = Signal(object)  # (filter_text, offset, list[dict])
+    itemsListed = Signal(object)  # (filter_text, offset, list[dict], rows matching or None)
     progress = Signal(object)  # ProgressEvent
     failed = Signal(str, str)  # operation, one-sentence message
     cancelled = Signal(str)  # operation
@@ -275,7 +275,9 @@ class Engine(QObject):
         def work():
             session = self._require_session()
             rows = list(session.index.iter_items(filter_text, limit=limit, offset=offset))
-            self.itemsListed.emit((filter_text, offset, rows))
+            # The first page carries the count, so the browser's scroll bar spans every matching row.
+            total = session.index.count_items(filter_text) if offset == 0 else None
+            self.itemsListed.emit((filter_text, offset, rows, total))
 
         self._run("browse catalog", work)
 

@@ -1128,6 +1128,15 @@ class CatalogIndex:
         for row, item_id, path, description, category in found:
             yield {"id": item_id, "path": path, "description": description, "category": category, "row": row}
 
+    def count_items(self, filter_text: str = "") -> int:
+        """How many rows :meth:`iter_items` lists for `filter_text` (a filter scans the table)."""
+        if not filter_text:
+            return self.count()
+        pattern = f"%{filter_text}%"
+        return int(self._db.execute(
+            "SELECT count(*) FROM items WHERE id LIKE ? OR description LIKE ? OR category LIKE ?",
+            (pattern, pattern, pattern)).fetchone()[0])
+
     def thumbnail(self, item_id: str) -> bytes | None:
         row = self._db.execute("SELECT thumbnail FROM items WHERE id = ?", (item_id,)).fetchone()
         return row[0] if row else None

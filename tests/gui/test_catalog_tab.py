@@ -6,10 +6,10 @@ import csv
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import Qt, QTimer
 
 from beauty_app.gui.catalog_tab import CatalogTab
-from beauty_app.gui.widgets.catalog_items import PAGE_SIZE, CatalogItemsModel
+from beauty_app.gui.widgets.catalog_items import PAGE_SIZE, PLACEHOLDER, WANTED_PAGES, CatalogItemsModel
 
 
 def _tab(qtbot, client, settings) -> CatalogTab:
@@ -147,7 +147,7 @@ def test_browser_lists_rows_filters_them_and_loads_thumbnails(qtbot, client, set
     with open(demo_data.catalog_csv, encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     tab.on_session(open_session)
-    qtbot.waitUntil(lambda: model.rowCount() == len(rows) and model.exhausted, timeout=30000)
+    qtbot.waitUntil(lambda: model.total == len(rows) and not model.loading, timeout=30000)
     assert [model.row_data(r)["id"] for r in range(model.rowCount())] == [row["id"] for row in rows]
     assert model.data(model.index(0, 1)) == rows[0]["description"]
     assert tab.browse_count.text() == f"{len(rows):,} items in the catalog"
@@ -159,33 +159,64 @@ def test_browser_lists_rows_filters_them_and_loads_thumbnails(qtbot, client, set
     assert 0 < len(expected) < len(rows)
     tab.filter_edit.setText(word)
     assert tab.filter_timer.isActive() and model.rowCount() == len(rows)  # debounced: nothing asked yet
-    qtbot.waitUntil(lambda: model.filter_text == word and model.exhausted, timeout=10000)
+    qtbot.waitUntil(lambda: model.filter_text == word and model.total is not None and not model.loading,
+                    timeout=10000)
     assert [model.row_data(r)["id"] for r in range(model.rowCount())] == expected
     assert tab.browse_count.text() == f"{len(expected):,} items match"
 
 
-def test_items_model_pages_and_ignores_stale_pages(qtbot):
+def _page(offset: int, count: int = PAGE_SIZE) -> list[dict]:
+    return [{"id": f"c{offset + i}", "path": "", "description": f"row {offset + i}", "category": ""}
+            for i in range(count)]
+
+
+def test_items_model_is_a_window_onto_every_row(qtbot):
     model = CatalogItemsModel()
     asked = []
     model.fetchRequested.connect(lambda *args: asked.append(args))
-    assert not model.canFetchMore(QModelIndex())  # nothing open yet
+    model.reset("")
+    assert asked == [] and model.rowCount() == 0  # nothing open yet
     model.reset("", active=True)
-    assert asked == [("", 0, PAGE_SIZE)] and model.loading
+    assert asked == [("", 0, PAGE_SIZE)] and model.loading and model.total is None
 
-    page = [{"id": f"c{i}", "path": "", "description": "", "category": ""} for i in range(PAGE_SIZE)]
-    assert not model.add_page("other filter", 0, page)  # an answer to an older filter
-    assert model.add_page("", 0, page) and model.rowCount() == PAGE_SIZE
-    assert model.canFetchMore(QModelIndex())
-    model.fetchMore(QModelIndex())
-    assert asked[-1] == ("", PAGE_SIZE, PAGE_SIZE)
-    model.fetchMore(QModelIndex())  # already waiting: no second request for the same page
-    assert len(asked) == 2
-    assert model.add_page("", PAGE_SIZE, page[:5]) and model.rowCount() == PAGE_SIZE + 5
-    assert model.exhausted and not model.canFetchMore(QModelIndex())
+    assert not model.add_page("other filter", 0, _page(0), 500_000)  # an answer to an older filter
+    assert model.add_page("", 0, _page(0), 500_000)
+    assert model.rowCount() == 500_000 and model.total == 500_000  # the scroll bar spans the whole catalog
+    assert model.data(model.index(5, 1)) == "row 5"
+
+    # Jumping to the end paints rows of a page not loaded: it shows a placeholder and is asked for.
+    last = model.index(499_999, 0)
+    assert model.data(last) == PLACEHOLDER and model.row_data(499_999) is None
+    qtbot.waitUntil(lambda: len(asked) == 2)
+    assert asked[-1] == ("", 499_800, PAGE_SIZE)
+    assert not model.add_page("", 0, _page(0))  # not the page asked for
+    assert model.add_page("", 499_800, _page(499_800))
+    assert model.data(last) == "c499999" and model.row_data(499_999)["id"] == "c499999"
 
     model.reset("lip")
     assert asked[-1] == ("lip", 0, PAGE_SIZE) and model.rowCount() == 0
-    assert not model.add_page("", 0, page)
+    assert not model.add_page("", 0, _page(0), 10)
+    assert model.add_page("lip", 0, _page(0, 3), 3) and model.rowCount() == 3
+    model.shutdown()
+
+
+def test_items_model_asks_one_page_at_a_time_most_recent_first_and_keeps_few(qtbot):
+    model = CatalogItemsModel()
+    model.max_pages = 4
+    asked = []
+    model.fetchRequested.connect(lambda *args: asked.append(args[1] // PAGE_SIZE))
+    model.reset("", active=True)
+    assert model.add_page("", 0, _page(0), 100 * PAGE_SIZE)
+    for page in range(10, 30):  # a scroll bar dragged through 20 pages
+        model.data(model.index(page * PAGE_SIZE, 0))
+    qtbot.waitUntil(lambda: len(asked) == 2)
+    assert asked == [0, 29]  # the page in view now, not a backlog of the ones passed
+    for _ in range(WANTED_PAGES):
+        page = asked[-1]
+        assert model.add_page("", page * PAGE_SIZE, _page(page * PAGE_SIZE))
+    assert asked[1:] == [29, 28, 27, 26, 25, 24, 23][:len(asked) - 1]  # recently painted pages, newest first
+    assert len(asked) == 1 + WANTED_PAGES and not model.loading  # older ones were scrolled past: not fetched
+    assert len(model.loaded_pages()) == 4 and model.row_data(0) is None  # least recently shown pages dropped
     model.shutdown()
 
 
@@ -200,7 +231,7 @@ def test_thumbnails_kept_are_bounded_and_evicted_ones_come_back(qtbot, tmp_path)
     model.reset("", active=True)
     page = [{"id": f"c{i}", "path": str(tmp_path / "p.png"), "description": "", "category": ""}
             for i in range(PAGE_SIZE)]
-    assert model.add_page("", 0, page)
+    assert model.add_page("", 0, page, PAGE_SIZE)
     for row in range(PAGE_SIZE):  # the view paints every row once, as scrolling to the end does
         model.data(model.index(row, 0), Qt.ItemDataRole.DecorationRole)
     qtbot.waitUntil(lambda: model.data(model.index(PAGE_SIZE - 1, 0), Qt.ItemDataRole.DecorationRole) is not None,
@@ -208,4 +239,31 @@ def test_thumbnails_kept_are_bounded_and_evicted_ones_come_back(qtbot, tmp_path)
     assert len(model._thumbs) <= 50
     assert model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole) is None  # dropped: asked for again
     qtbot.waitUntil(lambda: model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole) is not None, timeout=10000)
+    model.shutdown()
+
+
+def test_a_view_dragged_to_the_end_of_500000_rows_asks_for_the_pages_it_shows(qtbot):
+    from PySide6.QtWidgets import QTableView
+
+    model = CatalogItemsModel()
+    view = QTableView()
+    view.setModel(model)
+    view.resize(600, 400)
+    qtbot.addWidget(view)
+    view.show()
+    asked = []
+
+    def answer(filter_text, offset, limit):  # a worker that answers at once
+        asked.append(offset)
+        QTimer.singleShot(0, lambda: model.add_page(filter_text, offset, _page(offset, min(limit, 500_000 - offset)),
+                                                    500_000 if offset == 0 else None))
+
+    model.fetchRequested.connect(answer)
+    model.reset("", active=True)
+    qtbot.waitUntil(lambda: model.rowCount() == 500_000)
+    view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())
+    qtbot.waitUntil(lambda: model.row_data(499_999) is not None, timeout=5000)
+    bottom = view.rowAt(view.viewport().height() - 2)
+    assert bottom > 499_000 and model.data(model.index(bottom, 0)) == f"c{bottom}"
+    assert asked == [0, 499_800]  # the page on screen, not the 2,498 pages in between
     model.shutdown()

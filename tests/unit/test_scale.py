@@ -262,6 +262,7 @@ def test_pages_continue_by_key_and_equal_the_whole_listing(tmp_path):
                 by_key += page
                 last = page[-1]["row"]
             assert by_key == whole
+            assert index.count_items(text) == len(whole)  # the browser's scroll range
         # An offset that does not continue the previous page is still answered exactly.
         assert list(index.iter_items("", limit=5, offset=333)) == list(index.iter_items(""))[333:338]
 

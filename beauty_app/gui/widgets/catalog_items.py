@@ -1,9 +1,13 @@
-"""The catalog browser's table model: pages of index rows fetched from the worker as the view scrolls.
+"""The catalog browser's table model: a window onto the index's rows, fetched from the worker by page.
 
 The model never touches the index itself. It asks for a page by emitting :attr:`fetchRequested`
-(the tab forwards it to ``client.requestItems``) and appends the rows the worker lists back.
-Thumbnails are decoded from the catalog image files on a small private thread pool, only for
-rows the view actually paints.
+(the tab forwards it to ``client.requestItems``); the worker answers with the page and, for the
+first page, how many rows match, so the scroll bar spans the whole catalog and can be dragged to
+any row of 500,000. Only the pages shown most recently are kept (:data:`MAX_PAGES`). A row that is
+painted before its page is loaded shows "…" and asks for the page; one page is asked for at a
+time, the most recently painted first, so dragging the scroll bar queues no backlog on the worker.
+Thumbnails are decoded from the catalog image files on a small private thread pool, only for rows
+the view actually paints, and the most recently painted :data:`THUMBNAIL_CACHE` are kept.
 """
 
 from __future__ import annotations
@@ -27,9 +31,14 @@ from PySide6.QtGui import QImage, QImageReader, QPixmap
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
+#: Pages kept in memory (10,000 rows), least recently shown dropped first.
+MAX_PAGES = 50
+#: Pages painted while not loaded that are still fetched, most recent first (older ones were scrolled past).
+WANTED_PAGES = 6
 #: Thumbnails kept in memory, least recently painted dropped first: about 20 MB of 40-pixel pixmaps,
 #: so scrolling through a 500,000-row catalog does not keep 500,000 of them (3 GB).
 THUMBNAIL_CACHE = 3000
+PLACEHOLDER = "\u2026"
 COLUMNS = (("id", "Id"), ("description", "Description"), ("category", "Category"), ("path", "Path"))
 
 
@@ -57,11 +66,11 @@ class _ThumbnailJob(QRunnable):
 
 
 class CatalogItemsModel(QAbstractTableModel):
-    """Lazily filled table of catalog rows (id, description, category, path) with thumbnails.
+    """A window of catalog rows (id, description, category, path) with thumbnails, loaded by page.
 
     Signals:
         fetchRequested(filter_text, offset, limit): a page is wanted; answer with :meth:`add_page`.
-        pageLoaded(count): rows were appended (count = rows now in the model).
+        pageLoaded(total): a page arrived; `total` rows match the filter.
     """
 
     fetchRequested = Signal(str, int, int)
@@ -69,12 +78,19 @@ class CatalogItemsModel(QAbstractTableModel):
 
     def __init__(self, thumbnail_side: int = 40, parent: QObject | None = None):
         super().__init__(parent)
-        self._rows: list[dict] = []
-        self._row_of: dict[str, int] = {}  # item id -> row, to repaint a cell when its thumbnail arrives
         self._filter = ""
         self._active = False  # True while an index is open
-        self._pending: int | None = None  # offset of the page asked for and not yet answered
-        self._exhausted = False
+        self._total: int | None = None  # rows matching the filter; None until the first page came
+        self._pages: OrderedDict[int, list[dict]] = OrderedDict()  # page number -> rows, least recent first
+        self._wanted: OrderedDict[int, None] = OrderedDict()  # painted, not loaded; most recent last
+        self._pending: int | None = None  # page asked for and not yet answered
+        self._failed = False
+        self._row_of: dict[str, int] = {}  # item id -> row of the loaded pages, to repaint a thumbnail cell
+        self._request_timer = QTimer(self)
+        self._request_timer.setSingleShot(True)
+        self._request_timer.setInterval(0)  # after the paint: the rows it showed are all wanted by then
+        self._request_timer.timeout.connect(self._request_next)
+        self.max_pages = MAX_PAGES
         self._generation = 0
         self.thumbnail_side = thumbnail_side
         self._thumbs: OrderedDict[str, QPixmap | None] = OrderedDict()  # None: asked for, or unreadable
@@ -95,16 +111,23 @@ class CatalogItemsModel(QAbstractTableModel):
         return self._filter
 
     @property
-    def exhausted(self) -> bool:
-        """True once the worker returned a short page: every matching row is loaded."""
-        return self._exhausted
+    def total(self) -> int | None:
+        """Rows matching the filter (None until the worker counted them)."""
+        return self._total
 
     @property
     def loading(self) -> bool:
         return self._pending is not None
 
-    def row_data(self, row: int) -> dict:
-        return self._rows[row]
+    def loaded_pages(self) -> list[int]:
+        """Page numbers held in memory, least recently shown first."""
+        return list(self._pages)
+
+    def row_data(self, row: int) -> dict | None:
+        """The row's fields, or None while its page is not loaded (painting the row asks for it)."""
+        page, position = divmod(row, PAGE_SIZE)
+        rows = self._pages.get(page)
+        return rows[position] if rows is not None and position < len(rows) else None
 
     def reset(self, filter_text: str | None = None, active: bool | None = None) -> None:
         """Forget all rows (new index or new filter) and ask for the first page when active."""
@@ -113,62 +136,88 @@ class CatalogItemsModel(QAbstractTableModel):
             self._filter = filter_text
         if active is not None:
             self._active = active
-        self._rows = []
+        self._total = None
+        self._pages.clear()
+        self._wanted.clear()
         self._row_of = {}
         self._pending = None
-        self._exhausted = False
+        self._failed = False
         self._generation += 1
         self._thumbs.clear()
         self._thumb_queue.clear()
         self._pool.clear()
         self.endResetModel()
-        if self.canFetchMore(QModelIndex()):
-            self.fetchMore(QModelIndex())
+        if self._active:
+            self._want(0)
+            self._request_next()
 
     def shutdown(self) -> None:
         """Drop queued thumbnail work and wait for the one being decoded (at most one file)."""
+        self._request_timer.stop()
         self._thumb_timer.stop()
         self._pool.clear()
         self._pool.waitForDone()
 
-    # ------------------------------------------------------------------ lazy loading
-    def canFetchMore(self, parent: QModelIndex = QModelIndex()) -> bool:  # noqa: N802 - Qt API
-        return not parent.isValid() and self._active and not self._exhausted and self._pending is None
-
-    def fetchMore(self, parent: QModelIndex = QModelIndex()) -> None:  # noqa: N802 - Qt API
-        if not self.canFetchMore(parent):
+    # ------------------------------------------------------------------ paging
+    def _want(self, page: int) -> None:
+        if page in self._pages or self._failed or not self._active:
             return
-        self._pending = len(self._rows)
-        self.fetchRequested.emit(self._filter, self._pending, PAGE_SIZE)
+        self._wanted[page] = None
+        self._wanted.move_to_end(page)
+        while len(self._wanted) > WANTED_PAGES:
+            self._wanted.popitem(last=False)
+        if self._pending is None:
+            self._request_timer.start()
 
-    def add_page(self, filter_text: str, offset: int, rows: list[dict]) -> bool:
-        """Append a page the worker listed; pages for another filter or offset are ignored.
+    def _request_next(self) -> None:
+        while self._pending is None and self._wanted and self._active and not self._failed:
+            page, _ = self._wanted.popitem(last=True)
+            if page not in self._pages:
+                self._pending = page
+                self.fetchRequested.emit(self._filter, page * PAGE_SIZE, PAGE_SIZE)
+
+    def add_page(self, filter_text: str, offset: int, rows: list[dict], total: int | None = None) -> bool:
+        """Store a page the worker listed; answers for another filter or page are ignored.
+
+        Args:
+            total: rows matching the filter, counted with the first page.
 
         Returns:
-            True when the page was ours and was added.
+            True when the page was ours and was stored.
         """
-        if self._pending is None or filter_text != self._filter or offset != self._pending:
+        if self._pending is None or filter_text != self._filter or offset != self._pending * PAGE_SIZE:
             return False
-        self._pending = None
-        if len(rows) < PAGE_SIZE:
-            self._exhausted = True
-        if rows:
-            first = len(self._rows)
-            self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
-            self._rows.extend(rows)
-            self._row_of.update((row["id"], first + n) for n, row in enumerate(rows))
-            self.endInsertRows()
-        self.pageLoaded.emit(len(self._rows))
+        page, self._pending = self._pending, None
+        if self._total is None:
+            count = total if total is not None else offset + len(rows)
+            if count > 0:
+                self.beginInsertRows(QModelIndex(), 0, count - 1)
+                self._total = count
+                self.endInsertRows()
+            else:
+                self._total = 0
+        self._pages[page] = rows
+        self._row_of.update((row["id"], offset + n) for n, row in enumerate(rows))
+        while len(self._pages) > self.max_pages:
+            _, dropped = self._pages.popitem(last=False)
+            for row in dropped:
+                self._row_of.pop(row["id"], None)
+        last = min(offset + len(rows), self._total) - 1
+        if last >= offset:
+            self.dataChanged.emit(self.index(offset, 0), self.index(last, len(COLUMNS) - 1))
+        self.pageLoaded.emit(self._total)
+        self._request_next()
         return True
 
     def fetch_failed(self) -> None:
         """The worker could not list rows (no index open): stop asking until the next reset."""
         self._pending = None
-        self._exhausted = True
+        self._failed = True
+        self._wanted.clear()
 
     # ------------------------------------------------------------------ table model
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802 - Qt API
-        return 0 if parent.isValid() else len(self._rows)
+        return 0 if parent.isValid() or self._total is None else self._total
 
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802 - Qt API
         return 0 if parent.isValid() else len(COLUMNS)
@@ -179,9 +228,19 @@ class CatalogItemsModel(QAbstractTableModel):
         return None
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or index.row() >= len(self._rows):
+        if not index.isValid() or index.row() >= self.rowCount():
             return None
-        row = self._rows[index.row()]
+        page, position = divmod(index.row(), PAGE_SIZE)
+        rows = self._pages.get(page)
+        if rows is None:
+            self._want(page)
+            if role == Qt.ItemDataRole.DisplayRole and index.column() == 0:
+                return PLACEHOLDER
+            return None
+        self._pages.move_to_end(page)
+        if position >= len(rows):  # the catalog shrank since it was counted
+            return None
+        row = rows[position]
         key = COLUMNS[index.column()][0]
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return row.get(key) or ""
