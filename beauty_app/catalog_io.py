@@ -176,19 +176,19 @@ def _id_digest(item_id: str) -> bytes:
 _DIGEST = np.dtype([("hi", "<u8"), ("lo", "<u8")])
 
 
-@dataclass(frozen=True)
+@dataclass
 class _CsvSource:
     """Where a catalog CSV's rows are read from, and the file's identity when it was first read."""
 
     csv_path: Path
     root: Path
-    columns: tuple[tuple[str, int], ...]
+    columns: dict[str, int]  # column name -> position in a row
     allow_outside_root: bool
     size: int
     mtime_ns: int
 
     def cell(self, row: list[str], name: str) -> str:
-        idx = dict(self.columns).get(name)
+        idx = self.columns.get(name)
         return unescape_csv_cell(row[idx]).strip() if idx is not None and idx < len(row) else ""
 
     def open(self) -> io.BufferedReader:
@@ -303,8 +303,7 @@ def _read_catalog_csv(csv_path: Path, allow_outside_root: bool) -> Catalog:
                     continue
                 if columns is None:
                     columns = _header_columns([unescape_csv_cell(c) for c in raw_row], csv_path)
-                    source = _CsvSource(csv_path, root, tuple(columns.items()), allow_outside_root,
-                                        st.st_size, st.st_mtime_ns)
+                    source = _CsvSource(csv_path, root, columns, allow_outside_root, st.st_size, st.st_mtime_ns)
                     continue
                 item_id, raw_path = source.cell(raw_row, "id"), source.cell(raw_row, "path")
                 if not item_id:
