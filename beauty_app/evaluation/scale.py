@@ -412,6 +412,7 @@ def run_build_bench(out_dir: str | os.PathLike, settings: BuildSettings | None =
     spec, default_pooling = (settings.model, None) if settings.model else default_model_spec()
     pooling = settings.pooling or default_pooling or "srmac"
     device = str(pick_device(settings.device))
+    machine = machine_info(device)  # now: the code revision that runs the build, not the one at the end
     index_dir = work / "index"
     shutil.rmtree(index_dir, ignore_errors=True)
     echo(f"indexing {catalog_csv} with {spec} ({pooling}) on {device}, sampling memory every {settings.interval_s:g} s")
@@ -473,7 +474,7 @@ def run_build_bench(out_dir: str | os.PathLike, settings: BuildSettings | None =
                           [rss for t, rss, done, stage in samples if stage != "finalize" and done == 0])],
                        *tenths, ["finalising: search structure, recall, checksums", *_rss_stats(finalising)]])
     bench = BenchReport("build", f"Peak memory of a real {indexed:,}-image catalog build",
-                        [main, over_time], machine_info(device), asdict(settings),
+                        [main, over_time], machine, asdict(settings),
                         {"peak_rss_mib": run["peak_rss_mib"], "seconds": run["seconds"], "indexed": indexed,
                          "skipped": skipped, "stage_starts": run["stage_starts"], "database_bytes": database_bytes,
                          "index": info, "samples": [[round(t, 2), round(rss, 1), done, stage]
@@ -495,6 +496,7 @@ def plot_build_memory(results: dict, png: Path) -> Path | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         log.info("matplotlib is not installed: no memory plot")
         return None
@@ -519,6 +521,7 @@ def plot_build_memory(results: dict, png: Path) -> Path | None:
     images.plot(times, [s[2] for s in samples], color="#7a7a7a", linewidth=1, linestyle="--",
                 label="images stored")
     images.set_ylabel("images stored", color="#7a7a7a")
+    images.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
     images.set_ylim(0, max(1, results["indexed"] + results["skipped"]) * 1.3)
     images.legend(loc="upper right", fontsize=8, frameon=False)
     axis.set_xlabel("minutes since the build started")
