@@ -446,6 +446,7 @@ class CatalogIndex:
         self._whitening_loaded = False
         self._row_cache: np.ndarray | None = None
         self._page_end: tuple[str, int, int] | None = None  # (filter, offset, row) where the last page ended
+        self._dense_rows: tuple[tuple, int | None] | None = None  # (database state, first row if rows have no gaps)
         self._alt_cache: dict[str, tuple[np.ndarray, faiss.Index]] = {}
 
     # ----------------------------------------------------------------- opening and creating
@@ -1111,6 +1112,8 @@ class CatalogIndex:
         page_offset = int(offset) if after_row is None else None
         if page_offset and self._page_end is not None and self._page_end[:2] == (filter_text, page_offset):
             after_row, offset = self._page_end[2], 0  # continue after the last row served
+        elif page_offset and not filter_text and (first := self._first_row_if_dense()) is not None:
+            after_row, offset = first + page_offset - 1, 0  # a jump: rows are numbered without gaps
         sql = "SELECT row, id, path, description, category FROM items WHERE row > ?"
         params: list = [-(1 << 62) if after_row is None else int(after_row)]
         if filter_text:
@@ -1127,6 +1130,23 @@ class CatalogIndex:
             self._page_end = (filter_text, page_offset + len(found), found[-1][0])
         for row, item_id, path, description, category in found:
             yield {"id": item_id, "path": path, "description": description, "category": category, "row": row}
+
+    def _first_row_if_dense(self) -> int | None:
+        """The first row number when rows are numbered without gaps (no removals), else None.
+
+        Then the row at any offset is known without SQLite's OFFSET walking past every row before
+        it, so the browser's jumps cost what a first page costs. Cached until the database changes.
+        """
+        state = (self._db.execute("PRAGMA data_version").fetchone()[0], self.settings().get("revision"))
+        if self._dense_rows is None or self._dense_rows[0] != state:
+            # Three statements: each alone is optimised (min/max read one end of the b-tree, count(*)
+            # counts b-tree cells without reading the rows); together they would scan the table.
+            first = self._db.execute("SELECT min(row) FROM items").fetchone()[0]
+            last = self._db.execute("SELECT max(row) FROM items").fetchone()[0]
+            count = self.count()
+            dense = first is not None and last - first + 1 == count
+            self._dense_rows = (state, first if dense else None)
+        return self._dense_rows[1]
 
     def count_items(self, filter_text: str = "") -> int:
         """How many rows :meth:`iter_items` lists for `filter_text` (a filter scans the table)."""

@@ -296,9 +296,20 @@ def test_deep_pages_cost_what_the_first_page_costs(tmp_path):
             list(index.iter_items(limit=200, offset=offset))
             offset += 200
         deep = vm_steps(index, lambda: list(index.iter_items(limit=200, offset=offset)))
-        jump = vm_steps(index, lambda: list(index.iter_items(limit=200, offset=offset - 1)))  # no key: OFFSET
+        jump = vm_steps(index, lambda: list(index.iter_items(limit=200, offset=offset - 1)))  # not a continuation
+        assert list(index.iter_items(limit=3, offset=offset - 1))[0]["id"] == f"c{offset - 1:06d}"
     assert deep < 2 * first
-    assert jump > 20 * deep
+    assert jump < 2 * first  # rows without gaps: the row at any offset is known
+    reader = CatalogIndex.open(tmp_path / "idx")  # an open browser, while another process edits the index
+    assert next(reader.iter_items(limit=1, offset=100))["id"] == "c000100"
+    with CatalogIndex.open(tmp_path / "idx", writable=True) as index:
+        index.remove_items(["c000005"])  # a gap: a jump must walk with OFFSET again, and stay exact
+        index.finalize()
+        assert next(reader.iter_items(limit=1, offset=100))["id"] == "c000101"
+        reader.close()
+        gapped = vm_steps(index, lambda: list(index.iter_items(limit=200, offset=offset - 1)))
+        assert list(index.iter_items(limit=3, offset=offset - 1))[0]["id"] == f"c{offset:06d}"
+    assert gapped > 20 * deep
 
 
 # ---------------------------------------------------------------------------- shards and merging
