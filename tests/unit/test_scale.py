@@ -464,3 +464,17 @@ def test_build_bench_samples_memory_through_a_real_build(tmp_path, tiny_checkpoi
     json_path, md_path = write_report(report, tmp_path / "out")
     assert "Peak memory of a real 20-image catalog build" in md_path.read_text()
     assert json.loads(json_path.read_text())["results"]["indexed"] == 20
+
+
+def test_scale_bench_runs_every_phase_in_its_own_process(tmp_path):
+    from beauty_app.evaluation.scale import ScaleSettings, run_scale_bench
+
+    report = run_scale_bench(tmp_path, ScaleSettings(size=3000, dim=16, queries=20))
+    measures = {row[0]: row[1] for row in report.tables[0].rows}
+    assert measures["search structure"].startswith("exact") and measures["recall@7 at build time (held-out catalog vectors)"] == 1.0
+    assert measures["recall@7 of 20 new queries against exact search"] == 1.0
+    assert measures["finalise peak RSS (MiB)"] > measures["  of which the process before finalising (Python, torch, faiss imported)"] > 0
+    paging = {row[0]: row[1] for row in report.tables[1].rows}
+    assert len(paging) == 8 and all(isinstance(v, float) and v >= 0 for v in paging.values())
+    again = run_scale_bench(tmp_path, ScaleSettings(size=3000, dim=16, queries=20))  # reuses the stored vectors
+    assert "populate" not in again.results and again.results["database_bytes"] == report.results["database_bytes"]
