@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 OPERATION = "build index"  # the worker's name for builds and updates
 DB_NAME = "catalog.sqlite"  # what marks a folder as an index (retrieval.index.DB_NAME; that module needs faiss)
 MODEL_PRESETS = ("imagenet:efficientnet_lite0", "imagenet:resnet50", "imagenet:vgg16")
+
+
+def model_presets() -> list[str]:
+    """The model choices offered for a new index: the shipped MANet first (the paper's method), then backbones."""
+    from ..paths import demo_checkpoint
+
+    shipped = demo_checkpoint()
+    return ([str(shipped)] if shipped.is_file() else []) + list(MODEL_PRESETS)
 POOLINGS = (
     ("srmac", "SR-MAC: regional max pooling weighted by the saliency map (the paper's method)"),
     ("rmac", "R-MAC: regional max pooling over a fixed grid of regions"),
@@ -108,8 +116,9 @@ class CatalogTab(QWidget):
 
         self.model_combo = QComboBox()
         self.model_combo.setEditable(True)
-        self.model_combo.addItems(MODEL_PRESETS)
-        self.model_combo.setToolTip("An ImageNet backbone (imagenet:NAME) or a MANet checkpoint (.pt) you trained")
+        self.model_combo.addItems(model_presets())
+        self.model_combo.setToolTip("A MANet checkpoint (.pt): the shipped demo model or one you trained; or an "
+                                    "ImageNet backbone without attention (imagenet:NAME)")
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model_combo.setMinimumContentsLength(24)
         self.model_button = QPushButton("Browse...")

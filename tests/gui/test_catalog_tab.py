@@ -267,3 +267,12 @@ def test_a_view_dragged_to_the_end_of_500000_rows_asks_for_the_pages_it_shows(qt
     assert bottom > 499_000 and model.data(model.index(bottom, 0)) == f"c{bottom}"
     assert asked == [0, 499_800]  # the page on screen, not the 2,498 pages in between
     model.shutdown()
+
+
+def test_a_new_index_defaults_to_the_shipped_manet(qtbot, client, settings):
+    from beauty_app.paths import demo_checkpoint
+
+    tab = _tab(qtbot, client, settings)
+    assert demo_checkpoint().is_file()
+    assert tab.model_spec() == str(demo_checkpoint()) and tab.pooling_combo.currentData() == "srmac"
+    assert tab.model_combo.findText("imagenet:efficientnet_lite0") >= 0
