@@ -28,7 +28,6 @@ import logging
 import math
 import multiprocessing
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -63,6 +62,8 @@ class ScaleSettings:
 
 # ---------------------------------------------------------------------------- child processes
 def _peak_rss_mib() -> float:
+    import resource  # Unix only; imported here so that the CLI still loads elsewhere
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
@@ -324,24 +325,27 @@ def measure_build(catalog_csv: str | os.PathLike, out_dir: str | os.PathLike, mo
     """
     command = [sys.executable, "-m", "beauty_app", "catalog", "build", "--catalog", str(catalog_csv),
                "--model", model, "--out", str(out_dir), "--progress", "jsonl", "--json", *extra_args]
+    if not hasattr(os, "wait4") or not Path("/proc/self/status").is_file():
+        raise UserError("bench build reads a process's memory from /proc: it runs on Linux only.")
     state = {"done": 0, "stage": "start"}
     samples: list[tuple[float, float, int, str]] = []
     stage_starts: dict[str, float] = {}
+    finished = threading.Event()
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
 
         def sample() -> None:
             status = Path(f"/proc/{process.pid}/status")
-            while process.poll() is None:
+            while not finished.is_set():
                 try:
                     for line in status.read_text().splitlines():
-                        if line.startswith("VmRSS:"):
+                        if line.startswith("VmRSS:"):  # absent once the child has exited
                             samples.append((time.perf_counter() - started, int(line.split()[1]) / 1024,
                                             state["done"], state["stage"]))
                 except OSError:
                     break
-                time.sleep(interval_s)
+                finished.wait(interval_s)
 
         watcher = threading.Thread(target=sample, daemon=True)
         watcher.start()
@@ -362,13 +366,18 @@ def measure_build(catalog_csv: str | os.PathLike, out_dir: str | os.PathLike, mo
             process.kill()
             raise
         finally:
-            process.wait()
+            # wait4 gives this child's own peak (RUSAGE_CHILDREN would also count earlier children,
+            # such as the processes that generated the demo images).
+            _, wait_status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(wait_status)
+            process.stdout.close()
+            finished.set()
             watcher.join()
         errors.seek(0)
-        stderr = errors.read()
+        stderr = errors.read().strip()
     if process.returncode != 0 or summary is None:
-        raise RuntimeError(f"catalog build failed: {stderr.strip()[-500:]}")
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        last = stderr.splitlines()[-1] if stderr else f"exit status {process.returncode}"
+        raise UserError(f"The measured `catalog build` failed: {last}")
     return {"seconds": time.perf_counter() - started, "peak_rss_mib": usage.ru_maxrss / 1024,
             "samples": samples, "stage_starts": stage_starts, "summary": summary}
 

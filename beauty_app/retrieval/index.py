@@ -22,7 +22,6 @@ on open with a hint to rebuild, instead of giving wrong results.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -375,6 +374,26 @@ def set_search_threads(count: int) -> None:
     faiss.omp_set_num_threads(max(1, int(count)))
 
 
+try:
+    import fcntl
+
+    def _lock(handle) -> None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock(handle) -> None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+except ImportError:  # Windows (untested): lock the file's first byte instead
+    import msvcrt
+
+    def _lock(handle) -> None:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+
+    def _unlock(handle) -> None:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+
+
 class WriteLock:
     """An exclusive, non-blocking lock on an index directory, held while writing it."""
 
@@ -386,10 +405,13 @@ class WriteLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock(handle)
         except OSError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            try:
+                holder = handle.read().strip() or "another process"
+            except OSError:  # Windows locks are mandatory: the holder's note cannot be read
+                holder = "another process"
             handle.close()
             raise IndexStoreError(
                 f"The index {self.path.parent} is being written by {holder}; wait for it to finish."
@@ -403,7 +425,7 @@ class WriteLock:
 
     def __exit__(self, *exc) -> None:
         if self._handle is not None:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            _unlock(self._handle)
             self._handle.close()
             self._handle = None
 

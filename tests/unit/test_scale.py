@@ -478,3 +478,10 @@ def test_scale_bench_runs_every_phase_in_its_own_process(tmp_path):
     assert len(paging) == 8 and all(isinstance(v, float) and v >= 0 for v in paging.values())
     again = run_scale_bench(tmp_path, ScaleSettings(size=3000, dim=16, queries=20))  # reuses the stored vectors
     assert "populate" not in again.results and again.results["database_bytes"] == report.results["database_bytes"]
+
+
+def test_a_failing_measured_build_says_why_in_one_sentence(tmp_path, demo_data):
+    from beauty_app.evaluation.scale import measure_build
+
+    with pytest.raises(UserError, match=r"^The measured `catalog build` failed: .*no-such-model\.pt"):
+        measure_build(demo_data.catalog_csv, tmp_path / "idx", str(tmp_path / "no-such-model.pt"), interval_s=0.05)
