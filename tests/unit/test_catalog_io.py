@@ -7,6 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from beauty_app import catalog_io
@@ -437,3 +439,72 @@ def test_a_large_catalog_csv_is_kept_in_a_few_bytes_a_row(tmp_path: Path) -> Non
     assert len(cat.entries) == rows and not cat.skipped
     assert kept < 40 * rows, f"{kept / rows:.0f} bytes a row kept"  # 24 bytes a row + constants
     assert cat.entries[-1].id == f"item-{rows - 1:06d}"
+
+
+def _eager_read_catalog_csv(csv_path: Path, allow_outside_root: bool = False) -> tuple[list, list]:
+    """The reader before catalogs were read lazily (a list of every row), kept as the oracle."""
+    import csv
+
+    root = csv_path.resolve().parent
+    with open(csv_path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        rows = [(reader.line_num, [unescape_csv_cell(c) for c in row]) for row in reader]
+    header_line, header = next(((n, r) for n, r in rows if any(c.strip() for c in r)), (0, None))
+    columns = catalog_io._header_columns(header, csv_path)
+    entries, skipped, first_row_of_id = [], [], {}
+    for line_no, row in rows:
+        if line_no <= header_line or not any(c.strip() for c in row):
+            continue
+
+        def cell(name, row=row):
+            idx = columns.get(name)
+            return row[idx].strip() if idx is not None and idx < len(row) else ""
+
+        item_id, raw_path = cell("id"), cell("path")
+        if not item_id:
+            skipped.append((raw_path or f"row {line_no}", f"row {line_no}: empty id"))
+            continue
+        if item_id in first_row_of_id:
+            skipped.append((item_id, f"row {line_no}: duplicate id (first used on row {first_row_of_id[item_id]})"))
+            continue
+        first_row_of_id[item_id] = line_no
+        resolved, problem = catalog_io._resolve_catalog_path(root, raw_path, allow_outside_root)
+        if problem:
+            skipped.append((item_id, f"row {line_no}: {problem}"))
+            continue
+        entries.append(CatalogEntry(item_id, resolved, cell("description"), cell("category")))
+    return entries, skipped
+
+
+_CELL_TEXT = ["a", "b", "A", " a ", "", "  ", "=x", "'=x", "'+1", "x,y", 'say "hi"', "two\nlines", "cr\rin",
+              "crlf\r\nin", "💄", "é", "img/a.png", "img/b.png", "img/missing.png", "../out.png", "notes.txt",
+              "img", "IMG/A.PNG"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.permutations(["id", "path", "description", "category", "extra"]),
+       rows=st.lists(st.lists(st.sampled_from(_CELL_TEXT), min_size=0, max_size=6), max_size=25),
+       newline=st.sampled_from(["\n", "\r\n", "\r"]), bom=st.booleans(), blank_first=st.booleans())
+def test_lazy_reader_agrees_with_the_eager_reader_on_any_csv(tmp_path_factory, header, rows, newline, bom, blank_first):
+    import csv
+    import io
+
+    root = tmp_path_factory.mktemp("shop")
+    _png(root / "img" / "a.png")
+    _png(root / "img" / "b.png")
+    (root / "notes.txt").write_text("x")
+    _png(root.parent / "out.png")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator=newline)
+    if blank_first:
+        buffer.write(newline)
+    writer.writerow(header)
+    writer.writerows(rows)
+    path = root / "catalog.csv"
+    path.write_bytes(("\ufeff" if bom else "").encode() + buffer.getvalue().encode("utf-8"))
+
+    expected_entries, expected_skipped = _eager_read_catalog_csv(path)
+    catalog = read_catalog(path)
+    assert list(catalog.entries) == expected_entries
+    assert catalog.skipped == expected_skipped
+    assert [catalog.entries[i] for i in range(len(catalog.entries))] == expected_entries
