@@ -37,9 +37,12 @@ def progress_bar(enabled: bool = True):
         if bar is None:
             for other in bars.values():
                 other.close()
-            unit = "img" if event.stage in ("index", "search", "generate", "mine", "masks") else "step"
-            bar = bars[event.stage] = tqdm(total=event.total, desc=event.stage, unit=unit, file=sys.stderr,
-                                           dynamic_ncols=True, leave=True)
+            if event.stage == "read catalog":  # bytes of the catalog CSV
+                options = {"unit": "B", "unit_scale": True, "unit_divisor": 1024}
+            else:
+                options = {"unit": "img" if event.stage in ("index", "search", "generate", "mine", "masks") else "step"}
+            bar = bars[event.stage] = tqdm(total=event.total, desc=event.stage, file=sys.stderr,
+                                           dynamic_ncols=True, leave=True, **options)
         bar.total = event.total
         bar.n = event.done
         if event.message:
@@ -156,18 +159,21 @@ def cmd_catalog_build(args) -> int:
 
         distributed = distributed_from_environment(parse_shard(args.shard) if args.shard else None)
     try:
-        catalog = read_catalog(args.catalog, allow_outside_root=args.allow_outside_root)
-        if not catalog.entries:
-            raise UserError(f"The catalog {args.catalog} lists no usable images.")
         device = _device(args)
         if distributed is not None and distributed.world > 1 and device.type == "cuda" and device.index is None:
             import torch
 
             device = torch.device("cuda", distributed.local_rank % torch.cuda.device_count())  # one GPU per process
+        # The model first: a wrong --model or --pooling fails at once, not after reading a large catalog.
         bundle = load_model(args.model, device=device)
         extractor = FeatureExtractor(bundle, args.pooling, batch_size=args.batch_size, use_amp=not args.fp32,
                                      scales=_parse_scales(args.scales), input_size=args.input_size,
                                      decode_workers=args.workers)
+        quiet_rank = distributed is not None and distributed.rank != 0
+        with (progress_bar(False) if quiet_rank else progress_for(args)) as job:
+            catalog = read_catalog(args.catalog, allow_outside_root=args.allow_outside_root, job=job)
+        if not catalog.entries:
+            raise UserError(f"The catalog {args.catalog} lists no usable images.")
         if distributed is not None:
             return _build_shard(args, catalog, extractor, distributed)
         with progress_for(args) as job:
@@ -227,12 +233,13 @@ def cmd_catalog_add(args) -> int:
     from .retrieval.extractor import FeatureExtractor
     from .retrieval.index import CatalogIndex
 
-    catalog = read_catalog(args.catalog, allow_outside_root=args.allow_outside_root)
     with CatalogIndex.open(args.index) as index:
         settings = index.settings()
     bundle = load_model(settings["model_spec"], device=_device(args))
     extractor = FeatureExtractor(bundle, settings["pooling"], batch_size=args.batch_size, use_amp=not args.fp32,
                                  scales=settings.get("scales") or (1.0,), input_size=settings.get("input_size"))
+    with progress_bar(not args.quiet) as job:
+        catalog = read_catalog(args.catalog, allow_outside_root=args.allow_outside_root, job=job)
     with progress_bar(not args.quiet) as job:
         summary = add_to_index(catalog, extractor, args.index, job=job)
     print("\n".join(_summary_lines(summary)))

@@ -61,7 +61,7 @@ INDEX_TYPES = (
     ("hnsw", "Graph index: approximate, fast, uses more memory"),
     ("pq", "Product quantisation: approximate, compact for very large catalogs"),
 )
-STAGES = {"finalize": "Building the search index..."}
+STAGES = {"finalize": "Building the search index...", "read catalog": "Reading the catalog..."}
 
 
 def unique_folder(parent: Path, name: str) -> Path:
@@ -436,7 +436,7 @@ class CatalogTab(QWidget):
             self._active = busy and self.busy
 
     def _on_progress(self, event) -> None:
-        if self._active and event.stage in ("index", "finalize"):
+        if self._active and event.stage in ("read catalog", "index", "finalize"):
             self._last_event = event
             if self._cancel_requested:
                 # a cancel sent while the model was still loading found no job; the job exists now

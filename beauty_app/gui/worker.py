@@ -243,11 +243,11 @@ class Engine(QObject):
             from ..retrieval.extractor import FeatureExtractor
 
             job = self._new_job()
-            catalog = read_catalog(request.catalog)
+            bundle = load_model(request.model_spec, device=self._device())  # a wrong model fails at once
+            extractor = FeatureExtractor(bundle, request.pooling)
+            catalog = read_catalog(request.catalog, job=job)
             if not catalog.entries:
                 raise UserError(f"The catalog {request.catalog} lists no usable images.")
-            bundle = load_model(request.model_spec, device=self._device())
-            extractor = FeatureExtractor(bundle, request.pooling)
             if request.add:
                 summary = add_to_index(catalog, extractor, request.out_dir, job=job)
             else:

@@ -508,3 +508,20 @@ def test_lazy_reader_agrees_with_the_eager_reader_on_any_csv(tmp_path_factory, h
     assert list(catalog.entries) == expected_entries
     assert catalog.skipped == expected_skipped
     assert [catalog.entries[i] for i in range(len(catalog.entries))] == expected_entries
+
+
+def test_reading_a_large_csv_reports_progress_in_bytes_and_can_be_cancelled(tmp_path):
+    from beauty_app.jobs import Cancelled, JobControl
+
+    _png(tmp_path / "x.png")
+    path = tmp_path / "c.csv"
+    path.write_text("id,path\n" + "".join(f"p{i},x.png\n" for i in range(10_000)))
+    events = []
+    read_catalog(path, job=JobControl(events.append, min_interval_s=0))
+    assert {e.stage for e in events} == {catalog_io.READ_STAGE}
+    done = [e.done for e in events]
+    assert done == sorted(done) and len(done) >= 5 and done[-1] == events[-1].total == path.stat().st_size
+
+    job = JobControl(lambda event: job.cancel() if event.done > 0 else None, min_interval_s=0)
+    with pytest.raises(Cancelled):
+        read_catalog(path, job=job)

@@ -54,16 +54,17 @@ def test_catalog_info_reports_model_and_pooling(built_index, capsys):
         (["search", "--index", "{index}", "{bad_image}"], "bad.jpg"),
         (["search", "--index", "{index}", "{missing_image}"], "nope.jpg"),
         (["score", "--truth", "{missing}", "--ranking", "{missing}"], "missing"),
-        (["catalog", "build", "--catalog", "{missing}", "--model", "imagenet:tiny", "--out", "{out}"], "missing"),
+        (["catalog", "build", "--catalog", "{missing}", "--model", "{model}", "--out", "{out}"], "missing"),
         (["catalog", "build", "--catalog", "{catalog}", "--model", "{missing}", "--out", "{out}"], "does not exist"),
     ],
 )
-def test_user_errors_exit_2_with_one_sentence(args, fragment, built_index, demo_data, tmp_path, capsys):
+def test_user_errors_exit_2_with_one_sentence(args, fragment, built_index, demo_data, tiny_checkpoint, tmp_path,
+                                              capsys):
     bad = tmp_path / "bad.jpg"
     bad.write_text("this is text, not a JPEG")
     values = {"missing": tmp_path / "missing", "query": next(demo_data.queries_dir.iterdir()),
               "index": built_index, "bad_image": bad, "missing_image": tmp_path / "nope.jpg",
-              "out": tmp_path / "out", "catalog": demo_data.catalog_csv}
+              "out": tmp_path / "out", "catalog": demo_data.catalog_csv, "model": tiny_checkpoint}
     code, _, err = run_cli(*[a.format(**values) for a in args], capsys=capsys)
     assert code == 2
     assert err.startswith("beauty-app: error: ") and fragment in err

@@ -431,7 +431,10 @@ def test_catalog_build_reports_progress_as_json_lines(tmp_path, tiny_checkpoint,
     events, summary = lines[:-1], lines[-1]
     assert all(e["event"] == "progress" for e in events) and "event" not in summary
     stages = [e["stage"] for e in events]
-    assert stages[0] == "index" and stages[-1] == "finalize" and stages.index("finalize") == stages.count("index")
+    assert stages[0] == "read catalog" and stages[-1] == "finalize"
+    assert stages.index("finalize") == stages.count("read catalog") + stages.count("index")
+    read = [e for e in events if e["stage"] == "read catalog"]
+    assert read[-1]["done"] == read[-1]["total"] == demo_data.catalog_csv.stat().st_size
     index_events = [e for e in events if e["stage"] == "index"]
     assert index_events[0]["done"] == 0 and index_events[-1]["done"] == index_events[-1]["total"] == summary["indexed"]
     assert [e["t"] for e in events] == sorted(e["t"] for e in events)

@@ -56,8 +56,9 @@ class JobProgress(QWidget):
 
     def update_event(self, event: ProgressEvent) -> None:
         if event.total:
-            self.bar.setRange(0, event.total)
-            self.bar.setValue(min(event.done, event.total))
+            scale = max(1, -(-event.total // (2**31 - 1)))  # QProgressBar counts in 32-bit ints (bytes can exceed)
+            self.bar.setRange(0, event.total // scale)
+            self.bar.setValue(min(event.done, event.total) // scale)
         else:
             self.bar.setRange(0, 0)
         self.label.setText(describe_progress(event, self.unit, self.stage_names))
