@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 #: The progress stage of reading a catalog CSV (done and total in bytes).
 READ_STAGE = "read catalog"
+#: The progress stage of listing a catalog folder (done: images found; the total is not known).
+SCAN_STAGE = "scan folder"
+_SCAN_REPORT_EVERY = 2048
 
 # A header cell of a truth/ranking file: "id", or words ending in "id" ("Validation Image ID",
 # "query_id"). Real ids ("squid", "0a3f...", "12345") do not match.
@@ -101,7 +104,8 @@ def read_catalog(source: str | os.PathLike[str], *, allow_outside_root: bool = F
         allow_outside_root: Accept image paths (``..``, absolute paths, symlinks) that lead out of
             the catalog root. Off by default so a shared catalog cannot point at arbitrary files.
         job: a :class:`~beauty_app.jobs.JobControl` told how far a CSV has been read (stage
-            "read catalog", in bytes: 13 s for 500,000 rows), which can also cancel the reading.
+            "read catalog", in bytes: 13 s for 500,000 rows) or how many images a folder holds so
+            far (stage "scan folder"); it can also cancel the reading.
 
     Returns:
         The catalog; unusable rows/files are listed in ``Catalog.skipped`` with a reason.
@@ -118,7 +122,7 @@ def read_catalog(source: str | os.PathLike[str], *, allow_outside_root: bool = F
     except OSError as exc:
         raise CatalogError(f'Catalog "{src}" cannot be read ({_reason(exc)}).') from None
     if stat.S_ISDIR(st.st_mode):
-        catalog = _scan_folder(src.resolve(), allow_outside_root)
+        catalog = _scan_folder(src.resolve(), allow_outside_root, job)
     elif stat.S_ISREG(st.st_mode):
         if src.suffix.lower() in IMAGE_EXTENSIONS:
             raise CatalogError(
@@ -406,7 +410,7 @@ def _resolve_catalog_path(root: Path, raw: str, allow_outside_root: bool) -> tup
     return resolved, ""
 
 
-def _scan_folder(root: Path, allow_outside_root: bool) -> Catalog:
+def _scan_folder(root: Path, allow_outside_root: bool, job=None) -> Catalog:
     """Collect image files below ``root`` (sorted), following symlinks only where allowed."""
     found: list[tuple[str, Path]] = []  # (path relative to root as shown to the user, resolved file)
     skipped: list[tuple[str, str]] = []
@@ -456,6 +460,8 @@ def _scan_folder(root: Path, allow_outside_root: bool) -> Catalog:
                 skipped.append((rel, "not a regular file"))
                 continue
             found.append((rel, target if is_link else target.resolve()))
+            if job is not None and len(found) % _SCAN_REPORT_EVERY == 0:
+                job.report(SCAN_STAGE, len(found), None, "images found")
 
     entries: list[CatalogEntry] = []
     owner: dict[str, str] = {}

@@ -40,7 +40,8 @@ def progress_bar(enabled: bool = True):
             if event.stage == "read catalog":  # bytes of the catalog CSV
                 options = {"unit": "B", "unit_scale": True, "unit_divisor": 1024}
             else:
-                options = {"unit": "img" if event.stage in ("index", "search", "generate", "mine", "masks") else "step"}
+                counts_images = event.stage in ("index", "search", "generate", "mine", "masks", "scan folder")
+                options = {"unit": "img" if counts_images else "step"}
             bar = bars[event.stage] = tqdm(total=event.total, desc=event.stage, file=sys.stderr,
                                            dynamic_ncols=True, leave=True, **options)
         bar.total = event.total

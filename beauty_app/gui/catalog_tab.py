@@ -61,7 +61,8 @@ INDEX_TYPES = (
     ("hnsw", "Graph index: approximate, fast, uses more memory"),
     ("pq", "Product quantisation: approximate, compact for very large catalogs"),
 )
-STAGES = {"finalize": "Building the search index...", "read catalog": "Reading the catalog..."}
+STAGES = {"finalize": "Building the search index...", "read catalog": "Reading the catalog...",
+          "scan folder": "Looking for images in the folder..."}
 
 
 def unique_folder(parent: Path, name: str) -> Path:
@@ -436,7 +437,7 @@ class CatalogTab(QWidget):
             self._active = busy and self.busy
 
     def _on_progress(self, event) -> None:
-        if self._active and event.stage in ("read catalog", "index", "finalize"):
+        if self._active and event.stage in ("read catalog", "scan folder", "index", "finalize"):
             self._last_event = event
             if self._cancel_requested:
                 # a cancel sent while the model was still loading found no job; the job exists now

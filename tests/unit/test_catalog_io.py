@@ -525,3 +525,15 @@ def test_reading_a_large_csv_reports_progress_in_bytes_and_can_be_cancelled(tmp_
     job = JobControl(lambda event: job.cancel() if event.done > 0 else None, min_interval_s=0)
     with pytest.raises(Cancelled):
         read_catalog(path, job=job)
+
+
+def test_scanning_a_folder_reports_the_images_found(tmp_path, monkeypatch):
+    from beauty_app.jobs import JobControl
+
+    monkeypatch.setattr(catalog_io, "_SCAN_REPORT_EVERY", 3)
+    for i in range(7):
+        _png(tmp_path / f"{i}.png")
+    events = []
+    cat = read_catalog(tmp_path, job=JobControl(events.append, min_interval_s=0))
+    assert len(cat.entries) == 7
+    assert [e.done for e in events] == [3, 6] and {e.stage for e in events} == {catalog_io.SCAN_STAGE}
