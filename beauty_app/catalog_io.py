@@ -18,6 +18,7 @@ every cell we read goes through :func:`unescape_csv_cell`, so our own files roun
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -282,55 +283,42 @@ class CsvCatalogEntries(Sequence[CatalogEntry]):
 def _read_catalog_csv(csv_path: Path, allow_outside_root: bool, job=None) -> Catalog:
     """Check every row of a catalog CSV once, keeping only where the usable rows start."""
     root = csv_path.resolve().parent
-    try:
+    with _csv_errors(csv_path, "Catalog"):
         fh = open(csv_path, "rb")
-    except FileNotFoundError:
-        raise CatalogError(f'Catalog "{csv_path}" does not exist.') from None
-    except IsADirectoryError:
-        raise CatalogError(f'Catalog "{csv_path}" is a folder, not a CSV file.') from None
-    except OSError as exc:
-        raise CatalogError(f'Catalog "{csv_path}" cannot be read ({_reason(exc)}).') from None
 
     columns: dict[str, int] | None = None
     offsets, lines_of, digests = array("q"), array("q"), bytearray()  # rows that name an id
     problems: dict[int, tuple[str, str]] = {}  # line -> (item, reason), rows with an id but no usable image
     skipped: list[tuple[int, str, str]] = []  # (line, item, reason), rows without an id
-    with fh:
+    with fh, _csv_errors(csv_path, "Catalog"):
         st = os.fstat(fh.fileno())
         lines = _CsvLines(fh)
         reader = csv.reader(lines)
-        try:
-            while True:
-                offset = lines.offset
-                try:
-                    raw_row = next(reader)
-                except StopIteration:
-                    break
-                line_no = reader.line_num
-                if job is not None and line_no % 2048 == 0:
-                    job.report(READ_STAGE, lines.offset, st.st_size, f"{line_no:,} rows")
-                if not any(c.strip() for c in raw_row):
-                    continue
-                if columns is None:
-                    columns = _header_columns([unescape_csv_cell(c) for c in raw_row], csv_path)
-                    source = _CsvSource(csv_path, root, columns, allow_outside_root, st.st_size, st.st_mtime_ns)
-                    continue
-                item_id, raw_path = source.cell(raw_row, "id"), source.cell(raw_row, "path")
-                if not item_id:
-                    skipped.append((line_no, raw_path or f"row {line_no}", f"row {line_no}: empty id"))
-                    continue
-                offsets.append(offset)
-                lines_of.append(line_no)
-                digests += _id_digest(item_id)
-                _, problem = _resolve_catalog_path(root, raw_path, allow_outside_root)
-                if problem:
-                    problems[line_no] = (item_id, f"row {line_no}: {problem}")
-        except UnicodeDecodeError:
-            raise CatalogError(f'Catalog "{csv_path}" is not a UTF-8 text CSV file.') from None
-        except csv.Error as exc:
-            raise CatalogError(f'Catalog "{csv_path}" is not a valid CSV file ({_reason(exc)}).') from None
-        except OSError as exc:
-            raise CatalogError(f'Catalog "{csv_path}" cannot be read ({_reason(exc)}).') from None
+        while True:
+            offset = lines.offset
+            try:
+                raw_row = next(reader)
+            except StopIteration:
+                break
+            line_no = reader.line_num
+            if job is not None and line_no % 2048 == 0:
+                job.report(READ_STAGE, lines.offset, st.st_size, f"{line_no:,} rows")
+            if not any(c.strip() for c in raw_row):
+                continue
+            if columns is None:
+                columns = _header_columns([unescape_csv_cell(c) for c in raw_row], csv_path)
+                source = _CsvSource(csv_path, root, columns, allow_outside_root, st.st_size, st.st_mtime_ns)
+                continue
+            item_id, raw_path = source.cell(raw_row, "id"), source.cell(raw_row, "path")
+            if not item_id:
+                skipped.append((line_no, raw_path or f"row {line_no}", f"row {line_no}: empty id"))
+                continue
+            offsets.append(offset)
+            lines_of.append(line_no)
+            digests += _id_digest(item_id)
+            _, problem = _resolve_catalog_path(root, raw_path, allow_outside_root)
+            if problem:
+                problems[line_no] = (item_id, f"row {line_no}: {problem}")
     if columns is None:
         raise CatalogError(f'Catalog "{csv_path}" is empty.')
     if job is not None:
@@ -554,12 +542,11 @@ def _read_id_table(path: Path, what: str) -> list[tuple[int, str, list[str]]]:
     return table
 
 
-def _read_csv_rows(path: Path, what: str) -> list[tuple[int, list[str]]]:
-    """Parse a UTF-8 (optionally BOM-prefixed) CSV into (line number, unescaped cells) pairs."""
+@contextlib.contextmanager
+def _csv_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn the ways a CSV file can fail to open or parse into one-sentence CatalogErrors."""
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
-            rows = [(reader.line_num, [unescape_csv_cell(c) for c in row]) for row in reader]
+        yield
     except FileNotFoundError:
         raise CatalogError(f'{what} "{path}" does not exist.') from None
     except IsADirectoryError:
@@ -570,6 +557,13 @@ def _read_csv_rows(path: Path, what: str) -> list[tuple[int, list[str]]]:
         raise CatalogError(f'{what} "{path}" is not a valid CSV file ({_reason(exc)}).') from None
     except OSError as exc:
         raise CatalogError(f'{what} "{path}" cannot be read ({_reason(exc)}).') from None
+
+
+def _read_csv_rows(path: Path, what: str) -> list[tuple[int, list[str]]]:
+    """Parse a UTF-8 (optionally BOM-prefixed) CSV into (line number, unescaped cells) pairs."""
+    with _csv_errors(path, what), open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        rows = [(reader.line_num, [unescape_csv_cell(c) for c in row]) for row in reader]
     if not any(any(c.strip() for c in row) for _, row in rows):
         raise CatalogError(f'{what} "{path}" is empty.')
     return rows
