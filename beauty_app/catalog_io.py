@@ -339,8 +339,8 @@ def _read_catalog_csv(csv_path: Path, allow_outside_root: bool, job=None) -> Cat
         problems[line_no] = ("", f"row {line_no}: duplicate id (first used on row {all_lines[first_of_row[position]]})")
     if duplicate.any():  # the duplicates' ids, for the skipped list: read those rows again
         rows = CsvCatalogEntries(source, all_offsets[duplicate], all_digests[duplicate])
-        for line_no, entry in zip(all_lines[duplicate].tolist(), rows):
-            problems[line_no] = (entry.id, problems[line_no][1])
+        for line_no, item_id in zip(all_lines[duplicate].tolist(), rows.ids()):
+            problems[line_no] = (item_id, problems[line_no][1])
     skipped += [(line_no, item, reason) for line_no, (item, reason) in problems.items()]
     skipped.sort(key=lambda s: s[0])
     entries = CsvCatalogEntries(source, all_offsets[usable].copy(), all_digests[usable].copy())

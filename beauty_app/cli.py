@@ -241,7 +241,6 @@ def cmd_catalog_add(args) -> int:
                                  scales=settings.get("scales") or (1.0,), input_size=settings.get("input_size"))
     with progress_bar(not args.quiet) as job:
         catalog = read_catalog(args.catalog, allow_outside_root=args.allow_outside_root, job=job)
-    with progress_bar(not args.quiet) as job:
         summary = add_to_index(catalog, extractor, args.index, job=job)
     print("\n".join(_summary_lines(summary)))
     return 0

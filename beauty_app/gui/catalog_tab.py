@@ -37,13 +37,6 @@ OPERATION = "build index"  # the worker's name for builds and updates
 DB_NAME = "catalog.sqlite"  # what marks a folder as an index (retrieval.index.DB_NAME; that module needs faiss)
 MODEL_PRESETS = ("imagenet:efficientnet_lite0", "imagenet:resnet50", "imagenet:vgg16")
 
-
-def model_presets() -> list[str]:
-    """The model choices offered for a new index: the shipped MANet first (the paper's method), then backbones."""
-    from ..paths import demo_checkpoint
-
-    shipped = demo_checkpoint()
-    return ([str(shipped)] if shipped.is_file() else []) + list(MODEL_PRESETS)
 POOLINGS = (
     ("srmac", "SR-MAC: regional max pooling weighted by the saliency map (the paper's method)"),
     ("rmac", "R-MAC: regional max pooling over a fixed grid of regions"),
@@ -63,6 +56,15 @@ INDEX_TYPES = (
 )
 STAGES = {"finalize": "Building the search index...", "read catalog": "Reading the catalog...",
           "scan folder": "Looking for images in the folder..."}
+
+
+
+def model_presets() -> list[str]:
+    """The model choices offered for a new index: the shipped MANet first (the paper's method), then backbones."""
+    from ..paths import demo_checkpoint
+
+    shipped = demo_checkpoint()
+    return ([str(shipped)] if shipped.is_file() else []) + list(MODEL_PRESETS)
 
 
 def unique_folder(parent: Path, name: str) -> Path:

@@ -145,7 +145,6 @@ class FeatureExtractor:
             out = self.bundle.model(batch.to(self.device, non_blocking=True))
         return out
 
-    @torch.inference_mode()
     def pooled(self, batch: torch.Tensor, poolings: Sequence[str]) -> dict[str, np.ndarray]:
         """Vectors of several poolings from one forward pass per scale: {pooling: (N,D) unit vectors}.
 
