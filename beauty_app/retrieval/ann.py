@@ -1,7 +1,7 @@
 """Choosing the search structure for a catalog: exact or approximate, by size and memory budget.
 
-Pure planning and bookkeeping (no faiss here; :mod:`beauty_app.retrieval.index` builds what the
-plan says). The rule, in the spirit of autofaiss:
+Pure planning and bookkeeping (no faiss here; :mod:`beauty_app.retrieval.index.structures` builds what
+the plan says). The rule, in the spirit of autofaiss:
 
 * **Small catalogs** (one query costs at most :data:`EXACT_WORK` multiply-adds, about 25,000
   vectors of 1280 dimensions, a few milliseconds on one core): exact search (``flat``), or an

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import beauty_app
 from beauty_app.errors import IndexStoreError
 from beauty_app.retrieval.index import FAISS_NAME, CatalogIndex, ItemRecord, PCAWhitening, make_faiss_index
 
@@ -180,3 +183,16 @@ def test_writable_open_repairs_a_damaged_faiss_file_for_good(tmp_path, caplog):
     with CatalogIndex.open(directory) as index:
         index.faiss_index()
     assert "rebuilding" not in caplog.text  # the repaired file and its record agree now
+
+
+def test_faiss_is_imported_by_the_structures_module_only():
+    # torch and faiss can clash over OpenMP when both are imported in arbitrary places.
+    package = Path(beauty_app.__file__).parent
+    importers = set()
+    for source in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            if any(name == "faiss" or name.startswith("faiss.") for name in names):
+                importers.add(source.relative_to(package).as_posix())
+    assert importers == {"retrieval/index/structures.py"}

@@ -19,7 +19,8 @@ from beauty_app.catalog_io import read_catalog
 from beauty_app.cli import main
 from beauty_app.errors import IndexStoreError, UserError
 from beauty_app.models.checkpoint import load_model
-from beauty_app.retrieval import ann, index as index_module
+from beauty_app.retrieval import ann
+from beauty_app.retrieval.index import store as index_store, structures
 from beauty_app.retrieval.build import build_index
 from beauty_app.retrieval.extractor import FeatureExtractor
 from beauty_app.retrieval.index import (
@@ -100,9 +101,9 @@ def test_estimates_match_the_built_structures():
     for kind, extra in (("flat", {}), ("sq8", {}), ("ivf", {"nlist": 77}), ("ivfsq8", {"nlist": 77}),
                         ("ivfpq", {"nlist": 16, "pq_m": 8}), ("hnsw", {"hnsw_m": 16})):
         plan = ann.IndexPlan(kind, len(vectors), 64, nprobe=4 if "nlist" in extra else 0, **extra)
-        builder = index_module._IndexBuilder(plan, vectors[:3000])
+        builder = structures.IndexBuilder(plan, vectors[:3000])
         builder.add(vectors)
-        size = len(index_module.faiss_to_bytes(builder.finish()[0]))
+        size = len(structures.faiss_to_bytes(builder.finish()[0]))
         assert abs(size - plan.estimated_bytes()) < 0.1 * size + 4096, (kind, size, plan.estimated_bytes())
 
 
@@ -181,7 +182,7 @@ def old_content_digest(directory: Path) -> str:
             digest.update(data)
 
         stored = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM settings")}
-        feed(json.dumps({k: stored.get(k) for k in index_module._CHECKED_SETTINGS}, sort_keys=True))
+        feed(json.dumps({k: stored.get(k) for k in index_store._CHECKED_SETTINGS}, sort_keys=True))
         for row in db.execute("SELECT row, id, path, description, category, vector FROM items ORDER BY row"):
             for value in row:
                 feed(value)
@@ -193,7 +194,7 @@ def old_content_digest(directory: Path) -> str:
 
 @pytest.mark.parametrize("index_type, whitening", [("flat", None), ("flat", 12), ("ivf", None), ("ivf", True)])
 def test_chunked_finalize_equals_the_whole_catalog_result(tmp_path, monkeypatch, index_type, whitening):
-    monkeypatch.setattr(index_module, "CHUNK_BYTES", 1)  # 256-row chunks: the 3000 rows take 12
+    monkeypatch.setattr(index_store, "CHUNK_BYTES", 1)  # 256-row chunks: the 3000 rows take 12
     vectors = clustered(3000)
     make_index(tmp_path / "idx", vectors, index_type=index_type, whitening=whitening)
     # What finalising the whole catalog at once gives: whitening from all vectors, then the index.
@@ -215,7 +216,7 @@ def test_chunked_finalize_equals_the_whole_catalog_result(tmp_path, monkeypatch,
 
 
 def test_finalize_never_holds_every_vector(tmp_path, monkeypatch):
-    monkeypatch.setattr(index_module, "CHUNK_BYTES", 256 * 1024)
+    monkeypatch.setattr(index_store, "CHUNK_BYTES", 256 * 1024)
     dim, n = 256, 30_000  # 30 MB of vectors
     rng = np.random.default_rng(0)
     with CatalogIndex.create(tmp_path / "idx", settings(dim)) as index:
