@@ -1,4 +1,4 @@
-"""Catalog, ground-truth and ranking files, and safe atomic CSV/text/bytes writers.
+"""Catalogs: a catalog CSV or a folder of images, read into ids and image paths.
 
 Formats:
 
@@ -8,49 +8,49 @@ Formats:
   Rows that cannot be used are skipped with a reason instead of failing the whole catalog.
 * **Catalog folder**: every image file below the folder (recursively, hidden entries ignored); the
   id is the file name without extension.
-* **Truth** (the challenge's validation mapping) and **ranking** (a submission): one row per
-  query, the query id followed by catalog ids; rows have different lengths. See
-  :func:`read_truth` for the header rule.
 
-Every cell we write goes through :func:`escape_csv_cell` (spreadsheet formula-injection guard) and
-every cell we read goes through :func:`unescape_csv_cell`, so our own files round-trip exactly.
+Cells are read through :func:`beauty_app.fileio.unescape_csv_cell`, so catalogs we wrote round-trip
+exactly. The challenge's truth and ranking files are :mod:`beauty_app.challenge_files`; atomic
+writes and CSV export are :mod:`beauty_app.fileio`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
 import logging
-import numbers
 import os
-import re
 import stat
-import uuid
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from beauty_app.errors import CatalogError, UserError
+from beauty_app.errors import CatalogError
+from beauty_app.fileio import csv_read_errors, error_reason, unescape_csv_cell
 from beauty_app.imaging import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS
+
+# These moved to their own modules (issue 12). They stay importable from here until the branches
+# written against the old layout (the cli/ package, the GUI worker) are merged; import them from
+# beauty_app.challenge_files and beauty_app.fileio in new code.
+from beauty_app.challenge_files import read_ranking, read_truth, write_ranking  # noqa: F401
+from beauty_app.fileio import (  # noqa: F401
+    atomic_write_bytes,
+    atomic_write_text,
+    escape_csv_cell,
+    write_csv,
+)
 
 logger = logging.getLogger(__name__)
 
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 #: The progress stage of reading a catalog CSV (done and total in bytes).
 READ_STAGE = "read catalog"
 #: The progress stage of listing a catalog folder (done: images found; the total is not known).
 SCAN_STAGE = "scan folder"
 _SCAN_REPORT_EVERY = 2048
-
-# A header cell of a truth/ranking file: "id", or words ending in "id" ("Validation Image ID",
-# "query_id"). Real ids ("squid", "0a3f...", "12345") do not match.
-_HEADER_CELL = re.compile(r"^(?:[a-z]+[ _-])*id$", re.IGNORECASE)
-
 
 @dataclass(frozen=True)
 class CatalogEntry:
@@ -121,7 +121,7 @@ def read_catalog(source: str | os.PathLike[str], *, allow_outside_root: bool = F
     except FileNotFoundError:
         raise CatalogError(f'Catalog "{src}" does not exist.') from None
     except OSError as exc:
-        raise CatalogError(f'Catalog "{src}" cannot be read ({_reason(exc)}).') from None
+        raise CatalogError(f'Catalog "{src}" cannot be read ({error_reason(exc)}).') from None
     if stat.S_ISDIR(st.st_mode):
         catalog = _scan_folder(src.resolve(), allow_outside_root, job)
     elif stat.S_ISREG(st.st_mode):
@@ -204,7 +204,7 @@ class _CsvSource:
         try:
             fh = open(self.csv_path, "rb")
         except OSError as exc:
-            raise CatalogError(f'Catalog "{self.csv_path}" cannot be read any more ({_reason(exc)}).') from None
+            raise CatalogError(f'Catalog "{self.csv_path}" cannot be read any more ({error_reason(exc)}).') from None
         st = os.fstat(fh.fileno())
         if (st.st_size, st.st_mtime_ns) != (self.size, self.mtime_ns):
             fh.close()
@@ -283,14 +283,14 @@ class CsvCatalogEntries(Sequence[CatalogEntry]):
 def _read_catalog_csv(csv_path: Path, allow_outside_root: bool, job=None) -> Catalog:
     """Check every row of a catalog CSV once, keeping only where the usable rows start."""
     root = csv_path.resolve().parent
-    with _csv_errors(csv_path, "Catalog"):
+    with csv_read_errors(csv_path, "Catalog"):
         fh = open(csv_path, "rb")
 
     columns: dict[str, int] | None = None
     offsets, lines_of, digests = array("q"), array("q"), bytearray()  # rows that name an id
     problems: dict[int, tuple[str, str]] = {}  # line -> (item, reason), rows with an id but no usable image
     skipped: list[tuple[int, str, str]] = []  # (line, item, reason), rows without an id
-    with fh, _csv_errors(csv_path, "Catalog"):
+    with fh, csv_read_errors(csv_path, "Catalog"):
         st = os.fstat(fh.fileno())
         lines = _CsvLines(fh)
         reader = csv.reader(lines)
@@ -380,7 +380,7 @@ def _resolve_catalog_path(root: Path, raw: str, allow_outside_root: bool) -> tup
     try:
         resolved = full.resolve()
     except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop on older Pythons
-        return None, f'"{raw}" cannot be resolved ({_reason(exc)})'
+        return None, f'"{raw}" cannot be resolved ({error_reason(exc)})'
     if not allow_outside_root and not resolved.is_relative_to(root):
         return None, f'"{raw}" leads outside the catalog folder'
     try:
@@ -390,7 +390,7 @@ def _resolve_catalog_path(root: Path, raw: str, allow_outside_root: bool) -> tup
             return None, f'"{raw}" is a broken symbolic link'
         return None, f'"{raw}" not found'
     except OSError as exc:
-        return None, f'"{raw}" cannot be read ({_reason(exc)})'
+        return None, f'"{raw}" cannot be read ({error_reason(exc)})'
     if stat.S_ISDIR(st.st_mode):
         return None, f'"{raw}" is a folder, not an image file'
     if not stat.S_ISREG(st.st_mode):
@@ -410,7 +410,7 @@ def _scan_folder(root: Path, allow_outside_root: bool, job=None) -> Catalog:
             with os.scandir(folder) as it:
                 children = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            skipped.append((rel_folder or ".", f"folder cannot be read ({_reason(exc)})"))
+            skipped.append((rel_folder or ".", f"folder cannot be read ({error_reason(exc)})"))
             continue
         for child in children:
             if child.name.startswith("."):
@@ -426,7 +426,7 @@ def _scan_folder(root: Path, allow_outside_root: bool, job=None) -> Catalog:
                     skipped.append((rel, "broken symbolic link"))
                 continue
             except (OSError, RuntimeError) as exc:
-                skipped.append((rel, f"cannot be read ({_reason(exc)})"))
+                skipped.append((rel, f"cannot be read ({error_reason(exc)})"))
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if is_link and not allow_outside_root and not target.is_relative_to(root):
@@ -463,273 +463,8 @@ def _scan_folder(root: Path, allow_outside_root: bool, job=None) -> Catalog:
     return Catalog(root=root, entries=entries, skipped=skipped)
 
 
-# ---------------------------------------------------------------------------------------------
-# Truth and ranking files
-
-
-def read_truth(path: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """Read the challenge ground truth: each query id with its relevant catalog ids.
-
-    Rows are ``query_id,relevant_id[,relevant_id...]``. The first non-blank row is a header, and
-    skipped, when its first cell is ``id`` or words ending in ``id`` (e.g. ``Validation Image
-    ID``, ``query_id``). A UTF-8 BOM, blank lines, empty cells and surrounding whitespace are
-    ignored; a relevant id repeated within a row is kept once (first position).
-
-    Args:
-        path: The truth CSV file.
-
-    Returns:
-        ``{query_id: [relevant ids]}`` in file order.
-
-    Raises:
-        CatalogError: The file is missing, unreadable, empty, lists a query twice, has a row
-            without a query id, or a query without relevant ids.
-    """
-    table = _read_id_table(Path(path), "Truth file")
-    truth: dict[str, list[str]] = {}
-    for line_no, query, ids in table:
-        if not ids:
-            raise CatalogError(
-                f'Truth file "{path}" lists query "{query}" on row {line_no} without relevant ids.'
-            )
-        truth[query] = list(dict.fromkeys(ids))
-    if not truth:
-        raise CatalogError(f'Truth file "{path}" contains no queries.')
-    return truth
-
-
-def read_ranking(path: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """Read a ranking (submission) file: each query id followed by catalog ids, best first.
-
-    Same format and header rule as :func:`read_truth`; repeated ids are kept in order (the
-    metrics count a repeated id once), and a query may have no ids.
-
-    Args:
-        path: The ranking CSV file.
-
-    Returns:
-        ``{query_id: [ranked ids]}`` in file order.
-
-    Raises:
-        CatalogError: The file is missing, unreadable or empty, lists a query twice, or has a
-            row without a query id.
-    """
-    return {query: ids for _, query, ids in _read_id_table(Path(path), "Ranking file")}
-
-
-def _read_id_table(path: Path, what: str) -> list[tuple[int, str, list[str]]]:
-    rows = _read_csv_rows(path, what)
-    table: list[tuple[int, str, list[str]]] = []
-    seen: dict[str, int] = {}
-    first = True
-    for line_no, raw in rows:
-        cells = [c.strip() for c in raw]
-        if not any(cells):
-            continue
-        if first:
-            first = False
-            if _HEADER_CELL.match(cells[0]):
-                continue
-        query = cells[0]
-        if not query:
-            raise CatalogError(f'{what} "{path}" has no query id in its first column on row {line_no}.')
-        if query in seen:
-            raise CatalogError(
-                f'{what} "{path}" lists query "{query}" twice (rows {seen[query]} and {line_no}).'
-            )
-        seen[query] = line_no
-        table.append((line_no, query, [c for c in cells[1:] if c]))
-    return table
-
-
-@contextlib.contextmanager
-def _csv_errors(path: Path, what: str) -> Iterator[None]:
-    """Turn the ways a CSV file can fail to open or parse into one-sentence CatalogErrors."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise CatalogError(f'{what} "{path}" does not exist.') from None
-    except IsADirectoryError:
-        raise CatalogError(f'{what} "{path}" is a folder, not a CSV file.') from None
-    except UnicodeDecodeError:
-        raise CatalogError(f'{what} "{path}" is not a UTF-8 text CSV file.') from None
-    except csv.Error as exc:
-        raise CatalogError(f'{what} "{path}" is not a valid CSV file ({_reason(exc)}).') from None
-    except OSError as exc:
-        raise CatalogError(f'{what} "{path}" cannot be read ({_reason(exc)}).') from None
-
-
-def _read_csv_rows(path: Path, what: str) -> list[tuple[int, list[str]]]:
-    """Parse a UTF-8 (optionally BOM-prefixed) CSV into (line number, unescaped cells) pairs."""
-    with _csv_errors(path, what), open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh)
-        rows = [(reader.line_num, [unescape_csv_cell(c) for c in row]) for row in reader]
-    if not any(any(c.strip() for c in row) for _, row in rows):
-        raise CatalogError(f'{what} "{path}" is empty.')
-    return rows
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing
-
-
-def escape_csv_cell(value: object) -> str:
-    """Render a value for a CSV cell that spreadsheets will not execute as a formula.
-
-    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
-    apostrophe. Real numbers (int, float, numpy numbers) are written plainly, since ``-0.5`` is data,
-    not a formula. ``None`` becomes an empty cell.
-    """
-    if value is None:
-        return ""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return str(value)
-    text = str(value)
-    if text.startswith(_FORMULA_PREFIXES):
-        return "'" + text
-    return text
-
-
-def unescape_csv_cell(text: str) -> str:
-    """Undo :func:`escape_csv_cell`: drop the apostrophe it put before a formula character."""
-    if len(text) >= 2 and text[0] == "'" and text[1] in "=+-@\t\r":
-        return text[1:]
-    return text
-
-
-def write_ranking(path: str | os.PathLike[str], rankings: Mapping[str, Sequence[str]]) -> None:
-    """Write rankings in the submission format: one row per query, no header.
-
-    Args:
-        path: Destination file; replaced atomically.
-        rankings: ``{query_id: [catalog ids, best first]}``.
-
-    Raises:
-        UserError: The file cannot be written.
-    """
-    _write_rows(Path(path), ([query, *ids] for query, ids in rankings.items()))
-
-
-def write_csv(path: str | os.PathLike[str], header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Write a CSV export (GUI tables, evaluation reports) safely and atomically.
-
-    Every cell, header included, goes through :func:`escape_csv_cell`; the file is UTF-8 with
-    ``\\n`` line ends.
-
-    Args:
-        path: Destination file; replaced atomically.
-        header: Column names (an empty sequence writes no header row).
-        rows: Row values.
-
-    Raises:
-        UserError: The file cannot be written.
-    """
-
-    def all_rows() -> Iterable[Sequence[object]]:
-        if header:
-            yield header
-        yield from rows
-
-    _write_rows(Path(path), all_rows())
-
-
-def _write_rows(path: Path, rows: Iterable[Sequence[object]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for row in rows:
-        writer.writerow([escape_csv_cell(v) for v in row])
-    try:
-        atomic_write_text(path, buffer.getvalue())
-    except OSError as exc:
-        raise UserError(f'Could not write "{path}" ({_reason(exc)}).') from None
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
-    """Write text so that readers see either the old file or the complete new one.
-
-    Args:
-        path: Destination file.
-        text: Content, written as-is (no newline translation).
-        encoding: Text encoding.
-
-    Raises:
-        OSError: The folder is missing or not writable, or the disk is full.
-    """
-    atomic_write_bytes(path, text.encode(encoding))
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write bytes atomically: temp file in the same folder, fsync, ``os.replace``, fsync folder.
-
-    A crash or a full disk leaves the previous file intact and no temp file behind. When ``path``
-    is a symbolic link, the file it points to is replaced (the link stays).
-
-    Args:
-        path: Destination file.
-        data: Content.
-
-    Raises:
-        OSError: The folder is missing or not writable, or the disk is full.
-    """
-    dest = Path(path)
-    if dest.is_symlink():
-        dest = dest.resolve()
-    folder = dest.parent
-    # O_EXCL with mode 0o666 lets the umask decide the final permissions, like a plain open();
-    # mkstemp would leave the file private (0600).
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = folder / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp"
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover - 100 uuid collisions
-        raise FileExistsError(f"could not create a temporary file in {folder}")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if dest.exists():
-            try:  # keep the permissions of the file being replaced
-                os.chmod(tmp, stat.S_IMODE(dest.stat().st_mode))
-            except OSError:
-                pass
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist the rename itself; not possible on Windows, where it is skipped."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _unsupported_reason(suffix: str) -> str:
     fmt = UNSUPPORTED_IMAGE_EXTENSIONS[suffix.lower()]
     return f"is in an unsupported image format ({fmt}); convert it to JPEG or PNG first"
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    text = str(exc).strip().rstrip(".")
-    return text or exc.__class__.__name__

@@ -112,7 +112,7 @@ def run_self_test(*, echo: Callable[[str], None] = print, keep: bool = False) ->
 
 
 def _search_demo(workdir: Path, echo: Callable[[str], None]) -> None:
-    from .catalog_io import read_truth
+    from .challenge_files import read_truth
     from .demo.runner import default_model_spec, prepare_demo
     from .device import pick_device
     from .models.checkpoint import load_model

@@ -106,6 +106,6 @@ def run_demo(args) -> int:
 
 
 def _truth_for(truth_csv: Path, query_id: str) -> list[str]:
-    from ..catalog_io import read_truth
+    from ..challenge_files import read_truth
 
     return read_truth(truth_csv).get(query_id, [])

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..catalog_io import read_truth
+from ..challenge_files import read_truth
 from ..errors import UserError
 from ..jobs import JobControl
 from ..retrieval.search import SearchSession, query_files_in

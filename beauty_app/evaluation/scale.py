@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..catalog_io import atomic_write_text
+from ..fileio import atomic_write_text
 from ..errors import UserError
 from ..jobs import report
 from .bench import (BenchReport, Table, format_cell, machine_info, percentile_ms, synthetic_vectors,

@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..catalog_io import read_truth, write_csv
+from ..challenge_files import read_truth
+from ..fileio import write_csv
 from ..errors import UserError
 from ..imaging import IMAGE_EXTENSIONS
 from .settings import Settings

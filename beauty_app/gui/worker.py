@@ -221,7 +221,7 @@ class Engine(QObject):
     @Slot(object)
     def batch_search(self, request: BatchRequest) -> None:
         def work():
-            from ..catalog_io import write_ranking
+            from ..challenge_files import write_ranking
             from ..retrieval.search import query_files_in
 
             session = self._require_session()

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from beauty_app.catalog_io import atomic_write_bytes
+from beauty_app.fileio import atomic_write_bytes
 from beauty_app.errors import ImageLoadError, UserError
 from beauty_app.imaging import load_image
 from beauty_app.jobs import JobControl, report

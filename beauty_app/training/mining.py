@@ -60,7 +60,8 @@ from typing import Literal
 
 import numpy as np
 
-from beauty_app.catalog_io import CatalogEntry, atomic_write_text, read_catalog, write_csv
+from beauty_app.catalog_io import CatalogEntry, read_catalog
+from beauty_app.fileio import atomic_write_text, write_csv
 from beauty_app.errors import CatalogError, ImageLoadError, UserError
 from beauty_app.imaging import load_image
 from beauty_app.jobs import JobControl, report

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..device import autocast, autocast_dtype, pick_device
 from ..errors import UserError
-from ..catalog_io import unescape_csv_cell
+from ..fileio import unescape_csv_cell
 from ..imaging import letterbox, load_image
 from ..models.checkpoint import read_checkpoint, save_checkpoint
 from ..models.manet import MANet

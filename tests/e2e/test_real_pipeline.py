@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from beauty_app.catalog_io import read_truth
+from beauty_app.challenge_files import read_truth
 from beauty_app.cli import main
 
 pytestmark = pytest.mark.e2e

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from beauty_app.catalog_io import read_truth
+from beauty_app.challenge_files import read_truth
 from beauty_app.gui.eval_tab import EvalTab, model_short_name
 
 

@@ -1,9 +1,8 @@
-"""Catalog CSV/folder reading, truth and ranking files, and the safe CSV writers."""
+"""Catalog CSV/folder reading: rows, skip reasons, lazy entries, progress."""
 
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -12,20 +11,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from beauty_app import catalog_io
-from beauty_app.catalog_io import (
-    Catalog,
-    CatalogEntry,
-    atomic_write_bytes,
-    atomic_write_text,
-    escape_csv_cell,
-    read_catalog,
-    read_ranking,
-    read_truth,
-    unescape_csv_cell,
-    write_csv,
-    write_ranking,
-)
-from beauty_app.errors import CatalogError, UserError
+from beauty_app.catalog_io import Catalog, CatalogEntry, read_catalog
+from beauty_app.errors import CatalogError
+from beauty_app.fileio import unescape_csv_cell
 
 
 def _png(path: Path, color: tuple[int, int, int] = (200, 10, 10)) -> Path:
@@ -181,157 +169,6 @@ def test_folder_catalog(tmp_path: Path) -> None:
     assert [e.id for e in allowed.entries] == ["A", "b", "e_link", "e", "c"]
     assert allowed.entries[2].path == (tmp_path / "elsewhere" / "e.png").resolve()
     assert read_catalog(root).entries == cat.entries  # deterministic
-
-
-# --- truth and ranking ----------------------------------------------------------------------------
-
-
-def test_read_truth_challenge_format(tmp_path: Path) -> None:
-    path = tmp_path / "truth.csv"
-    text = "\ufeffValidation Image ID,Training Image ID\r\nq1,c1\r\n\r\n q2 , c2 ,c3,,c2, c4\r\nq3,c5,,\r\n"
-    path.write_bytes(text.encode("utf-8"))
-    assert read_truth(path) == {"q1": ["c1"], "q2": ["c2", "c3", "c4"], "q3": ["c5"]}
-
-
-def test_read_truth_header_rule(tmp_path: Path) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text("query_id,relevant\nsquid,c1\n")
-    assert read_truth(path) == {"squid": ["c1"]}
-    path.write_text("squid,c1\nid7,c2\n")  # no header: "squid" is an id
-    assert read_truth(path) == {"squid": ["c1"], "id7": ["c2"]}
-
-
-@pytest.mark.parametrize(
-    ("text", "words"),
-    [
-        ("q1,a\nq2,b\nq1,c\n", "twice"),
-        ("q1,a\nq2\n", "without relevant ids"),
-        ("q1,a\n,b,c\n", "no query id"),
-        ("Validation Image ID,Training Image ID\n", "no queries"),
-        ("", "empty"),
-    ],
-)
-def test_read_truth_errors(tmp_path: Path, text: str, words: str) -> None:
-    path = tmp_path / "truth.csv"
-    path.write_text(text)
-    with pytest.raises(CatalogError, match=words):
-        read_truth(path)
-    with pytest.raises(CatalogError, match="does not exist"):
-        read_truth(tmp_path / "missing.csv")
-
-
-def test_read_ranking_keeps_repeats_and_order(tmp_path: Path) -> None:
-    path = tmp_path / "sub.csv"
-    path.write_bytes("\ufeffid,ranked\nq1,c3,c1,c3,,c2\nq2\n".encode())
-    assert read_ranking(path) == {"q1": ["c3", "c1", "c3", "c2"], "q2": []}
-    path.write_text("q1,a\nq1,b\n")
-    with pytest.raises(CatalogError, match="twice"):
-        read_ranking(path)
-
-
-def test_write_read_ranking_round_trip(tmp_path: Path) -> None:
-    rankings = {
-        "q1": ["c1", "c2", "c3", "c4", "c5", "c6", "c7"],
-        "-q2": ["=cmd|' /C calc'!A0", "+1", "@SUM(A1)", 'has,"comma', "ünïcode"],
-        "q3": [],
-    }
-    path = tmp_path / "out" / "ranking.csv"
-    path.parent.mkdir()
-    write_ranking(path, rankings)
-    assert read_ranking(path) == rankings
-    raw = path.read_text(encoding="utf-8")
-    lines = raw.splitlines()
-    assert lines[0] == "q1,c1,c2,c3,c4,c5,c6,c7"  # no header
-    assert lines[1].startswith("'-q2,'=cmd|")
-    assert ",'+1,'@SUM(A1)," in lines[1]
-    assert sorted(os.listdir(path.parent)) == ["ranking.csv"]  # no temp file left behind
-
-
-# --- escaping and writers -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("=1+2", "'=1+2"),
-        ("+41 555", "'+41 555"),
-        ("-x", "'-x"),
-        ("@foo", "'@foo"),
-        ("\tcmd", "'\tcmd"),
-        ("\rcmd", "'\rcmd"),
-        ("plain", "plain"),
-        ("a=b", "a=b"),
-        ("", ""),
-        (None, ""),
-        (-0.5, "-0.5"),
-        (-3, "-3"),
-        (True, "True"),
-    ],
-)
-def test_escape_csv_cell(value: object, expected: str) -> None:
-    assert escape_csv_cell(value) == expected
-    if isinstance(value, str):
-        assert unescape_csv_cell(escape_csv_cell(value)) == value
-
-
-def test_escape_numpy_numbers_plain() -> None:
-    np = pytest.importorskip("numpy")
-    assert escape_csv_cell(np.float32(-1.5)) == "-1.5"
-    assert escape_csv_cell(np.int64(-2)) == "-2"
-
-
-def test_write_csv_escapes_every_cell(tmp_path: Path) -> None:
-    path = tmp_path / "report.csv"
-    write_csv(path, ["query", "=score"], [["=evil()", 0.25], ["ok", -1.0], ["@x", None]])
-    assert path.read_text(encoding="utf-8") == "query,'=score\n'=evil(),0.25\nok,-1.0\n'@x,\n"
-
-
-def test_write_csv_errors_are_user_errors(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="missing"):
-        write_csv(tmp_path / "missing" / "x.csv", ["a"], [])
-
-
-def test_atomic_write_replaces_and_keeps_mode(tmp_path: Path) -> None:
-    path = tmp_path / "data.bin"
-    atomic_write_bytes(path, b"one")
-    path.chmod(0o640)
-    atomic_write_bytes(path, b"two")
-    assert path.read_bytes() == b"two"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    atomic_write_text(tmp_path / "t.txt", "héllo\r\n")
-    assert (tmp_path / "t.txt").read_bytes() == "héllo\r\n".encode()
-
-
-def test_atomic_write_new_file_follows_umask(tmp_path: Path) -> None:
-    old = os.umask(0o022)
-    try:
-        atomic_write_bytes(tmp_path / "new.bin", b"x")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o644
-
-
-def test_atomic_write_failure_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "index.json"
-    atomic_write_text(path, "old")
-
-    def fail(src: object, dst: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(catalog_io.os, "replace", fail)
-    with pytest.raises(OSError):
-        atomic_write_text(path, "new")
-    assert path.read_text() == "old"
-    assert os.listdir(tmp_path) == ["index.json"]
-
-
-def test_atomic_write_through_symlink_keeps_link(tmp_path: Path) -> None:
-    real = tmp_path / "real.txt"
-    real.write_text("old")
-    link = tmp_path / "link.txt"
-    os.symlink(real, link)
-    atomic_write_text(link, "new")
-    assert link.is_symlink() and real.read_text() == "new"
 
 
 # --- a catalog CSV is read lazily ------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...catalog_io import atomic_write_bytes, unescape_csv_cell, write_csv
+from ...fileio import atomic_write_bytes, unescape_csv_cell, write_csv
 from ...errors import UserError
 
 MAPS = ("saliency", "text")
