@@ -13,6 +13,7 @@ import io
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import sqlite3
@@ -29,7 +30,8 @@ import torch
 from PIL import Image
 
 from beauty_app import imaging
-from beauty_app.catalog_io import read_catalog, read_ranking
+from beauty_app.catalog_io import read_catalog
+from beauty_app.challenge_files import read_ranking
 from beauty_app.cli import main
 from beauty_app.errors import IndexStoreError, ModelError
 from beauty_app.models.checkpoint import load_model, read_checkpoint, save_checkpoint
@@ -367,9 +369,58 @@ def test_sigkilled_add_leaves_the_previous_index_usable(tmp_path, tiny_checkpoin
         assert session.search_image(photos[-1], k=1).hits[0].id == photos[-1].stem
 
 
+#: Where a forked checkpoint writer is stopped and killed: (save number within the child, moment).
+#: Every moment of a save is hit, in an order that makes each kill follow a different one.
+CHECKPOINT_KILL_POINTS = [("half written", 2), ("written, not synced", 1), ("synced, not renamed", 3),
+                          ("renamed", 2)]
+
+
+def _stop_checkpoint_save_at(moment: str, save_number: int, signal_fd: int) -> None:
+    """In a forked writer: stop save `save_number` at `moment`, tell the parent, wait to be killed.
+
+    The writer's own calls are wrapped (this runs in the child only), so where the kill lands is
+    decided by the test, not by how the OS schedules two processes. Saves are counted by their
+    one call of torch.save.
+    """
+    real_save, real_fsync, real_replace = torch.save, os.fsync, os.replace
+    saves = 0
+
+    def stop() -> None:
+        os.write(signal_fd, b"!")
+        while True:
+            time.sleep(60)
+
+    def due(at: str) -> bool:
+        return moment == at and saves == save_number
+
+    def save(obj, handle, *args, **kwargs):
+        nonlocal saves
+        saves += 1
+        if not due("half written"):
+            return real_save(obj, handle, *args, **kwargs)
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        data = buffer.getvalue()
+        handle.write(data[:len(data) // 2])
+        handle.flush()
+        stop()
+
+    def fsync(fd):
+        if due("written, not synced"):
+            stop()
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        if due("synced, not renamed"):
+            stop()
+        real_replace(src, dst)
+        if due("renamed"):
+            stop()
+
+    torch.save, os.fsync, os.replace = save, fsync, replace
+
+
 def test_killed_checkpoint_saves_never_replace_a_good_checkpoint(tmp_path):
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
     model = MANet("tiny", num_classes=2, attention="both")
     path = tmp_path / "run.pt.resume"
     names = [name for name, _ in model.named_parameters()]
@@ -384,26 +435,39 @@ def test_killed_checkpoint_saves_never_replace_a_good_checkpoint(tmp_path):
                         extra={"step": version, "optimizer": torch.from_numpy(np.full(3_000_000, version, np.float32))})
 
     save(0)
-    last, interrupted_saves = 0, 0
-    for attempt in range(1, 5):
+    last, left_behind = 0, []
+    for attempt, (moment, save_number) in enumerate(CHECKPOINT_KILL_POINTS, start=1):
+        reached, signal_fd = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child saves new versions as fast as it can until it is killed
+        if pid == 0:  # the child saves new versions until it is stopped at the kill point, then killed
             try:
-                for step in range(1, 10_000):
+                os.close(reached)
+                _stop_checkpoint_save_at(moment, save_number, signal_fd)
+                for step in range(1, save_number + 1):
                     save(attempt * 10_000 + step)
             finally:
                 os._exit(0)
-        time.sleep(rng.uniform(0.05, 0.5))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        interrupted_saves += bool(list(tmp_path.glob(".run.pt.resume.*.tmp")))
+        os.close(signal_fd)
+        try:
+            # Wait until the child stands at the kill point (or has exited: then nothing is read).
+            got = os.read(reached, 1) if select.select([reached], [], [], 120)[0] else b""
+        finally:
+            os.close(reached)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        assert got == b"!", f"the writer exited before reaching {moment!r} of save {save_number}"
+        left_behind.append(bool(list(tmp_path.glob(".run.pt.resume.*.tmp"))))
         payload = read_checkpoint(path)  # never a half-written file
         version = payload["metrics"]["version"]
-        assert version >= last, f"a good checkpoint was replaced by an older one (seed {seed})"
+        # The checkpoint is the last save that was renamed into place: the killed one only if it got there.
+        finished = save_number if moment == "renamed" else save_number - 1
+        expected = attempt * 10_000 + finished if finished else last
+        assert version == expected, f"killed at {moment!r} of save {save_number}: version {version}, not {expected}"
         assert torch.all(payload["extra"]["optimizer"] == version)
         assert all(torch.all(payload["state_dict"][name] == version) for name in names)
         last = version
-    assert interrupted_saves >= 1, f"no kill landed during a save (seed {seed})"
+    # A kill before the rename leaves the killed save's temp file (the next writer clears it).
+    assert left_behind == [moment != "renamed" for moment, _ in CHECKPOINT_KILL_POINTS]
     assert load_model(str(path)).class_names == ["a", "b"]
     save(1)  # the next save clears what the killed ones left behind
     assert not list(tmp_path.glob(".run.pt.resume.*.tmp"))
