@@ -51,7 +51,7 @@ def _ann_args(p, queries_flag: str = "--queries") -> None:
 
 
 def _build_args(p) -> None:
-    from .scale import BuildSettings
+    from .bench import BuildSettings
 
     d = BuildSettings()
     g = p.add_argument_group("a real catalog build")
@@ -119,7 +119,7 @@ def _settings(args, name: str):
             stage1_iterations=args.stage1_iterations, batch_size=args.train_batch_size, input_size=args.input_size,
             backbone=args.backbone, qe=args.qe, workers=args.train_workers, device=args.device, amp=not args.fp32)
     if name == "build":
-        from .scale import BuildSettings
+        from .bench import BuildSettings
 
         return BuildSettings(images=args.images, data=args.data, model=args.model, pooling=args.pooling,
                              batch_size=args.batch_size, workers=args.workers, device=args.device,
@@ -137,7 +137,7 @@ def _settings(args, name: str):
 def cmd_bench(args) -> int:
     from ..cli import progress_bar
     from . import bench
-    from .scale import run_build_bench
+    from .bench import run_build_bench
 
     runners = {"accuracy": bench.run_accuracy_bench, "speed": bench.run_speed_bench, "ann": bench.run_ann_bench,
                "build": run_build_bench}

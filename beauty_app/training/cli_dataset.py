@@ -67,7 +67,8 @@ def cmd_dataset_masks(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..cli import progress_bar
-    from .masks import build_mask_cache, mask_contact_sheet
+    from .mask_cache import build_mask_cache
+    from .mask_preview import mask_contact_sheet
     from .mining import MinedDataset
     from .trainer import MASK_CACHE_DIR
 

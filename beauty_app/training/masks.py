@@ -6,36 +6,22 @@ border) plus its sharp outline. Images whose border is not a plain backdrop (lif
 collages) or where the cut-out is implausibly small or large are *marked as failed* and left out
 of saliency supervision; a wrong mask would teach the saliency branch the wrong thing.
 
-Printed text (brand, product line, size) is found as runs of strong local contrast that close
-into text lines, filtered by line geometry and kept only on the product.
+Printed text (brand, product line, size) is found by :func:`detect_text_lines`: runs of strong
+local contrast that close into text lines, filtered by line geometry and kept only on the
+product. It is the one text-mask source both :func:`estimate_text_mask` and :func:`compute_masks`
+call, so a learned text detector can replace it there (keeping this heuristic as the fallback).
 
-Masks are cached as PNGs next to the mined training set (see :func:`build_mask_cache`) and can be
-previewed as a contact sheet (:func:`mask_contact_sheet`). No Qt here.
+Masks are cached as PNGs next to the mined training set by :mod:`beauty_app.training.mask_cache`
+and previewed as a contact sheet by :mod:`beauty_app.training.mask_preview`. No Qt here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
-import math
-import os
-import re
-import time
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-
-from beauty_app.fileio import atomic_write_bytes
-from beauty_app.errors import ImageLoadError, UserError
-from beauty_app.imaging import load_image
-from beauty_app.jobs import JobControl, report
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +32,11 @@ STATUS_NOTHING = "nothing found"
 STATUS_TOO_SMALL = "image too small"
 STATUS_UNREADABLE = "image could not be loaded"
 
-CACHE_VERSION = 1
-INDEX_NAME = "index.json"
-
 # Masks are estimated at this longest side; the cache stores 256-px images anyway and the
 # thresholds below are tuned in pixels of this scale.
 _WORK_SIDE = 256
-_MIN_SIDE = 16
+MIN_SIDE = 16
+"""Images with a shorter side below this many pixels get no masks."""
 # Border band (fraction of the shorter side) from which the backdrop colour is estimated.
 _BORDER_FRAC = 0.03
 # A border pixel within this Lab distance of the backdrop median counts as backdrop...
@@ -81,8 +65,6 @@ _SHADOW_CHROMA = 2.5
 _TEXT_CONTRAST = 40
 _MIN_COVER, _MAX_COVER = 0.02, 0.95
 
-_SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
-
 
 @dataclass
 class MaskResult:
@@ -104,7 +86,8 @@ class MaskResult:
 
 
 # ----------------------------------------------------------------------------- estimation
-def _check_image(image_rgb: np.ndarray) -> np.ndarray:
+def check_rgb_image(image_rgb: np.ndarray) -> np.ndarray:
+    """The image as a contiguous (H, W, 3) uint8 array; ValueError for anything else."""
     arr = np.asarray(image_rgb)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an RGB image of shape (H, W, 3), got {arr.shape}")
@@ -160,7 +143,8 @@ def _keep_large_components(mask: np.ndarray, rel: float = 0.08, min_frac: float 
     return lut[labels]
 
 
-def _resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+def resize_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A {0, 255} mask resized to width x height, thresholded back to {0, 255}."""
     if mask.shape == (height, width):
         return mask
     out = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -286,7 +270,7 @@ def _grabcut_refine(small: np.ndarray, mask: np.ndarray, side: int = 128, iterat
     except cv2.error:  # degenerate colour models (e.g. a single colour); keep the unrefined mask
         return mask
     out = np.where((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
-    return _fill_holes(_resize_mask(out, w, h))
+    return _fill_holes(resize_mask(out, w, h))
 
 
 def estimate_saliency_mask(image_rgb: np.ndarray, *, refine: bool = False) -> tuple[np.ndarray | None, str]:
@@ -304,15 +288,15 @@ def estimate_saliency_mask(image_rgb: np.ndarray, *, refine: bool = False) -> tu
         ``(mask, "ok")`` with a ``uint8`` {0, 255} mask of shape (H, W), or ``(None, reason)``
         when the image does not look like a product on a plain backdrop.
     """
-    img = _check_image(image_rgb)
+    img = check_rgb_image(image_rgb)
     h, w = img.shape[:2]
-    if min(h, w) < _MIN_SIDE:
+    if min(h, w) < MIN_SIDE:
         return None, STATUS_TOO_SMALL
     small = _work_image(img)
     mask, status = _estimate_work(small, refine)
     if mask is None:
         return None, status
-    return _resize_mask(mask, w, h), status
+    return resize_mask(mask, w, h), status
 
 
 def _crossings(strokes: np.ndarray) -> int:
@@ -338,8 +322,21 @@ def _glyph_like(strokes: np.ndarray, max_thick: int, max_line: int) -> np.ndarra
     return np.where(keep[labels], 255, 0).astype(np.uint8)
 
 
-def _text_work(small: np.ndarray, saliency: np.ndarray | None) -> np.ndarray:
-    """Text-line mask at working resolution (see :func:`estimate_text_mask`)."""
+def detect_text_lines(small: np.ndarray, saliency: np.ndarray | None) -> np.ndarray:
+    """The text-mask source: printed text lines as filled boxes, by an OpenCV heuristic.
+
+    This is the function a learned text detector replaces (with this one as its fallback); its
+    callers resize to and from the working resolution and check the inputs.
+
+    Args:
+        small: ``uint8`` RGB image at working resolution (longest side at most 256 px; the
+            thresholds are tuned in pixels of that scale).
+        saliency: Optional ``uint8`` {0, 255} product mask of the same size; text is then kept
+            only on the product, away from its outline.
+
+    Returns:
+        ``uint8`` {0, 255} mask of the same height and width; all zero when no text was found.
+    """
     h, w = small.shape[:2]
     side = max(h, w)
     gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
@@ -392,9 +389,9 @@ def estimate_text_mask(image_rgb: np.ndarray, saliency: np.ndarray | None = None
     Returns:
         ``uint8`` {0, 255} mask of shape (H, W); all zero when no text was found.
     """
-    img = _check_image(image_rgb)
+    img = check_rgb_image(image_rgb)
     h, w = img.shape[:2]
-    if min(h, w) < _MIN_SIDE:
+    if min(h, w) < MIN_SIDE:
         return np.zeros((h, w), np.uint8)
     small = _work_image(img)
     sal = None
@@ -402,8 +399,8 @@ def estimate_text_mask(image_rgb: np.ndarray, saliency: np.ndarray | None = None
         sal_arr = np.asarray(saliency)
         if sal_arr.shape != (h, w):
             raise ValueError(f"saliency mask of shape {sal_arr.shape} does not match the image {h}x{w}")
-        sal = _resize_mask(np.where(sal_arr > 0, 255, 0).astype(np.uint8), small.shape[1], small.shape[0])
-    return _resize_mask(_text_work(small, sal), w, h)
+        sal = resize_mask(np.where(sal_arr > 0, 255, 0).astype(np.uint8), small.shape[1], small.shape[0])
+    return resize_mask(detect_text_lines(small, sal), w, h)
 
 
 def compute_masks(image_rgb: np.ndarray, *, refine: bool = False) -> MaskResult:
@@ -413,296 +410,12 @@ def compute_masks(image_rgb: np.ndarray, *, refine: bool = False) -> MaskResult:
     previews); :func:`build_mask_cache` does not store it, because without the product region the
     detector also fires on background clutter.
     """
-    img = _check_image(image_rgb)
+    img = check_rgb_image(image_rgb)
     h, w = img.shape[:2]
-    if min(h, w) < _MIN_SIDE:
+    if min(h, w) < MIN_SIDE:
         return MaskResult(None, np.zeros((h, w), np.uint8), STATUS_TOO_SMALL)
     small = _work_image(img)
     sal_small, status = _estimate_work(small, refine)
-    text = _resize_mask(_text_work(small, sal_small), w, h)
-    sal = None if sal_small is None else _resize_mask(sal_small, w, h)
+    text = resize_mask(detect_text_lines(small, sal_small), w, h)
+    sal = None if sal_small is None else resize_mask(sal_small, w, h)
     return MaskResult(sal, text, status)
-
-
-# ----------------------------------------------------------------------------- cache
-def mask_stem(item_id: str) -> str:
-    """File stem of an item's cached masks: the id itself when it is a safe file name.
-
-    Ids with other characters, or with capitals (which collide on case-insensitive file systems),
-    get a sanitised name plus a short hash of the id.
-    """
-    if _SAFE_ID.fullmatch(item_id) and item_id == item_id.lower():
-        return item_id
-    safe = re.sub(r"[^a-z0-9_.-]", "_", item_id.lower())[:80].lstrip(".") or "_"
-    return f"{safe}-{hashlib.sha1(item_id.encode('utf-8')).hexdigest()[:10]}"
-
-
-def _paths(cache_dir: Path, item_id: str) -> tuple[Path, Path]:
-    stem = mask_stem(item_id)
-    return cache_dir / f"{stem}.sal.png", cache_dir / f"{stem}.txt.png"
-
-
-def _read_index(cache_dir: Path, size: int | None = None) -> dict[str, dict]:
-    path = cache_dir / INDEX_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        logger.warning("Ignoring unreadable mask index %s (%s); masks will be recomputed", path, exc)
-        return {}
-    if (not isinstance(data, dict) or data.get("version") != CACHE_VERSION
-            or not isinstance(data.get("items"), dict)):
-        logger.warning("Mask index %s has another format; masks will be recomputed", path)
-        return {}
-    if size is not None and data.get("size") != size:
-        logger.info("Mask cache %s was made at %s px, not %s px; recomputing",
-                    cache_dir, data.get("size"), size)
-        return {}
-    return data["items"]
-
-
-def _write_index(cache_dir: Path, size: int, items: dict[str, dict]) -> None:
-    text = json.dumps({"version": CACHE_VERSION, "size": size, "items": items}, indent=0, sort_keys=True)
-    atomic_write_bytes(cache_dir / INDEX_NAME, text.encode("utf-8"))
-
-
-def _png_bytes(mask: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:  # pragma: no cover - encoding a uint8 2-D array does not fail
-        raise OSError("PNG encoding failed")
-    return buf.tobytes()
-
-
-def _process_item(item_id: str, path: Path, cache_dir: Path, size: int) -> dict:
-    """Load, estimate and write one item's masks; returns its index entry."""
-    try:
-        img = np.asarray(load_image(path, max_side=size))
-    except ImageLoadError as exc:
-        logger.warning("Mask cache: %s", exc)
-        return {"status": STATUS_UNREADABLE, "path": str(path)}
-    res = compute_masks(img)
-    sal_path, txt_path = _paths(cache_dir, item_id)
-    try:
-        if res.saliency is not None:
-            atomic_write_bytes(sal_path, _png_bytes(res.saliency))
-            atomic_write_bytes(txt_path, _png_bytes(res.text))
-        else:  # a stale pair from an earlier run must not be served for a failed image
-            for p in (sal_path, txt_path):
-                p.unlink(missing_ok=True)
-    except OSError as exc:
-        reason = exc.strerror or exc
-        raise UserError(f'The mask cache folder "{cache_dir}" cannot be written ({reason}).') from None
-    return {"status": res.status, "path": str(path), "width": img.shape[1], "height": img.shape[0]}
-
-
-def _is_cached(entry: dict | None, path: Path, cache_dir: Path, item_id: str) -> bool:
-    if not entry or entry.get("path") != str(path) or entry.get("status") == STATUS_UNREADABLE:
-        return False
-    if entry.get("status") != STATUS_OK:
-        return True
-    return all(p.is_file() for p in _paths(cache_dir, item_id))
-
-
-def build_mask_cache(items: Sequence[tuple[str, Path]], cache_dir: Path, *, size: int = 256, workers: int = 2,
-                     job: JobControl | None = None) -> dict[str, str]:
-    """Compute and store pseudo masks for catalog images; resumable.
-
-    Writes ``<stem>.sal.png`` and ``<stem>.txt.png`` (``uint8`` {0, 255}, at the image size after
-    loading with longest side ``size``) for each item whose saliency succeeded, and ``index.json``
-    with every item's status. Items already in the index with the same path are skipped, so an
-    interrupted or cancelled run continues where it stopped. Unreadable images are retried.
-
-    Args:
-        items: ``(id, image path)`` pairs; later duplicates of an id are ignored.
-        cache_dir: Folder for the masks (created), usually next to the mined training set.
-        size: Longest side at which images are loaded and masks stored.
-        workers: Threads computing masks (OpenCV and the JPEG decoder release the GIL).
-        job: Optional progress/cancel control; stage ``"masks"``.
-
-    Returns:
-        ``id -> status`` for every item (``"ok"`` or the reason it failed).
-
-    Raises:
-        UserError: ``cache_dir`` cannot be created.
-        Cancelled: the job was cancelled (progress so far is kept in the index).
-    """
-    if size < _MIN_SIDE:
-        raise ValueError(f"size must be at least {_MIN_SIDE} pixels, got {size}")
-    cache_dir = Path(cache_dir)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        reason = exc.strerror or exc
-        raise UserError(f'The mask cache folder "{cache_dir}" cannot be created ({reason}).') from None
-
-    index = _read_index(cache_dir, size)
-    statuses: dict[str, str] = {}
-    todo: list[tuple[str, Path]] = []
-    for item_id, path in items:
-        if item_id in statuses:
-            continue
-        path = Path(path)
-        entry = index.get(item_id)
-        if _is_cached(entry, path, cache_dir, item_id):
-            statuses[item_id] = entry["status"]
-        else:
-            statuses[item_id] = ""
-            todo.append((item_id, path))
-    total = len(statuses)
-    done = total - len(todo)
-    logger.info("Mask cache %s: %d cached, %d to compute", cache_dir, done, len(todo))
-    report(job, "masks", done, total, f"{done} of {total} cached")
-
-    last_save = time.monotonic()
-    pool = ThreadPoolExecutor(max_workers=max(1, workers)) if workers > 1 else None
-    pending: list[tuple[str, Future | None, Path]] = []
-    try:
-        it = iter(todo)
-        while True:
-            # A small window of submitted work keeps cancellation prompt.
-            while pool is not None and len(pending) < 2 * workers:
-                nxt = next(it, None)
-                if nxt is None:
-                    break
-                pending.append((nxt[0], pool.submit(_process_item, nxt[0], nxt[1], cache_dir, size), nxt[1]))
-            if pool is None:
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append((nxt[0], None, nxt[1]))
-            if not pending:
-                break
-            item_id, fut, path = pending.pop(0)
-            entry = fut.result() if fut is not None else _process_item(item_id, path, cache_dir, size)
-            index[item_id] = entry
-            statuses[item_id] = entry["status"]
-            done += 1
-            if time.monotonic() - last_save > 5.0:
-                _write_index(cache_dir, size, index)
-                last_save = time.monotonic()
-            report(job, "masks", done, total, f"{item_id}: {entry['status']}")
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-            # Work that finished while the job was being cancelled is kept, not redone next time.
-            for item_id, fut, _ in pending:
-                if fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None:
-                    index[item_id] = fut.result()
-        _write_index(cache_dir, size, index)
-    n_ok = sum(s == STATUS_OK for s in statuses.values())
-    logger.info("Mask cache %s: %d of %d images have a saliency mask", cache_dir, n_ok, total)
-    return statuses
-
-
-def _read_png(path: Path) -> np.ndarray | None:
-    try:
-        data = np.fromfile(path, np.uint8)
-    except (FileNotFoundError, OSError):
-        return None
-    mask = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-    if mask is None:
-        logger.warning("Cached mask %s cannot be decoded; ignoring it", path)
-    return mask
-
-
-def load_cached_masks(cache_dir: str | os.PathLike[str],
-                      item_id: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Read an item's cached masks.
-
-    Returns:
-        ``(saliency, text)`` as ``uint8`` {0, 255} arrays at the cached size, each ``None`` when
-        the item failed, is not cached or its file is unreadable. Text is only stored for items
-        whose saliency succeeded.
-    """
-    sal_path, txt_path = _paths(Path(cache_dir), item_id)
-    return _read_png(sal_path), _read_png(txt_path)
-
-
-def cached_statuses(cache_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """``id -> status`` of every item in a mask cache's index (empty when there is none)."""
-    return {k: v.get("status", "") for k, v in _read_index(Path(cache_dir)).items()}
-
-
-# ----------------------------------------------------------------------------- preview
-def overlay_masks(image_rgb: np.ndarray, saliency: np.ndarray | None, text: np.ndarray | None) -> np.ndarray:
-    """Draw masks over an image: saliency as a green tint with its contour, text lines as red boxes."""
-    out = _check_image(image_rgb).copy()
-    h, w = out.shape[:2]
-    if saliency is not None:
-        sal = _resize_mask(np.where(saliency > 127, 255, 0).astype(np.uint8), w, h)
-        on = sal > 0
-        out[on] = (out[on] * 0.6 + np.array([0, 255, 0]) * 0.4).astype(np.uint8)
-        contours, _ = cv2.findContours(sal, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, (0, 200, 0), 1, cv2.LINE_AA)
-    if text is not None:
-        txt = _resize_mask(np.where(text > 127, 255, 0).astype(np.uint8), w, h)
-        contours, _ = cv2.findContours(txt, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        for c in contours:
-            x, y, bw, bh = cv2.boundingRect(c)
-            cv2.rectangle(out, (x, y), (x + bw - 1, y + bh - 1), (230, 0, 0), 1)
-    return out
-
-
-_CAPTION_H = 16
-
-
-def mask_contact_sheet(items: Sequence[tuple[str, Path]], cache_dir: str | os.PathLike[str],
-                       out_png: str | os.PathLike[str], *, columns: int = 6, thumb: int = 192,
-                       limit: int = 48) -> Path:
-    """Preview cached masks over their images as one PNG grid.
-
-    Each cell is a ``thumb`` x ``thumb`` letterboxed image with the saliency mask (green) and text
-    boxes (red), captioned with the id and, for failures, the reason. The sheet is
-    ``min(columns, n) * thumb`` wide and ``rows * (thumb + 16)`` high for ``n = min(len(items), limit)``.
-
-    Raises:
-        UserError: there are no items, or the PNG cannot be written.
-    """
-    if columns < 1 or thumb < 16 or limit < 1:
-        raise ValueError("columns and limit must be positive and thumb at least 16 pixels")
-    chosen = list(items)[:limit]
-    if not chosen:
-        raise UserError("There are no images to put on the mask contact sheet.")
-    cache_dir = Path(cache_dir)
-    statuses = cached_statuses(cache_dir)
-    cols = min(columns, len(chosen))
-    rows = math.ceil(len(chosen) / cols)
-    cell_h = thumb + _CAPTION_H
-    sheet = Image.new("RGB", (cols * thumb, rows * cell_h), (40, 40, 40))
-    draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default()
-    for k, (item_id, path) in enumerate(chosen):
-        x0, y0 = (k % cols) * thumb, (k // cols) * cell_h
-        status = statuses.get(item_id, "not cached")
-        try:
-            img = np.asarray(load_image(path, max_side=thumb))
-        except ImageLoadError:
-            img, status = None, STATUS_UNREADABLE
-        if img is not None:
-            sal, txt = load_cached_masks(cache_dir, item_id)
-            tile = Image.fromarray(overlay_masks(img, sal, txt))
-            sheet.paste(tile, (x0 + (thumb - tile.width) // 2, y0 + (thumb - tile.height) // 2))
-        caption = item_id if status == STATUS_OK else f"{item_id}: {status}"
-        colour = (220, 220, 220) if status == STATUS_OK else (255, 110, 110)
-        draw.text((x0 + 3, y0 + thumb + 2), _fit(draw, caption, font, thumb - 6), fill=colour, font=font)
-    out = Path(out_png)
-    buf = _encode_png(sheet)
-    try:
-        atomic_write_bytes(out, buf)
-    except OSError as exc:
-        raise UserError(f'The contact sheet "{out}" cannot be written ({exc.strerror or exc}).') from None
-    return out
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
-
-
-def _encode_png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()

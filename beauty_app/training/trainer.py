@@ -40,7 +40,7 @@ from ..models.checkpoint import read_checkpoint, save_checkpoint
 from ..models.manet import MANet
 from .augment import CrossDomainAugmenter, cutout
 from .config import TrainConfig, resume_path_for
-from .masks import build_mask_cache, load_cached_masks
+from .mask_cache import build_mask_cache, load_cached_masks
 from .mining import MinedDataset
 
 log = logging.getLogger(__name__)

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import csv
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from beauty_app.demo import photos
 from beauty_app.demo import products as demo
-from beauty_app.demo.products import (
-    KIND_SYNONYMS,
-    KINDS,
-    generate_demo,
-    make_products,
-    render_catalog_image,
-    render_query_photo,
-)
+from beauty_app.demo.names import KIND_SYNONYMS, KINDS, describe, make_products
+from beauty_app.demo.photos import render_catalog_image, render_query_photo
+from beauty_app.demo.products import generate_demo
 from beauty_app.errors import UserError
 
 SIZE = 96
@@ -97,7 +92,7 @@ def test_descriptions_mostly_name_the_kind_with_synonyms(small):
     named = [any(s.lower() in r["description"].lower() for s in KIND_SYNONYMS[r["category"]]) for r in rows]
     assert sum(named) >= 0.75 * len(rows)
     rng = np.random.default_rng(0)
-    titles = [demo.describe(p, 0, rng) for p in make_products(8 * len(KINDS))]
+    titles = [describe(p, 0, rng) for p in make_products(8 * len(KINDS))]
     for kind in ("facial_cleanser", "hair_dryer", "lipstick"):
         used = {kw for t in titles for kw in KIND_SYNONYMS[kind] if kw in t}
         assert len(used) >= 2, (kind, used)  # synonyms, not only one canonical name
@@ -156,7 +151,7 @@ def test_occluder_hides_at_most_a_quarter_of_the_product():
     mask[30:100, 40:90] = True
     for k in range(50):
         img = np.zeros((128, 128, 3), np.float32)
-        visible = demo._occlude(img, mask, np.random.default_rng(k))
+        visible = photos._occlude(img, mask, np.random.default_rng(k))
         assert not (visible & ~mask).any()
         assert visible.sum() >= 0.75 * mask.sum()
 
@@ -185,16 +180,13 @@ def test_broken_worker_pool_falls_back_to_identical_serial_output(tmp_path, monk
     assert _files(generate_demo(tmp_path / "b", workers=3, **kwargs).root) == serial
 
 
-def test_kinds_subset_progress_and_speed(tmp_path):
+def test_kinds_subset_and_progress(tmp_path):
     calls = []
-    start = time.perf_counter()
     ds = generate_demo(tmp_path, n_products=40, kinds=["lipstick", "perfume"], views_per_product=(1, 1),
                        query_fraction=0.25, queries_per_product=2, progress=lambda d, t: calls.append((d, t)))
-    elapsed = time.perf_counter() - start
     assert {r["category"] for r in _read_catalog(ds)} == {"lipstick", "perfume"}
     assert ds.n_catalog == 40 and ds.n_queries == 20 and ds.masks_dir is None
     assert calls[-1] == (60, 60) and [d for d, _ in calls] == list(range(1, 61))
-    assert elapsed < 20, f"40 products took {elapsed:.1f} s"  # ~1 s normally; generous for loaded CI
 
 
 @pytest.mark.parametrize("kwargs", [{"n_products": 0}, {"kinds": ["lipstick", "toaster"]},

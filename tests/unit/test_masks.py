@@ -14,16 +14,14 @@ from beauty_app.demo.products import generate_demo
 from beauty_app.errors import UserError
 from beauty_app.imaging import load_image
 from beauty_app.jobs import Cancelled, JobControl
-from beauty_app.training import masks
+from beauty_app.training import mask_cache, masks
+from beauty_app.training.mask_cache import build_mask_cache, load_cached_masks, mask_stem
+from beauty_app.training.mask_preview import mask_contact_sheet
 from beauty_app.training.masks import (
     MaskResult,
-    build_mask_cache,
     compute_masks,
     estimate_saliency_mask,
     estimate_text_mask,
-    load_cached_masks,
-    mask_contact_sheet,
-    mask_stem,
 )
 
 
@@ -187,7 +185,7 @@ def test_cache_round_trips_and_is_resumable(catalog, demo, tmp_path, monkeypatch
     # A second run computes nothing but retries the unreadable file.
     calls = []
     real = masks.compute_masks
-    monkeypatch.setattr(masks, "compute_masks", lambda img, **kw: calls.append(1) or real(img, **kw))
+    monkeypatch.setattr(mask_cache, "compute_masks", lambda img, **kw: calls.append(1) or real(img, **kw))
     again = build_mask_cache(items + _items(catalog, 8)[6:], cache, workers=1)
     assert len(calls) == 2  # only the two new catalog images; the broken file fails before estimation
     assert again == {**statuses, **{i: masks.STATUS_OK for i, _ in _items(catalog, 8)[6:]}}
@@ -251,3 +249,24 @@ def test_contact_sheet_has_the_expected_size_and_shows_masks(catalog, demo, tmp_
     limited = mask_contact_sheet(items, tmp_path / "cache", tmp_path / "two.png", columns=6, thumb=64,
                                  limit=2)
     assert Image.open(limited).size == (2 * 64, 64 + 16)
+
+
+def test_text_masks_come_from_one_replaceable_source(monkeypatch) -> None:
+    # A learned text detector plugs in by replacing detect_text_lines: both entry points must use it.
+    img = np.full((300, 200, 3), 255, np.uint8)
+    img[60:240, 50:150] = (180, 40, 60)
+    seen = []
+
+    def stub(small, saliency):
+        seen.append((small.shape, None if saliency is None else saliency.shape))
+        out = np.zeros(small.shape[:2], np.uint8)
+        out[: small.shape[0] // 2] = 255
+        return out
+
+    monkeypatch.setattr(masks, "detect_text_lines", stub)
+    text = estimate_text_mask(img)
+    assert text.shape == (300, 200) and text[:140].all() and not text[160:].any()
+    result = compute_masks(img)
+    assert result.ok and result.text.shape == (300, 200) and result.text[:140].all()
+    # Both calls ran at the working resolution (longest side 256), the second with the product mask.
+    assert seen == [((256, 171, 3), None), ((256, 171, 3), (256, 171))]

@@ -16,14 +16,9 @@ from beauty_app.catalog_io import read_catalog
 from beauty_app.errors import CatalogError, UserError
 from beauty_app.jobs import Cancelled, JobControl
 from beauty_app.training.cli_dataset import add_dataset_commands
-from beauty_app.training.mining import (
-    KeywordSet,
-    MinedDataset,
-    assign_categories,
-    match_categories,
-    mine_dataset,
-    propose_keywords,
-)
+from beauty_app.training.keywords import KeywordSet, assign_categories, match_categories
+from beauty_app.training.mining import MinedDataset, mine_dataset
+from beauty_app.training.propose import propose_keywords
 
 PAPER_CATEGORIES = ("lipstick", "facial cleanser", "sunscreen", "eye shadow", "razor", "mask", "hair dryer",
                     "eye mask", "moisturizer", "spray")

@@ -443,7 +443,7 @@ def test_catalog_build_reports_progress_as_json_lines(tmp_path, tiny_checkpoint,
 
 def test_build_bench_samples_memory_through_a_real_build(tmp_path, tiny_checkpoint, demo_data):
     from beauty_app.evaluation.bench import write_report
-    from beauty_app.evaluation.scale import BuildSettings, run_build_bench
+    from beauty_app.evaluation.bench.build import BuildSettings, run_build_bench
 
     data = tmp_path / "demo"
     shutil.copytree(demo_data.root, data)
@@ -471,7 +471,7 @@ def test_build_bench_samples_memory_through_a_real_build(tmp_path, tiny_checkpoi
 
 
 def test_scale_bench_runs_every_phase_in_its_own_process(tmp_path):
-    from beauty_app.evaluation.scale import ScaleSettings, run_scale_bench
+    from beauty_app.evaluation.bench.scale import ScaleSettings, run_scale_bench
 
     report = run_scale_bench(tmp_path, ScaleSettings(size=3000, dim=16, queries=20))
     measures = {row[0]: row[1] for row in report.tables[0].rows}
@@ -485,7 +485,7 @@ def test_scale_bench_runs_every_phase_in_its_own_process(tmp_path):
 
 
 def test_a_failing_measured_build_says_why_in_one_sentence(tmp_path, demo_data):
-    from beauty_app.evaluation.scale import measure_build
+    from beauty_app.evaluation.bench.build import measure_build
 
     with pytest.raises(UserError, match=r"^The measured `catalog build` failed: .*no-such-model\.pt"):
         measure_build(demo_data.catalog_csv, tmp_path / "idx", str(tmp_path / "no-such-model.pt"), interval_s=0.05)
