@@ -695,7 +695,7 @@ def run_speed_bench(out_dir: str | os.PathLike, settings: SpeedSettings | None =
     import torch
 
     from ..catalog_io import read_catalog
-    from ..demo.runner import default_model_spec
+    from ..models.presets import default_model_spec
     from ..device import autocast_dtype, pick_device
     from ..models.checkpoint import load_model
     from ..retrieval.build import build_index
