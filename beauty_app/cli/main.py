@@ -17,7 +17,7 @@ from ..errors import UserError
 from . import bench, catalog, dataset, demo, gui, search, train
 from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR, VERBOSITY
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USER_ERROR", "build_parser", "main"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_USER_ERROR", "build_parser", "main", "parse_args"]
 
 #: Command groups in the order `--help` lists them.
 COMMAND_GROUPS = (catalog, search, dataset, train, bench, gui, demo)
@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `beauty-app` and `python -m beauty_app`."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line, with `verbose` and `quiet` always set; usage errors exit 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     # -v/-q may come before or after the sub-command; absent, they are off.
@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     args.quiet = getattr(args, "quiet", False)
     if (args.command is None) != bool(args.self_test):
         parser.error("--self-test takes no COMMAND" if args.self_test else "the following arguments are required: COMMAND")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `beauty-app` and `python -m beauty_app`."""
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.self_test:
