@@ -118,6 +118,7 @@ def add_catalog(index_dir: PathLike, source: PathLike | Catalog, *, device="cpu"
     # The model first: an index whose model is missing fails before a large catalog is read.
     extractor = extractor_for_index(index_dir, device=device, bundle=bundle, batch_size=batch_size,
                                     use_amp=use_amp, decode_workers=decode_workers)
-    catalog = source if isinstance(source, Catalog) else load_catalog(
+    # No "lists no usable images" check here: an add of nothing new (or only skips) is a valid update.
+    catalog = source if isinstance(source, Catalog) else read_catalog(
         source, allow_outside_root=allow_outside_root, job=job)
     return add_to_index(catalog, extractor, index_dir, job=job)
