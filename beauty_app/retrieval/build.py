@@ -155,6 +155,11 @@ def build_index(
     return summary
 
 
+def index_scales(settings: dict) -> tuple[float, ...]:
+    """The extraction scales an index was built with (indexes from before multi-scale: scale 1)."""
+    return tuple(float(s) for s in settings.get("scales") or (1.0,))
+
+
 def check_extractor_matches(settings: dict, extractor: FeatureExtractor) -> None:
     """Refuse an extractor that makes vectors another way than the index's rows were made.
 
@@ -164,7 +169,7 @@ def check_extractor_matches(settings: dict, extractor: FeatureExtractor) -> None
     scales (they used scale 1) nor an input size (they used the model's).
     """
     recorded = {"pooling": settings.get("pooling"),
-                "scales": [float(s) for s in settings.get("scales") or (1.0,)],
+                "scales": list(index_scales(settings)),
                 "input size": int(settings.get("input_size") or extractor.bundle.input_size)}
     offered = {"pooling": extractor.pooling, "scales": [float(s) for s in extractor.scales],
                "input size": int(extractor.input_size)}

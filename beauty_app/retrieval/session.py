@@ -23,18 +23,13 @@ from ..errors import UserError
 from ..jobs import JobControl
 from ..models.checkpoint import ModelBundle, load_model
 from ..models.presets import default_pooling
-from .build import BuildSummary, add_to_index, build_index
+from .build import BuildSummary, add_to_index, build_index, index_scales
 from .extractor import FeatureExtractor
 from .index import CatalogIndex
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-
-
-def index_scales(settings: dict) -> tuple[float, ...]:
-    """The extraction scales an index was built with (indexes from before multi-scale: scale 1)."""
-    return tuple(float(s) for s in settings.get("scales") or (1.0,))
 
 
 def new_extractor(model: str | ModelBundle, pooling: str | None = None, *, device="cpu",
