@@ -27,8 +27,10 @@ test: setup
 test-all: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
+# Ruff, and the import contracts of pyproject's [tool.importlinter] (core never imports Qt or the CLI).
 lint: setup
 	$(PY) -m ruff check beauty_app tests
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf build .pytest_cache

@@ -33,17 +33,6 @@ from beauty_app.errors import CatalogError
 from beauty_app.fileio import csv_read_errors, error_reason, unescape_csv_cell
 from beauty_app.imaging import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS
 
-# These moved to their own modules (issue 12). They stay importable from here until the branches
-# written against the old layout (the cli/ package, the GUI worker) are merged; import them from
-# beauty_app.challenge_files and beauty_app.fileio in new code.
-from beauty_app.challenge_files import read_ranking, read_truth, write_ranking  # noqa: F401
-from beauty_app.fileio import (  # noqa: F401
-    atomic_write_bytes,
-    atomic_write_text,
-    escape_csv_cell,
-    write_csv,
-)
-
 logger = logging.getLogger(__name__)
 
 #: The progress stage of reading a catalog CSV (done and total in bytes).

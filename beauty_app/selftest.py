@@ -1,8 +1,8 @@
-"""`beauty-app --self-test`: prove that an installation (a checkout, a wheel or a frozen bundle) works.
+"""The checks of `beauty-app --self-test`: does an installation (a checkout, a wheel or a bundle) work?
 
-It loads the shipped model, generates a small demo catalog, indexes it, runs one search and prints
-the ranking. Everything it writes goes to a temporary folder under the user's cache directory
-(platformdirs) and is removed afterwards: an installed bundle is read-only and must stay untouched.
+They load the shipped model, generate a small demo catalog, index it, run one search and report
+the ranking line by line. The command (:mod:`beauty_app.cli.selftest`) runs them in a temporary
+folder under the user's cache directory and removes it: an installed bundle is read-only.
 """
 
 from __future__ import annotations
@@ -10,25 +10,17 @@ from __future__ import annotations
 import logging
 import math
 import platform
-import shutil
-import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__
-from .paths import cache_dir, config_dir, data_dir, demo_checkpoint, log_dir, model_store_dir, resources_dir
+from .paths import config_dir, data_dir, demo_checkpoint, log_dir, model_store_dir, resources_dir
 
 log = logging.getLogger(__name__)
 
 # Small enough to finish in seconds on a 2-core CPU, large enough that the search has to rank.
 SELF_TEST_PRODUCTS = 16
 SELF_TEST_K = 5
-
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 
 class SelfTestFailure(Exception):
@@ -74,48 +66,28 @@ def _check_hits(result, truth: list[str]) -> None:
         raise SelfTestFailure(f"The demo truth file lists no relevant image for {result.query}.")
 
 
-def run_self_test(*, echo: Callable[[str], None] = print, keep: bool = False) -> int:
-    """Load the model, index a small demo catalog, search it once and print the result.
+def run_checks(workdir: str | Path, echo: Callable[[str], None] = print) -> None:
+    """Run every check in order, reporting through `echo`, and work in `workdir` (an empty folder).
 
-    Args:
-        echo: where report lines go (stdout by default).
-        keep: keep the temporary working folder (its path is printed) for inspection.
-
-    Returns:
-        0 when every check passed, 1 otherwise (the reason is printed to stderr).
+    Raises:
+        SelfTestFailure: a check did not hold (the message says which); other exceptions are
+            failures of the installation itself.
     """
-    started = time.perf_counter()
-    frozen = bool(getattr(sys, "frozen", False))
-    echo(f"BeautyLens {__version__} self-test ({'bundle' if frozen else 'Python install'}: {sys.executable})")
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="self-test-", dir=cache_dir()))
-    try:
-        echo(f"  libraries:   {_library_line()}")
-        for line in _check_shipped_files():
-            echo(line)
-        echo(f"  user data:   {data_dir()}\n  settings:    {config_dir()}\n  logs:        {log_dir()}\n"
-             f"  work folder: {workdir}")
-        _search_demo(workdir, echo)
-    except Exception as exc:  # noqa: BLE001 - any failure ends the self-test with a reason, not a crash
-        log.debug("self-test failed", exc_info=True)
-        print(f"Self-test FAILED after {time.perf_counter() - started:.1f} s: {exc}", file=sys.stderr)
-        if not isinstance(exc, SelfTestFailure):
-            traceback.print_exc(file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        if keep:
-            echo(f"  (kept {workdir})")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    echo(f"Self-test passed in {time.perf_counter() - started:.1f} s.")
-    return EXIT_OK
+    workdir = Path(workdir)
+    echo(f"  libraries:   {_library_line()}")
+    for line in _check_shipped_files():
+        echo(line)
+    echo(f"  user data:   {data_dir()}\n  settings:    {config_dir()}\n  logs:        {log_dir()}\n"
+         f"  work folder: {workdir}")
+    _search_demo(workdir, echo)
 
 
 def _search_demo(workdir: Path, echo: Callable[[str], None]) -> None:
     from .challenge_files import read_truth
-    from .demo.runner import default_model_spec, prepare_demo
+    from .demo.runner import prepare_demo
     from .device import pick_device
     from .models.checkpoint import load_model
+    from .models.presets import default_model_spec
     from .retrieval.search import SearchSession
 
     device = pick_device("auto")

@@ -155,9 +155,39 @@ def build_index(
     return summary
 
 
+def index_scales(settings: dict) -> tuple[float, ...]:
+    """The extraction scales an index was built with (indexes from before multi-scale: scale 1)."""
+    return tuple(float(s) for s in settings.get("scales") or (1.0,))
+
+
+def check_extractor_matches(settings: dict, extractor: FeatureExtractor) -> None:
+    """Refuse an extractor that makes vectors another way than the index's rows were made.
+
+    Rows of one index must come from the same model, pooling, scales and input size, or their
+    distances mean nothing. The index's whitening is not the extractor's: the index applies it to
+    every stored row, added ones included. Indexes from before multi-scale extraction recorded no
+    scales (they used scale 1) nor an input size (they used the model's).
+    """
+    recorded = {"pooling": settings.get("pooling"),
+                "scales": list(index_scales(settings)),
+                "input size": int(settings.get("input_size") or extractor.bundle.input_size)}
+    offered = {"pooling": extractor.pooling, "scales": [float(s) for s in extractor.scales],
+               "input size": int(extractor.input_size)}
+    different = [name for name in recorded if recorded[name] != offered[name]]
+    if different:
+        def show(values: dict) -> str:
+            return ", ".join(f"{name} {values[name]}" for name in different)
+
+        raise IndexStoreError(f"This index holds vectors made with {show(recorded)}, not {show(offered)}; add "
+                              f"with the index's own settings (`catalog add` reads them) or build a new index.")
+
+
 def add_to_index(catalog: Catalog, extractor: FeatureExtractor, index_dir: str | Path,
                  job: JobControl | None = None) -> BuildSummary:
     """Add new catalog images (and re-featurise changed ones) in an existing index.
+
+    `extractor` must make vectors as the index's were made (see :func:`check_extractor_matches`);
+    :func:`beauty_app.retrieval.session.add_catalog` builds such an extractor from the index.
 
     New vectors are staged batch by batch and enter the catalog in one transaction at the end, so
     an interrupted add leaves the previous index searchable as it was; running the same add again
@@ -166,7 +196,8 @@ def add_to_index(catalog: Catalog, extractor: FeatureExtractor, index_dir: str |
     started = time.perf_counter()
     summary = BuildSummary(skipped=list(catalog.skipped))
     with CatalogIndex.open(index_dir, writable=True) as index:
-        index.check_model(extractor.bundle.fingerprint, extractor.pooling)
+        index.check_model(extractor.bundle.fingerprint)
+        check_extractor_matches(index.settings(), extractor)
         index.add_items([], summary.skipped, staged=True)
         progress = _Progress(job, len(catalog.entries))
         for start in range(0, len(catalog.entries), ENTRY_CHUNK):  # one chunk of ids in memory at a time

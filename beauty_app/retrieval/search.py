@@ -1,6 +1,7 @@
 """A search session: one loaded model and the catalog index built with it.
 
-This is the path a query takes in both the CLI and the GUI worker:
+This is the path a query takes in both the CLI and the GUI worker (its extractor comes from
+:func:`beauty_app.retrieval.session.extractor_for_index`, like every extractor for an existing index):
 photo -> imaging.load_image -> FeatureExtractor.analyze (MANet forward, pooling, maps)
 -> CatalogIndex.search -> ranked catalog hits.
 """
@@ -18,9 +19,10 @@ from PIL import Image
 from ..errors import UserError
 from ..imaging import load_image
 from ..jobs import JobControl, report
-from ..models.checkpoint import ModelBundle, load_model
-from .extractor import DECODE_MAX_SIDE, FeatureExtractor, QueryAnalysis
+from ..models.checkpoint import ModelBundle
+from .extractor import DECODE_MAX_SIDE, QueryAnalysis
 from .index import CatalogIndex, SearchHit
+from .session import extractor_for_index
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +63,13 @@ class SearchSession:
         if not settings.get("complete"):
             self.index.close()
             raise UserError(f"The index in {index_dir} is unfinished; run `catalog build --resume` to finish it.")
-        spec = model_spec or settings["model_spec"]
         try:
-            if bundle is None or bundle.spec != spec:
-                bundle = load_model(spec, device=device)
-            self.index.check_model(bundle.fingerprint)
+            self.extractor = extractor_for_index(self.index, model_spec=model_spec, device=device, bundle=bundle,
+                                                 batch_size=batch_size, use_amp=use_amp)
         except BaseException:
             self.index.close()
             raise
-        self.bundle = bundle
-        self.extractor = FeatureExtractor(bundle, settings["pooling"], batch_size=batch_size, use_amp=use_amp,
-                                          scales=settings.get("scales") or (1.0,),
-                                          input_size=settings.get("input_size"))
+        self.bundle = self.extractor.bundle
 
     def close(self) -> None:
         self.index.close()

@@ -194,7 +194,7 @@ def test_cells_and_sizes_parse_and_format():
 
 def test_bench_all_parses_every_bench_option():
     from beauty_app.cli import build_parser
-    from beauty_app.evaluation.cli_bench import _settings
+    from beauty_app.cli.bench import _settings
 
     args = build_parser().parse_args(
         ["bench", "all", "--products", "30", "--iterations", "5", "--catalog-size", "40", "--queries", "7",

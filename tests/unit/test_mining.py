@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from beauty_app.catalog_io import read_catalog
+from beauty_app.cli import dataset as dataset_cli
 from beauty_app.errors import CatalogError, UserError
 from beauty_app.jobs import Cancelled, JobControl
-from beauty_app.training.cli_dataset import add_dataset_commands
 from beauty_app.training.keywords import KeywordSet, assign_categories, match_categories
 from beauty_app.training.mining import MinedDataset, mine_dataset
 from beauty_app.training.propose import propose_keywords
@@ -338,7 +338,7 @@ def test_user_errors_are_one_sentence(demo, tmp_path):
 
 def test_cli_dataset_mine_prints_json_summary(demo, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    add_dataset_commands(parser.add_subparsers(dest="command"))
+    dataset_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["dataset", "mine", "--catalog", str(demo.catalog_csv), "--out", str(tmp_path / "o"),
                               "--keywords", "default", "--min-images", "3", "--per-category", "5", "--json", "-q"])
     assert args.func(args) == 0

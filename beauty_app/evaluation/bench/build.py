@@ -150,7 +150,7 @@ def _rss_stats(values: list[float]) -> list[float | None]:
 def run_build_bench(out_dir: str | os.PathLike, settings: BuildSettings | None = None, *, job=None, echo=None,
                     command: str = "", **_ignored) -> BenchReport:
     """Build the index of a real catalog of demo images and report its resident memory over the build."""
-    from beauty_app.demo.runner import default_model_spec
+    from beauty_app.models.presets import default_model_spec
     from beauty_app.device import pick_device
 
     settings = settings or BuildSettings()

@@ -113,7 +113,7 @@ def run_speed_bench(out_dir: str | os.PathLike, settings: SpeedSettings | None =
     import torch
 
     from beauty_app.catalog_io import read_catalog
-    from beauty_app.demo.runner import default_model_spec
+    from beauty_app.models.presets import default_model_spec
     from beauty_app.device import autocast_dtype, pick_device
     from beauty_app.models.checkpoint import load_model
     from beauty_app.retrieval.build import build_index

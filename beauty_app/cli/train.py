@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
 import sys
 from dataclasses import fields
 
-from .config import TrainConfig
+from ..training.config import TrainConfig  # torch-free: the defaults of the options below
+from .common import add_command
 
 
-def add_train_command(subparsers) -> None:
-    """Register `train` on the CLI's subparsers."""
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `train` to the top-level sub-commands."""
     defaults = TrainConfig()
-    p = subparsers.add_parser("train", help="train MANet on a mined data folder (two-stage schedule of the paper)")
+    p = add_command(subparsers, "train", help="train MANet on a mined data folder (two-stage schedule of the paper)")
     p.add_argument("--data", required=True, help="folder written by `dataset mine`")
     p.add_argument("--out", default=defaults.out, help="checkpoint to write (default %(default)s)")
     p.add_argument("--backbone", default=defaults.backbone,
@@ -44,11 +46,12 @@ def add_train_command(subparsers) -> None:
     p.add_argument("--fp32", action="store_true", help="disable mixed precision")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run that writes --out")
     p.add_argument("--progress", default="bar", choices=["bar", "jsonl", "none"],
-                   help="terminal bar, one JSON object per step on stdout (for the GUI), or nothing")
+                   help="terminal bar, one JSON object per step on stdout (for the GUI), or nothing (as -q)")
     p.set_defaults(func=cmd_train)
 
 
-def config_from_args(args) -> TrainConfig:
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The training configuration the options describe."""
     names = {f.name for f in fields(TrainConfig)}
     values = {name: getattr(args, name) for name in names if hasattr(args, name)}
     values["pretrained"] = not args.no_pretrained and args.backbone != "tiny"
@@ -57,7 +60,7 @@ def config_from_args(args) -> TrainConfig:
 
 
 def _jsonl_events():
-    from .trainer import TrainingEvents
+    from ..training.trainer import TrainingEvents
 
     def emit(event: str, **data) -> None:
         sys.stdout.write(json.dumps({"event": event, **data}) + "\n")
@@ -77,7 +80,7 @@ def _jsonl_events():
 def _bar_events():
     from tqdm import tqdm
 
-    from .trainer import TrainingEvents
+    from ..training.trainer import TrainingEvents
 
     state = {"bar": None}
 
@@ -115,11 +118,14 @@ def _bar_events():
     return events, close
 
 
-def cmd_train(args) -> int:
-    from .trainer import Interrupted, TrainingEvents, train
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train; Ctrl-C or SIGTERM saves a resumable state and exits 130."""
+    from ..training.trainer import Interrupted, TrainingEvents, train
 
     config = config_from_args(args)
     close = lambda: None  # noqa: E731
+    if args.quiet and args.progress == "bar":
+        args.progress = "none"
     if args.progress == "jsonl":
         events = _jsonl_events()
     elif args.progress == "bar":
@@ -154,5 +160,3 @@ def cmd_train(args) -> int:
         print(f"Trained {config.backbone} MANet ({config.attention}) in {result.elapsed_s:.0f} s; "
               f"validation accuracy {accuracy}; checkpoint {result.checkpoint}")
     return 0
-
-

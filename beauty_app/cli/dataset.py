@@ -1,7 +1,7 @@
-"""`beauty-app dataset ...`: mining a labelled training set from a catalog (argument parsing and output).
+"""`beauty-app dataset mine|masks`: a labelled training set mined from a catalog, and its masks.
 
-Wired into the main parser by :func:`add_dataset_commands`; the work is done by
-:func:`beauty_app.training.mining.mine_dataset`.
+The work is done by :func:`beauty_app.training.mining.mine_dataset` and
+:func:`beauty_app.training.masks.build_mask_cache`; this module parses arguments and prints.
 """
 
 from __future__ import annotations
@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from .common import add_command
+from .progress import progress_bar
 
-def add_dataset_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``dataset mine`` on the top-level sub-command parsers.
 
     Args:
@@ -19,11 +22,11 @@ def add_dataset_commands(subparsers: argparse._SubParsersAction) -> argparse.Arg
     Returns:
         The ``dataset`` parser (for callers that add more actions).
     """
-    dataset = subparsers.add_parser("dataset", help="mine a labelled training set from catalog descriptions")
+    dataset = add_command(subparsers, "dataset", help="mine a labelled training set from catalog descriptions")
     actions = dataset.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
 
-    mine = actions.add_parser(
-        "mine", help="TF-IDF categories from descriptions -> class lists, split, mean/std (the paper's Perfect-30K)",
+    mine = add_command(
+        actions, "mine", help="TF-IDF categories from descriptions -> class lists, split, mean/std (the paper's Perfect-30K)",
         description="Find product categories in the catalog descriptions (TF-IDF, or a keyword file), give each "
                     "image whose description names exactly one category that label, cap and split them 8:2 per "
                     "class, and measure the RGB mean/std. Writes classes.txt, train.csv, val.csv, stats.json, "
@@ -47,16 +50,14 @@ def add_dataset_commands(subparsers: argparse._SubParsersAction) -> argparse.Arg
     mine.add_argument("--allow-outside-root", action="store_true",
                       help="let catalog CSV paths point outside the CSV's folder")
     mine.add_argument("--json", action="store_true", help="print the summary as JSON")
-    mine.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     mine.set_defaults(func=cmd_dataset_mine)
 
-    masks = actions.add_parser(
-        "masks", help="make the pseudo saliency/text masks of a mined set and preview them as a contact sheet")
+    masks = add_command(
+        actions, "masks", help="make the pseudo saliency/text masks of a mined set and preview them as a contact sheet")
     masks.add_argument("--data", required=True, help="folder written by `dataset mine`")
     masks.add_argument("--preview", default=None, metavar="PNG", help="write a contact sheet of masks over images")
     masks.add_argument("--limit", type=int, default=48, help="images on the contact sheet (default 48)")
     masks.add_argument("--workers", type=int, default=2)
-    masks.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     masks.set_defaults(func=cmd_dataset_masks)
     return dataset
 
@@ -66,11 +67,10 @@ def cmd_dataset_masks(args: argparse.Namespace) -> int:
     from collections import Counter
     from pathlib import Path
 
-    from ..cli import progress_bar
-    from .mask_cache import build_mask_cache
-    from .mask_preview import mask_contact_sheet
-    from .mining import MinedDataset
-    from .trainer import MASK_CACHE_DIR
+    from ..training.mask_cache import build_mask_cache
+    from ..training.mask_preview import mask_contact_sheet
+    from ..training.mining import MinedDataset
+    from ..training.trainer import MASK_CACHE_DIR
 
     dataset = MinedDataset.load(args.data)
     items = [(sample.id, Path(sample.path)) for sample in dataset.train + dataset.val]
@@ -88,8 +88,7 @@ def cmd_dataset_masks(args: argparse.Namespace) -> int:
 
 def cmd_dataset_mine(args: argparse.Namespace) -> int:
     """Run the mining and print a short summary (or JSON with ``--json``)."""
-    from beauty_app.cli import progress_bar
-    from beauty_app.training.mining import mine_dataset
+    from ..training.mining import mine_dataset
 
     with progress_bar(not args.quiet) as job:
         ds = mine_dataset(args.catalog, args.out, n_categories=args.categories, per_category=args.per_category,

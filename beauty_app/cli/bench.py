@@ -1,0 +1,170 @@
+"""`beauty-app bench ...`: the accuracy tables, speed, ANN and build-memory benchmarks from the command line.
+
+Options left out are None here and take the defaults of the bench's settings dataclass
+(:class:`beauty_app.evaluation.bench.AccuracySettings` and its siblings), so the defaults live in one
+place and building the parser imports no bench module (they import torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import POOLING_CHOICES, add_command
+
+DEFAULT_OUT = "bench_results"
+BACKBONE_CHOICES = ["efficientnet_lite0", "resnet50", "vgg16", "tiny"]
+
+
+def _accuracy_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("accuracy (Tables A1-A3)")
+    g.add_argument("--products", type=int, help="products in the training catalog")
+    g.add_argument("--eval-products", type=int,
+                   help="unseen products in the evaluation catalog (one query photo each)")
+    g.add_argument("--iterations", type=int, help="end-to-end iterations per model (paper: 500)")
+    g.add_argument("--stage1-iterations", type=int, help="at most this many saliency-branch iterations")
+    g.add_argument("--train-batch-size", type=int)
+    g.add_argument("--input-size", type=int, help="training and retrieval input side in pixels")
+    g.add_argument("--backbone", choices=BACKBONE_CHOICES)
+    g.add_argument("--qe", type=int, help="query expansion for the last Table A3 row (0 = leave out)")
+    g.add_argument("--train-workers", type=int, help="data loading processes while training")
+    g.add_argument("--fp32", action="store_true", help="no mixed precision in training and feature extraction")
+
+
+def _speed_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("speed (indexing and query latency)")
+    g.add_argument("--catalog-size", type=int, help="catalog images to index")
+    g.add_argument("--queries", type=int, help="query photos to time")
+    g.add_argument("--model", help="model spec (default: the shipped demo MANet, else the ImageNet backbone)")
+    g.add_argument("--pooling", choices=POOLING_CHOICES)
+    g.add_argument("--batch-size", type=int, help="our indexing batch size")
+    g.add_argument("--workers", type=int, help="our decoding threads")
+
+
+def _ann_args(p: argparse.ArgumentParser, queries_flag: str = "--queries") -> None:
+    g = p.add_argument_group("approximate search")
+    g.add_argument("--sizes", help="catalog sizes, e.g. 100000,500000")
+    g.add_argument("--dim", type=int, help="vector dimension (EfficientNet-Lite0: 1280)")
+    g.add_argument(queries_flag, dest="ann_queries", type=int, help="queries for recall and batched throughput")
+    g.add_argument("--latency-queries", type=int, help="queries timed one at a time")
+    g.add_argument("--types", help="index types to compare, e.g. flat,ivf,hnsw,pq (flat is always included)")
+    g.add_argument("--threads", type=int, help="faiss threads for building and batched search "
+                   "(default: all cores)")
+
+
+def _build_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("a real catalog build")
+    g.add_argument("--images", type=int, help="catalog images to index")
+    g.add_argument("--data", help="a folder made by `demo generate` to take the images from "
+                   "(default: generate them under --out/build-work, kept for the next run)")
+    g.add_argument("--model", help="model spec (default: the shipped demo MANet, else the ImageNet backbone)")
+    g.add_argument("--pooling", choices=POOLING_CHOICES)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--workers", type=int, help="decoding threads (and generating processes)")
+    g.add_argument("--interval", type=float, help="seconds between memory samples")
+    g.add_argument("--keep-index", action="store_true", help="keep the built index in --out/build-work/index")
+
+
+def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
+    p.add_argument("--out", default=DEFAULT_OUT, help="folder for <name>.json, <name>.md and cached work "
+                   "(default %(default)s)")
+    p.add_argument("--seed", type=int)
+    if device:
+        p.add_argument("--device", help="auto (the default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `bench accuracy|speed|ann|build|all` to the top-level sub-commands."""
+    bench = add_command(subparsers, "bench", help="benchmarks: the paper's accuracy tables, speed, ANN indexes")
+    sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+
+    p = add_command(sub, "accuracy", help="Tables A1-A3 (classification accuracy, pooling and pipeline MAP@7) "
+                       "on generated demo data")
+    _accuracy_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_bench, benches=("accuracy",))
+
+    p = add_command(sub, "speed", help="catalog indexing images/s and query latency, against a naive baseline")
+    _speed_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_bench, benches=("speed",))
+
+    p = add_command(sub, "ann", help="flat / IVF / HNSW / PQ: latency, recall@7 and memory on synthetic vectors")
+    _ann_args(p)
+    _common(p, device=False)
+    p.set_defaults(func=cmd_bench, benches=("ann",))
+
+    p = add_command(sub, "build", help="peak and sampled memory of a real `catalog build` of generated demo images "
+                       "(default 100,000)")
+    _build_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_bench, benches=("build",))
+
+    p = add_command(sub, "all", help="accuracy, speed and ann one after another")
+    _accuracy_args(p)
+    _speed_args(p)
+    _ann_args(p, queries_flag="--ann-queries")
+    _common(p)
+    p.set_defaults(func=cmd_bench, benches=("accuracy", "speed", "ann"))
+
+
+def _given(**values):
+    """The options given on the command line (None = left out: the settings' default applies)."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _settings(args: argparse.Namespace, name: str):
+    """The settings of bench `name` from the options given."""
+    common = {"seed": args.seed}
+    if name == "accuracy":
+        from ..evaluation.bench import AccuracySettings
+
+        return AccuracySettings(**_given(
+            products=args.products, eval_products=args.eval_products, iterations=args.iterations,
+            stage1_iterations=args.stage1_iterations, batch_size=args.train_batch_size, input_size=args.input_size,
+            backbone=args.backbone, qe=args.qe, workers=args.train_workers, device=args.device,
+            amp=False if args.fp32 else None, **common))
+    if name == "build":
+        from ..evaluation.bench import BuildSettings
+
+        return BuildSettings(**_given(
+            images=args.images, data=args.data, model=args.model, pooling=args.pooling, batch_size=args.batch_size,
+            workers=args.workers, device=args.device, interval_s=args.interval,
+            keep_index=args.keep_index or None, **common))
+    if name == "speed":
+        from ..evaluation.bench import SpeedSettings
+
+        return SpeedSettings(**_given(
+            catalog_size=args.catalog_size, queries=args.queries, device=args.device, model=args.model,
+            pooling=args.pooling, batch_size=args.batch_size, workers=args.workers, **common))
+    from ..evaluation.bench import AnnSettings, parse_sizes
+
+    types = None if args.types is None else tuple(t.strip() for t in args.types.split(",") if t.strip())
+    return AnnSettings(**_given(
+        sizes=None if args.sizes is None else parse_sizes(args.sizes), dim=args.dim, queries=args.ann_queries,
+        latency_queries=args.latency_queries, types=types, threads=args.threads, **common))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benches asked for; each writes <name>.json and <name>.md to --out and prints its tables."""
+    from ..evaluation import bench
+    from ..evaluation.bench import run_build_bench
+    from .progress import progress_bar
+
+    runners = {"accuracy": bench.run_accuracy_bench, "speed": bench.run_speed_bench, "ann": bench.run_ann_bench,
+               "build": run_build_bench}
+    command = bench.command_line()
+
+    def echo(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    for name in args.benches:
+        # The ANN bench can run for many minutes at 500K vectors: keep its finished rows on disk as it goes.
+        extra = {"partial": lambda report: bench.write_report(report, args.out)} if name == "ann" else {}
+        with progress_bar(not args.quiet) as job:
+            result = runners[name](args.out, _settings(args, name), job=job, echo=echo, command=command, **extra)
+        json_path, md_path = bench.write_report(result, args.out)
+        print(result.to_markdown())
+        print(f"Written {json_path} and {md_path}", flush=True)
+    return 0

@@ -1,0 +1,83 @@
+"""`beauty-app demo [generate]`: the demo (synthetic catalog, index, a sample search) and its data."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .common import add_command, add_device_option, device_of
+from .progress import progress_bar
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `demo` and `demo generate` to the top-level sub-commands."""
+    demo = add_command(subparsers, "demo", help="the demo: synthetic catalog, index and a sample search")
+    demo.add_argument("--workdir", default=None, help="where demo data and index live (default: user cache)")
+    demo.add_argument("--headless", action="store_true", help="print the sample search instead of opening a window")
+    demo.add_argument("--products", type=int, default=60)
+    demo.add_argument("--model", default=None, help="model spec (default: the shipped demo checkpoint)")
+    demo.add_argument("--screenshot", default=None, metavar="PNG",
+                      help="save the window after the first search as PNG and quit (timing and docs)")
+    add_device_option(demo)
+    demo.set_defaults(func=cmd_demo)
+    actions = demo.add_subparsers(dest="demo_command", metavar="ACTION")
+
+    generate = add_command(actions, "generate", help="write a synthetic beauty-product catalog, queries and truth")
+    generate.add_argument("--out", required=True)
+    generate.add_argument("--products", type=int, default=60)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--size", type=int, default=256, help="image side in pixels")
+    generate.add_argument("--workers", type=int, default=1)
+    generate.set_defaults(func=cmd_demo_generate)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Prepare the demo; headless prints the sample search, otherwise the window opens on it."""
+    from ..demo.runner import prepare_demo
+    from ..retrieval.search import SearchSession
+
+    started = time.perf_counter()
+    device = device_of(args)
+    with progress_bar(not args.quiet) as job:
+        setup = prepare_demo(args.workdir, products=args.products, model_spec=args.model, device=device, job=job)
+    if not args.headless:
+        try:
+            from ..gui.app import run_gui
+        except ImportError as exc:  # the window needs PySide6; say so instead of failing
+            print(f"The window is not available ({exc}); showing the sample search here instead.")
+        else:
+            return run_gui(index=setup.index_dir, model=setup.model_spec, queries=[setup.sample_query],
+                           presenter_samples=setup.queries_dir, device=args.device,
+                           screenshot=args.screenshot, started=started)
+    with SearchSession(setup.index_dir, setup.model_spec, device=device) as session:
+        result = session.search_image(setup.sample_query, k=7)
+    relevant = _relevant_to(setup.truth_csv, setup.sample_query.stem)
+    print(f"\nSample query {setup.sample_query.name} (relevant catalog images: {', '.join(relevant)})")
+    if result.analysis.top_classes:
+        print("  predicted: " + ", ".join(f"{n} {p:.0%}" for n, p in result.analysis.top_classes))
+    for hit in result.hits:
+        mark = "*" if hit.id in relevant else " "
+        print(f" {mark}{hit.rank}. {hit.score:.3f} {hit.id}  {hit.description[:72]}")
+    print(f"(* = the same product; ready in {time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _relevant_to(truth_csv: Path, query_id: str) -> list[str]:
+    from ..challenge_files import read_truth
+
+    return read_truth(truth_csv).get(query_id, [])
+
+
+def cmd_demo_generate(args: argparse.Namespace) -> int:
+    """Write a synthetic catalog, query photos and a truth file."""
+    from ..demo.products import generate_demo
+
+    with progress_bar(not args.quiet) as job:
+        dataset = generate_demo(args.out, n_products=args.products, seed=args.seed, image_size=args.size,
+                                workers=args.workers,
+                                progress=lambda done, total: job.report("generate", done, total))
+    print(f"Wrote {dataset.n_catalog} catalog images of {dataset.n_products} products and {dataset.n_queries} "
+          f"query photos to {dataset.root}")
+    print(f"  catalog: {dataset.catalog_csv}\n  queries: {dataset.queries_dir}\n  truth:   {dataset.truth_csv}")
+    return 0
