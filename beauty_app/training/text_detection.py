@@ -14,10 +14,11 @@ When either is missing, :func:`available` is False and callers keep the OpenCV h
 
 The pipeline is PP-OCR's own, kept short:
 
-* preprocess: BGR channel order (Paddle's training order), the shorter side scaled to
-  ``limit_side`` (736, PP-OCR's ``limit_type: min``) with the longer side capped at ``max_side``
-  (so a 12-Mpixel phone photo costs what a 1-Mpixel one does), both rounded to multiples of 32
-  (the network's stride), ``(x / 255 - 0.5) / 0.5``;
+* preprocess: BGR channel order (Paddle's training order), a shorter side below ``limit_side``
+  enlarged to it (736, PP-OCR's ``limit_type: min``), a longer side above ``max_side`` (2000,
+  rapidocr's ``max_side_len``) reduced to it, both rounded to multiples of 32 (the network's
+  stride), ``(x / 255 - 0.5) / 0.5``; callers bound CPU time by what they pass in (the app's maps
+  and the bench use photos decoded at 1024 px);
 * the network gives a text probability map at the input resolution;
 * DB post-processing: threshold 0.3, a 2x2 dilation, external contours (cv2), each contour's
   minimum-area rectangle scored by the mean probability inside it (kept from 0.5), then "unclipped"
@@ -48,7 +49,7 @@ _MODEL_FILE = Path("models") / "ch_PP-OCRv4_det_infer.onnx"
 
 #: PP-OCR's detection defaults (rapidocr's config.yaml, PaddleOCR's det_db_* options).
 LIMIT_SIDE = 736
-MAX_SIDE = 1536
+MAX_SIDE = 2000
 BINARY_THRESHOLD = 0.3
 BOX_THRESHOLD = 0.5
 UNCLIP_RATIO = 1.6
@@ -122,9 +123,9 @@ class TextDetection:
 
 
 def _input_size(height: int, width: int, limit_side: int, max_side: int) -> tuple[int, int]:
-    """Network input (height, width): shorter side to ``limit_side``, longer capped, multiples of 32."""
-    ratio = limit_side / min(height, width)
-    ratio = min(ratio, max_side / max(height, width))
+    """Network input (height, width): shorter side at least ``limit_side``, longer at most ``max_side``, x32."""
+    ratio = max(1.0, limit_side / min(height, width))  # PP-OCR enlarges small images, never shrinks large ones...
+    ratio = min(ratio, max_side / max(height, width))  # ...up to its overall size limit
     return (max(32, int(round(height * ratio / 32)) * 32),
             max(32, int(round(width * ratio / 32)) * 32))
 
@@ -149,7 +150,7 @@ def _box_score(probability: np.ndarray, corners: np.ndarray) -> float:
     x0, y0 = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, (w - 1, h - 1))
     x1, y1 = np.clip(np.ceil(corners.max(axis=0)).astype(int), 0, (w - 1, h - 1))
     inside = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
-    cv2.fillPoly(inside, [np.round(corners - (x0, y0)).astype(np.int32)], 1)
+    cv2.fillPoly(inside, [(corners - (x0, y0)).astype(np.int32)], 1)  # truncated, as PP-OCR does
     return float(cv2.mean(probability[y0:y1 + 1, x0:x1 + 1], inside)[0])
 
 
@@ -189,6 +190,8 @@ def boxes_from_probability(probability: np.ndarray, *, threshold: float = BINARY
         corners = corners * np.array(scale, np.float32)
         corners[:, 0] = corners[:, 0].clip(0, width)
         corners[:, 1] = corners[:, 1].clip(0, height)
+        if min(np.linalg.norm(corners[0] - corners[1]), np.linalg.norm(corners[0] - corners[3])) < _MIN_BOX_SIDE + 1:
+            continue  # a sliver in image pixels (PP-OCR drops these after scaling too)
         boxes.append(TextBox(corners, score))
     return boxes
 
@@ -198,8 +201,8 @@ class TextDetector:
 
     Args:
         model: the ONNX file (default :func:`model_path`).
-        limit_side: the shorter side of the network input (PP-OCR: 736).
-        max_side: the longest the longer side may become (bounds CPU time on large photos).
+        limit_side: a shorter side below this is enlarged to it (PP-OCR: 736).
+        max_side: a longer side above this is reduced to it (bounds CPU time on large photos).
         threads: onnxruntime intra-op threads (0: its default, all cores).
 
     Raises:

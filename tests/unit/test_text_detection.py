@@ -82,10 +82,11 @@ def test_missing_model_is_reported_and_not_available(monkeypatch, tmp_path):
         td.TextDetector()
 
 
-def test_input_size_is_a_multiple_of_32_with_the_shorter_side_near_the_limit():
-    assert td._input_size(100, 200, 736, 1536) == (736, 1472)
-    h, w = td._input_size(4032, 3024, 736, 1536)
-    assert h % 32 == 0 and w % 32 == 0 and max(h, w) <= 1536 + 16
+def test_input_size_enlarges_small_images_keeps_medium_ones_and_caps_large_ones_in_multiples_of_32():
+    assert td._input_size(100, 200, 736, 2000) == (736, 1472)
+    assert td._input_size(1024, 800, 736, 2000) == (1024, 800)
+    h, w = td._input_size(4032, 3024, 736, 2000)
+    assert h % 32 == 0 and w % 32 == 0 and max(h, w) <= 2000 + 16 and min(h, w) >= 1400
 
 
 def test_post_processing_finds_one_grown_box_per_blob():
