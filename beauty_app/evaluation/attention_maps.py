@@ -175,6 +175,7 @@ class PhotoMaps:
     text_on_products: MapScore | None = None  # text map vs product boxes (text lies on products)
     saliency_peak: float | None = None
     text_peak: float | None = None
+    product_centre: tuple[float, float] | None = None  # centre of the product boxes' union, relative
 
 
 def analyse_photo(extractor, image: Image.Image, product_boxes: Sequence[Box] = (), *,
@@ -209,6 +210,8 @@ def analyse_photo(extractor, image: Image.Image, product_boxes: Sequence[Box] = 
     if analysis.text is not None:
         result.text_peak = float(analysis.text.max())
     if products is not None:
+        union = score_map(products.astype(np.float32), products)
+        result.product_centre = (union.centre_x, union.centre_y)
         result.saliency_centre = score_map(centre, products)
         if analysis.saliency is not None:
             result.saliency = score_map(analysis.saliency, products)
@@ -252,6 +255,24 @@ def summarise_scores(scores: Sequence[MapScore]) -> dict:
     return out
 
 
+def following(photos: Sequence[PhotoMaps]) -> dict:
+    """Does the saliency's centre of mass move with the products? Per axis, the least-squares slope of
+    the map's centre of mass on the product boxes' centre (1: follows them, 0: stays put) and the correlation."""
+    pairs = [(p.product_centre, (p.saliency.centre_x, p.saliency.centre_y)) for p in photos
+             if p.product_centre is not None and p.saliency is not None and math.isfinite(p.saliency.centre_x)]
+    out: dict = {"photos": len(pairs)}
+    for axis, name in enumerate(("x", "y")):
+        product = np.asarray([pc[axis] for pc, _ in pairs])
+        mapped = np.asarray([mc[axis] for _, mc in pairs])
+        if len(pairs) < 3 or product.std() == 0:
+            out[name] = {"slope": math.nan, "correlation": math.nan}
+            continue
+        slope = float(np.polyfit(product, mapped, 1)[0])
+        correlation = float(np.corrcoef(product, mapped)[0, 1]) if mapped.std() > 0 else math.nan
+        out[name] = {"slope": slope, "correlation": correlation}
+    return out
+
+
 def summarise(photos: Sequence[PhotoMaps]) -> dict:
     """The bench's numbers over all photos (see the module docstring for what each one means)."""
     pick = {name: [getattr(p, name) for p in photos if getattr(p, name) is not None]
@@ -262,6 +283,7 @@ def summarise(photos: Sequence[PhotoMaps]) -> dict:
     summary["photos"] = len(photos)
     summary["photos_with_text"] = sum(1 for p in photos if p.text_boxes)
     summary["centre_sigma"] = CENTRE_SIGMA
+    summary["saliency_follows_products"] = following(photos)
     sal, gauss = summary["saliency"]["mass_inside"]["mean"], summary["saliency_centre"]["mass_inside"]["mean"]
     summary["saliency_mass_vs_centre"] = sal / gauss if gauss and math.isfinite(gauss) else math.nan
     return summary
@@ -293,6 +315,11 @@ def format_summary(summary: Mapping) -> str:
     if com["x"]:
         lines.append("saliency centre of mass: x {:.2f}..{:.2f} (sd {:.2f}), y {:.2f}..{:.2f} (sd {:.2f})".format(
             com["x"]["min"], com["x"]["max"], com["x"]["sd"], com["y"]["min"], com["y"]["max"], com["y"]["sd"]))
+    follow = summary["saliency_follows_products"]
+    lines.append("saliency centre of mass vs product centre ({} photos): slope x {:.2f} (r {:.2f}), "
+                 "y {:.2f} (r {:.2f}); 1 follows the product, 0 stays put".format(
+                     follow["photos"], follow["x"]["slope"], follow["x"]["correlation"],
+                     follow["y"]["slope"], follow["y"]["correlation"]))
     lines.append(f"map peaks: saliency {_fmt(summary['saliency_peak'])}, text {_fmt(summary['text_peak'])}")
     return "\n".join(lines)
 
@@ -447,10 +474,11 @@ def _per_photo_csv(photos: Sequence[PhotoMaps]) -> str:
     fields = [f.name for f in MapScore.__dataclass_fields__.values()]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["photo", "width", "height", "product_boxes", "text_boxes", "saliency_peak", "text_peak"]
-                    + [f"{m}.{f}" for m in maps for f in fields])
+    writer.writerow(["photo", "width", "height", "product_boxes", "text_boxes", "saliency_peak", "text_peak",
+                     "product_centre_x", "product_centre_y"] + [f"{m}.{f}" for m in maps for f in fields])
     for p in photos:
-        row = [p.photo, p.size[0], p.size[1], p.product_boxes, p.text_boxes, p.saliency_peak, p.text_peak]
+        row = [p.photo, p.size[0], p.size[1], p.product_boxes, p.text_boxes, p.saliency_peak, p.text_peak,
+               *(p.product_centre or (None, None))]
         for m in maps:
             score = getattr(p, m)
             row += [asdict(score)[f] if score is not None else "" for f in fields]

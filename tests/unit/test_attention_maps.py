@@ -89,6 +89,20 @@ def test_summary_means_and_standard_errors():
     assert s["centre_of_mass"]["y"]["max"] == pytest.approx(0.7)
 
 
+def _photo_with(product_centre, saliency_centre):
+    score = am.MapScore(0.5, 0.2, 2.5, True, 1.0, *saliency_centre)
+    return am.PhotoMaps("p.jpg", (10, 10), 1, 0, saliency=score, product_centre=product_centre)
+
+
+def test_a_map_that_moves_with_the_product_has_slope_one_and_a_fixed_one_slope_zero():
+    centres = [(0.2, 0.3), (0.5, 0.5), (0.8, 0.6), (0.35, 0.7)]
+    moving = am.following([_photo_with(c, c) for c in centres])
+    assert moving["photos"] == 4
+    assert moving["x"]["slope"] == pytest.approx(1.0) and moving["y"]["correlation"] == pytest.approx(1.0)
+    fixed = am.following([_photo_with(c, (0.5, 0.5)) for c in centres])
+    assert fixed["x"]["slope"] == pytest.approx(0.0, abs=1e-9) and fixed["y"]["slope"] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_read_boxes_and_its_errors(tmp_path):
     good = tmp_path / "boxes.csv"
     good.write_text("photo,x0,y0,x1,y1\na.jpg,0.1,0.2,0.3,0.4\na.jpg,0.5,0.5,1,1\nb.jpg,0,0,1,1\n")
@@ -149,6 +163,7 @@ def test_the_bench_scores_the_apps_maps_and_writes_its_files(tmp_path, tiny_chec
     inside = am.box_mask(boxes["wide.jpg"], wide.size)
     assert wide.saliency.mass_inside == pytest.approx(am.score_map(analysis.saliency, inside).mass_inside, abs=1e-4)
     assert wide.saliency_peak == pytest.approx(float(analysis.saliency.max()), abs=1e-4)
+    assert wide.product_centre == (pytest.approx(0.3, abs=0.01), pytest.approx(0.5, abs=0.01))
 
     summary = json.loads(result.files["summary"].read_text())
     assert summary["photos"] == 2 and summary["saliency"]["photos"] == 1 and summary["text"]["photos"] == 2
