@@ -74,10 +74,22 @@ def model_path() -> Path | None:
     return None
 
 
+@lru_cache(maxsize=1)
+def _onnxruntime_problem() -> str:
+    """Empty when onnxruntime imports; otherwise why not (a broken install counts as missing)."""
+    try:
+        import onnxruntime  # noqa: F401 - the optional extra
+    except ImportError:
+        return "onnxruntime is not installed (pip install 'beauty_app[ocr]')."
+    except Exception as exc:  # noqa: BLE001 - a wheel that cannot load its native library
+        return f"onnxruntime cannot be loaded ({exc})."
+    return ""
+
+
 def unavailable_reason() -> str:
     """Why the detector cannot run, in one sentence; empty when it can."""
-    if importlib.util.find_spec("onnxruntime") is None:
-        return "onnxruntime is not installed (pip install 'beauty_app[ocr]')."
+    if _onnxruntime_problem():
+        return _onnxruntime_problem()
     if model_path() is None:
         if os.environ.get(MODEL_ENV):
             return f"The text detection model named by {MODEL_ENV} does not exist."
@@ -212,7 +224,7 @@ class TextDetector:
     def __init__(self, model: str | os.PathLike[str] | None = None, *, limit_side: int = LIMIT_SIDE,
                  max_side: int = MAX_SIDE, threads: int = 0):
         reason = unavailable_reason()
-        if reason and not (model and importlib.util.find_spec("onnxruntime")):
+        if reason and not (model and not _onnxruntime_problem()):
             raise RuntimeError(reason)
         import onnxruntime as ort  # the optional extra: imported only when a detector is built
 

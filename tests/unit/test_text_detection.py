@@ -45,6 +45,9 @@ def test_detector_boxes_cover_the_drawn_words_and_hold_the_probability_mass():
     # and the boxes are text lines, not the whole label
     assert detected.mean() < 2.5 * sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in words) / detected.size
 
+    mask = td.text_mask(image)  # the drop-in for masks.estimate_text_mask: same dtype and values
+    assert mask.shape == image.shape[:2] and mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
+
     word_area = np.zeros(image.shape[:2], bool)
     for x0, y0, x1, y1 in words:
         word_area[max(0, y0 - 8):y1 + 8, max(0, x0 - 8):x1 + 8] = True
