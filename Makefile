@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# Only the PP-OCR text detection model file is used from this wheel (see training/text_detection.py);
+	@# its declared dependencies (the non-headless opencv-python among them) are left out on purpose.
+	$(PY) -m pip install --quiet --no-deps --ignore-requires-python 'rapidocr-onnxruntime==1.4.4'
 	@touch $(STAMP)
 
 setup: $(STAMP)
