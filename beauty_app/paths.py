@@ -31,7 +31,7 @@ def model_store_dir() -> Path:
 
 def demo_checkpoint() -> Path:
     """The shipped demo MANet checkpoint (see model_store/README.md for how it was made)."""
-    return model_store_dir() / "demo_manet.pt"
+    return model_store_dir() / "demo_manet.safetensors"
 
 
 def cache_dir() -> Path:
