@@ -9,7 +9,12 @@ mapped packages beside the ones it discovers, hence this file.
 
 from setuptools import find_packages, setup
 
-SHIPPED_DATA = {"beauty_app.resources": "resources", "beauty_app.model_store": "model_store"}
+# Every folder holding data is a package of its own; setuptools warns about data in a folder that is not.
+SHIPPED_DATA = {
+    "beauty_app.resources": "resources",
+    "beauty_app.resources.icons": "resources/icons",
+    "beauty_app.model_store": "model_store",
+}
 
 setup(
     packages=[*find_packages(include=["beauty_app", "beauty_app.*"]), *SHIPPED_DATA],

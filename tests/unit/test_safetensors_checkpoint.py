@@ -159,3 +159,31 @@ def test_conversion_command(tmp_path, capsys):
     assert read_checkpoint(tmp_path / "new.safetensors")["backbone"] == "tiny"
     assert main([str(old), str(tmp_path / "new.pt")]) == 2
     assert "must be named *.safetensors" in capsys.readouterr().err
+
+
+def test_training_writes_safetensors_and_resumes_from_a_torch_state(tmp_path):
+    from beauty_app.demo.products import generate_demo
+    from beauty_app.training.config import TrainConfig
+    from beauty_app.training.mining import mine_dataset
+    from beauty_app.training.trainer import Interrupted, resume_path_for, train
+
+    assert TrainConfig().out.endswith(".safetensors")
+    demo = generate_demo(tmp_path / "demo", n_products=12, seed=5, image_size=96)
+    mined = mine_dataset(demo.catalog_csv, tmp_path / "mined", min_images=2, workers=1)
+    out = tmp_path / "m.safetensors"
+    config = TrainConfig(data=str(mined.root), out=str(out), backbone="tiny", pretrained=False, iterations=3,
+                         stage1_iterations=2, batch_size=4, input_size=64, workers=0, checkpoint_every=1,
+                         device="cpu")
+    steps = {"n": 0}
+
+    def stop_in_stage_two() -> bool:
+        steps["n"] += 1
+        return steps["n"] > 3
+
+    with pytest.raises(Interrupted) as info:
+        train(config, should_stop=stop_in_stage_two)
+    assert info.value.resume_path == resume_path_for(out) and not out.exists()
+    assert info.value.resume_path.read_bytes()[:2] == b"PK"  # torch.save's zip: optimizer state and all
+    result = train(config, resume=True)
+    assert result.checkpoint == out and out.read_bytes()[8:9] == b"{"
+    assert read_checkpoint(out)["class_names"] == mined.classes and load_model(str(out)).has_saliency

@@ -48,8 +48,13 @@ def test_bundle_and_environment_overrides(no_overrides, monkeypatch, tmp_path):
 def test_every_shipped_file_is_declared_as_package_data():
     """A file added to resources/ or model_store/ must also be listed, or the wheel goes without it."""
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    for package, folder in (("beauty_app.resources", "resources"), ("beauty_app.model_store", "model_store")):
-        shipped = {p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    packages = {"beauty_app.resources": "resources", "beauty_app.resources.icons": "resources/icons",
+                "beauty_app.model_store": "model_store"}
+    folders = {ROOT / folder for folder in packages.values()}
+    assert {p for top in ("resources", "model_store") for p in [ROOT / top, *(ROOT / top).rglob("*")]
+            if p.is_dir() and p.name != "__pycache__"} == folders, "a new data folder needs its package in setup.py"
+    for package, folder in packages.items():
+        shipped = {p for p in (ROOT / folder).iterdir() if p.is_file()}
         covered = {p for pattern in declared[package] for p in (ROOT / folder).glob(pattern)}
         assert shipped == covered, f"not in [tool.setuptools.package-data] {package}: {shipped - covered}"
 
