@@ -7,7 +7,7 @@ STAMP := $(VENV)/.beautylens-installed
 
 .PHONY: setup demo demo-headless test test-all lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -1,9 +1,10 @@
 """The one image loader used for catalog images and query photos.
 
 Every picture that enters the app goes through :func:`load_image`, which turns whatever the user
-dropped (phone photo with EXIF rotation, CMYK print JPEG, 16-bit PNG, transparent product cut-out,
-animated GIF) into a plain 8-bit RGB image of bounded size, or raises :class:`ImageLoadError` with
-one sentence naming the file and the reason. PIL's global settings are never changed here.
+dropped (phone photo with EXIF rotation, iPhone HEIC, AVIF, CMYK print JPEG, 16-bit PNG, transparent
+product cut-out, animated GIF) into a plain 8-bit RGB image of bounded size, or raises
+:class:`ImageLoadError` with one sentence naming the file and the reason. PIL's global settings are
+never changed here; the one global step is registering pi-heif's HEIF opener with PIL, on first use.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ if TYPE_CHECKING:  # torch is imported lazily: the CLI's quick commands should n
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 )
 """File extensions (lower case, with the dot) that catalogs and file dialogs treat as images."""
 
 UNSUPPORTED_IMAGE_EXTENSIONS: dict[str, str] = {
-    ".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".jxl": "JPEG XL", ".jp2": "JPEG 2000",
+    ".jxl": "JPEG XL", ".jp2": "JPEG 2000",
     ".svg": "SVG", ".psd": "Photoshop PSD", ".dng": "camera raw", ".cr2": "camera raw", ".nef": "camera raw",
     ".arw": "camera raw",
 }
@@ -54,8 +55,9 @@ WHITE: tuple[int, int, int] = (255, 255, 255)
 
 # Only the formats behind IMAGE_EXTENSIONS (plus DIB, BMP's headerless twin; camera MPO files come
 # through the JPEG opener) are decoded. Restricting PIL's format probing also keeps plugins such as
-# EPS, which shells out to Ghostscript, away from files a user drops on the app.
-_ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "DIB", "GIF", "TIFF")
+# EPS, which shells out to Ghostscript, away from files a user drops on the app. HEIF (HEIC, the
+# iPhone's default) is pi-heif's opener; AVIF is Pillow's own (its wheels carry libavif from 11.3).
+_ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "DIB", "GIF", "TIFF", "HEIF", "AVIF")
 
 # Magic numbers of formats people commonly try; used only to word the error message.
 _HEIF_BRANDS: dict[bytes, str] = {
@@ -70,6 +72,8 @@ _HEIF_BRANDS: dict[bytes, str] = {
     b"avif": "AVIF",
     b"avis": "AVIF",
 }
+# Sniffed names of formats that the loader does decode, with the PIL format that opens them.
+_DECODABLE_CONTAINERS: dict[str, str] = {"HEIC": "HEIF", "HEIF": "HEIF", "AVIF": "AVIF"}
 _MAGIC_FORMATS: tuple[tuple[bytes, str], ...] = (
     (b"%PDF", "PDF"),
     (b"%!PS", "PostScript"),
@@ -170,9 +174,21 @@ def _os_reason(exc: OSError) -> str:
 
 @functools.cache
 def _open_formats() -> tuple[str, ...]:
+    _register_heif()
     # Image.open raises KeyError for a listed format whose plugin this PIL build lacks.
     Image.init()
     return tuple(fmt for fmt in _ALLOWED_FORMATS if fmt in Image.OPEN)
+
+
+def _register_heif() -> None:
+    """Let PIL open HEIC/HEIF through pi-heif (decoder only; libheif applies the rotation itself)."""
+    try:
+        import pi_heif
+    except ImportError:  # a dependency; without it HEIC files are reported as unsupported
+        logger.warning("pi-heif is not installed: HEIC/HEIF photos cannot be opened")
+        return
+    # Phone HEICs carry thumbnails and depth maps that a search never uses; don't decode them.
+    pi_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 
 def _decode(stream: io.BufferedIOBase | io.BytesIO, label: str, max_side: int | None) -> Image.Image:
@@ -315,6 +331,8 @@ def _describe_unknown(stream: io.BufferedIOBase | io.BytesIO) -> str:
     except (OSError, ValueError):  # only used for wording; a closed or odd stream reads as empty
         head = b""
     fmt = _sniff_format(head)
+    if fmt in _DECODABLE_CONTAINERS and _DECODABLE_CONTAINERS[fmt] in _open_formats():
+        return f"is an unreadable {fmt} file (damaged, or a kind of {fmt} this app cannot decode)"
     if fmt:
         return f"is in an unsupported image format ({fmt}); convert it to JPEG or PNG first"
     if head and _looks_like_text(head):

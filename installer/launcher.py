@@ -9,7 +9,6 @@ PyInstaller analysis (torch is slow to analyse) and one shared library folder.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 from pathlib import Path
 
@@ -19,19 +18,18 @@ GUI_NAMES = {"beautylens"}
 def _arguments(executable: str, argv: list[str]) -> list[str]:
     if Path(executable).stem.lower() not in GUI_NAMES:
         return argv
-    if argv and argv[0].startswith("-") and argv[0] not in ("--index", "--model", "--device"):
-        return argv  # --self-test, --version, --help: the same meaning as for beauty-app
-    return ["gui", *argv]
+    from beauty_app.launcher import gui_arguments  # the same mapping as pip's `beautylens` gui-script
+
+    return gui_arguments(argv)
 
 
 def main() -> int:
     # Worker processes of a frozen app re-run this executable; this hands them to multiprocessing.
     multiprocessing.freeze_support()
-    # A windowed executable (Windows, macOS) has no console: sys.stdout/stderr are None, and the first
-    # print or log line would raise. The window logs to a file in the user's log folder instead.
-    for stream in ("stdout", "stderr"):
-        if getattr(sys, stream) is None:
-            setattr(sys, stream, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - lives as long as the app
+    # A windowed executable (Windows, macOS) has no console: sys.stdout/stderr are None.
+    from beauty_app.launcher import ensure_streams
+
+    ensure_streams()
     from beauty_app.cli import main as cli_main
 
     return cli_main(_arguments(sys.executable, sys.argv[1:]))

@@ -51,7 +51,7 @@ def make_tiny_checkpoint(path: Path, classes=("lipstick", "perfume", "razor"), a
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny.pt")
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="session")

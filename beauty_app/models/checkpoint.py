@@ -1,23 +1,35 @@
 """Self-describing MANet checkpoints and model spec strings.
 
-A checkpoint is a plain dict of tensors and primitive values (loadable with
-``torch.load(weights_only=True)``, so a file carrying pickled code is refused, never run). It holds
-everything needed to rebuild and use the model: backbone, attention branches, classes, input size,
-normalisation, feature dimension, training config, metrics and library versions.
+A checkpoint holds everything needed to rebuild and use the model: backbone, attention branches,
+classes, input size, normalisation, feature dimension, training config, metrics and library versions.
+It is stored in one of two containers, chosen by the file name and recognised by content:
+
+- ``.safetensors`` (what trained and shipped models are saved as): the weights as safetensors, the
+  description in the header's string metadata (strings as they are, everything else JSON-encoded).
+  Reading it never unpickles anything.
+- any other name (``.pt``, and the ``<out>.resume`` state of an interrupted training run, which also
+  carries optimizer state): a plain dict saved with ``torch.save`` and read with
+  ``torch.load(weights_only=True)``, so a file carrying pickled code is refused, never run. Models
+  saved as ``.pt`` by earlier versions keep loading this way.
+
+``python -m beauty_app.models.checkpoint OLD.pt [NEW.safetensors]`` converts a ``.pt`` model.
 
 Model specs name a model on the command line and in index metadata:
-- a path to a checkpoint file (``model_store/demo.pt``);
+- a path to a checkpoint file (``model_store/demo_manet.safetensors``);
 - ``imagenet:<backbone>``: the off-the-shelf ImageNet backbone, no attention, no classifier.
 """
 
 from __future__ import annotations
 
+import argparse
 import glob
 import hashlib
+import json
 import logging
 import os
 import pickle
 import platform
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +46,13 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "beautylens-manet"
 CHECKPOINT_VERSION = 1
 IMAGENET_PREFIX = "imagenet:"
+MODEL_SUFFIX = ".safetensors"
+"""The file name ending under which models are saved and shipped (weights without pickles)."""
+CHECKPOINT_SUFFIXES = (MODEL_SUFFIX, ".pt", ".pth")
+"""Endings a model file may have: safetensors, or a ``torch.save`` file of an earlier version."""
+
+# Metadata fields stored as plain strings in a safetensors header; every other field is JSON.
+_TEXT_FIELDS = frozenset({"format", "arch", "backbone"})
 
 
 @dataclass
@@ -92,10 +111,13 @@ def save_checkpoint(
 ) -> Path:
     """Write a self-describing checkpoint atomically (a crash never leaves a half-written file).
 
+    A ``.safetensors`` path gets the safetensors container (what models are saved and shipped as);
+    any other name a ``torch.save`` file, readable with ``weights_only=True``.
+
     Args:
-        extra: more weights_only-safe state (e.g. optimizer state and iteration for resuming).
+        extra: more weights_only-safe state (e.g. optimizer state and iteration for resuming); only
+            for a ``torch.save`` file, such as the ``<out>.resume`` state of a training run.
     """
-    path = Path(path)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -116,13 +138,40 @@ def save_checkpoint(
     }
     if extra:
         payload["extra"] = extra
+    return _write_payload(Path(path), payload)
+
+
+def _is_safetensors_name(path: Path) -> bool:
+    return path.suffix.lower() == MODEL_SUFFIX
+
+
+def _safetensors_bytes(payload: dict) -> bytes:
+    """Encode a checkpoint dict as safetensors: weights as tensors, the rest as header metadata."""
+    from safetensors.torch import save
+
+    if "extra" in payload:
+        # Optimizer state is nested Python data, which safetensors cannot hold; resume states are .pt.
+        raise ValueError("Resumable training state cannot be saved as safetensors; give it a .pt name.")
+    metadata = {key: value if key in _TEXT_FIELDS else json.dumps(value, sort_keys=True)
+                for key, value in payload.items() if key != "state_dict"}
+    # safetensors refuses tensors that share memory (views of one buffer); private copies never do.
+    tensors = {key: value.detach().to("cpu", copy=True).contiguous() for key, value in payload["state_dict"].items()}
+    return save(tensors, metadata=metadata)
+
+
+def _write_payload(path: Path, payload: dict) -> Path:
+    """Write a checkpoint dict atomically (a crash never leaves a half-written file)."""
+    data = _safetensors_bytes(payload) if _is_safetensors_name(path) else None
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_temporaries(path)
     # The pid in the name tells a later save whether the writer of a leftover temp file is gone.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
+            if data is None:
+                torch.save(payload, handle)
+            else:
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp creates 0600 files; give the checkpoint the permissions a normal file would get.
@@ -154,12 +203,63 @@ def _remove_dead_temporaries(path: Path) -> None:
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint dict safely (weights_only) and check that it is one of ours."""
+    """Load a checkpoint dict safely (safetensors, or a weights_only torch file) and check it is ours."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"Model checkpoint {path} does not exist.")
+    payload = _read_safetensors(path) if _looks_like_safetensors(path) else _read_torch_file(path)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{path.name} is not a BeautyLens MANet checkpoint.")
+    if not isinstance(payload.get("format_version", 0), int) or payload.get("format_version", 0) > CHECKPOINT_VERSION:
+        raise ModelError(f"{path.name} was written by a newer BeautyLens; update the app to load it.")
+    if payload.get("backbone") not in BACKBONES:
+        raise ModelError(f"{path.name} uses an unknown backbone {payload.get('backbone')!r}.")
+    return payload
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """True when the file starts like safetensors: a little-endian header length, then a JSON object.
+
+    Decided by content, not by name, so a renamed file is still read with the right (safe) reader.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    header_length = int.from_bytes(head[:8], "little")
+    return 0 < header_length <= path.stat().st_size - 8
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors import SafetensorError, safe_open
+
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            state_dict = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"Checkpoint {path.name} is not a readable safetensors model file ({exc}).") from exc
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise ModelError(f"{path.name} is not a BeautyLens MANet checkpoint (its safetensors metadata does not "
+                         f"describe one).")
+    payload: dict = {}
+    for key, text in metadata.items():
+        if key in _TEXT_FIELDS:
+            payload[key] = text
+            continue
+        try:
+            payload[key] = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"Checkpoint {path.name} has an unreadable metadata field {key!r}.") from exc
+    payload["state_dict"] = state_dict
+    return payload
+
+
+def _read_torch_file(path: Path) -> dict:
+    try:
+        # Through a file handle: torch.load picks a reader by the file's name, the name may lie.
+        with open(path, "rb") as handle:
+            return torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only loading stops at the first thing that is not a tensor or plain value, so
         # neither a corrupt file nor one carrying code (a pickled callable) ever gets to run.
@@ -169,13 +269,30 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         ) from exc
     except Exception as exc:  # noqa: BLE001 - any decode failure is a user-facing bad file
         raise ModelError(f"Checkpoint {path.name} is not a readable model file ({type(exc).__name__}).") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ModelError(f"{path.name} is not a BeautyLens MANet checkpoint.")
-    if payload.get("format_version", 0) > CHECKPOINT_VERSION:
-        raise ModelError(f"{path.name} was written by a newer BeautyLens; update the app to load it.")
-    if payload.get("backbone") not in BACKBONES:
-        raise ModelError(f"{path.name} uses an unknown backbone {payload.get('backbone')!r}.")
-    return payload
+
+
+def convert_to_safetensors(source: str | os.PathLike, target: str | os.PathLike | None = None) -> Path:
+    """Rewrite a ``torch.save`` model checkpoint (``.pt``) as ``.safetensors`` with the same description.
+
+    The weights and every metadata field are carried over unchanged (the versions stay those it was
+    trained with); resumable training state is not a model and is refused.
+
+    Args:
+        source: the ``.pt`` checkpoint, read with ``weights_only=True``.
+        target: where to write; defaults to ``source`` with the ``.safetensors`` ending.
+
+    Returns:
+        The path written.
+    """
+    source = Path(source)
+    target = Path(target) if target is not None else source.with_suffix(MODEL_SUFFIX)
+    if not _is_safetensors_name(target):
+        raise ModelError(f"The converted model must be named *{MODEL_SUFFIX}, not {target.name}.")
+    payload = read_checkpoint(source)
+    if "extra" in payload:
+        raise ModelError(f"{source.name} is the resumable state of a training run, not a finished model; "
+                         f"finish or resume the run to get a model to convert.")
+    return _write_payload(target, payload)
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
@@ -241,7 +358,28 @@ def load_model(spec: str, *, device: torch.device | str = "cpu", allow_download:
     return bundle
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m beauty_app.models.checkpoint OLD.pt [NEW.safetensors]``: convert a model file."""
+    parser = argparse.ArgumentParser(prog="python -m beauty_app.models.checkpoint",
+                                     description="Convert a .pt MANet checkpoint to .safetensors.")
+    parser.add_argument("source", help="the .pt checkpoint")
+    parser.add_argument("target", nargs="?", help="the .safetensors file (default: beside the source)")
+    args = parser.parse_args(argv)
+    try:
+        written = convert_to_safetensors(args.source, args.target)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(written)
+    return 0
+
+
 __all__ = [
     "ModelBundle", "save_checkpoint", "read_checkpoint", "load_model", "model_from_checkpoint",
-    "file_fingerprint", "parse_attention", "IMAGENET_PREFIX",
+    "file_fingerprint", "parse_attention", "convert_to_safetensors", "IMAGENET_PREFIX", "MODEL_SUFFIX",
+    "CHECKPOINT_SUFFIXES",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,7 @@ class TrainConfig:
     """Every knob of a training run (saved in the checkpoint; defaults are the paper's)."""
 
     data: str = ""
-    out: str = "model_store/manet.pt"
+    out: str = "model_store/manet.safetensors"
     backbone: str = "efficientnet_lite0"
     pretrained: bool = True
     weights: str | None = None  # explicit ImageNet weight file for the backbone

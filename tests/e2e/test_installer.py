@@ -85,7 +85,7 @@ def test_build_script_builds_and_checks_the_bundle(built):
     for name in ("beautylens", "beauty-app"):
         assert os.access(bundle / name, os.X_OK), f"{name} is missing or not executable"
     internal = bundle / "_internal"
-    assert (internal / "model_store" / "demo_manet.pt").is_file()
+    assert (internal / "model_store" / "demo_manet.safetensors").is_file()
     assert (internal / "resources" / "icons" / "beautylens.png").is_file()
     assert (bundle / "beautylens.desktop").is_file() and (bundle / "install-desktop-entry.sh").is_file()
     # The CPU build of torch keeps the bundle small: no CUDA libraries in it.

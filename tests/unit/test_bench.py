@@ -69,9 +69,9 @@ def test_accuracy_bench_fills_the_three_paper_tables(accuracy_run):
 def test_accuracy_bench_rerun_reuses_models_and_indexes(accuracy_run):
     out, settings, first = accuracy_run
     work = out / "accuracy-work"
-    files = list((work / "models").glob("*.pt")) + list((work / "indexes").rglob("catalog.sqlite"))
+    files = list((work / "models").glob("*.safetensors")) + list((work / "indexes").rglob("catalog.sqlite"))
     stamps = {p: p.stat().st_mtime_ns for p in files}
-    assert len([p for p in stamps if p.suffix == ".pt"]) == 6 + 1  # six variants + the untrained stand-in
+    assert len([p for p in stamps if p.suffix == ".safetensors"]) == 6 + 1  # six variants + the untrained stand-in
     assert len([p for p in stamps if p.suffix == ".sqlite"]) == 12  # 5 + 6 poolings (A2) + fine-tuned GAP (A3)
     again = run_accuracy_bench(out, settings)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps

@@ -60,7 +60,8 @@ def _expect_error(path: Path, *words: str) -> str:
 
 
 def test_extensions_are_lowercase_with_dot() -> None:
-    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"} == set(IMAGE_EXTENSIONS)
+    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif",
+            ".avif"} == set(IMAGE_EXTENSIONS)
 
 
 def test_plain_rgb_png_round_trips_exactly(tmp_path: Path) -> None:
@@ -250,10 +251,16 @@ def test_random_binary_is_not_recognised(tmp_path: Path) -> None:
     _expect_error(path, "not a recognised image")
 
 
-def test_fake_heic_is_unsupported(tmp_path: Path) -> None:
+def test_broken_heic_is_named_as_heic(tmp_path: Path) -> None:
     path = tmp_path / "IMG_0001.HEIC.jpg"
     path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200)
-    _expect_error(path, "unsupported", "heic")
+    _expect_error(path, "unreadable heic file", "damaged")
+
+
+def test_jpeg_xl_is_unsupported(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"\x00\x00\x00\x0cJXL \r\n\x87\n" + b"\x00" * 200)
+    _expect_error(path, "unsupported", "jpeg xl")
 
 
 def test_eps_is_never_handed_to_ghostscript(tmp_path: Path) -> None:

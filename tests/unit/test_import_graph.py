@@ -16,7 +16,7 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "beauty_app"
 PYPROJECT = PACKAGE_DIR.parent / "pyproject.toml"
 #: Front ends: allowed to import the core, never imported by it.
-FRONT_ENDS = {"beauty_app.gui", "beauty_app.cli", "beauty_app.__main__"}
+FRONT_ENDS = {"beauty_app.gui", "beauty_app.cli", "beauty_app.__main__", "beauty_app.launcher"}
 
 
 def module_name(path: Path, package_dir: Path = PACKAGE_DIR) -> str:

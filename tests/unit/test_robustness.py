@@ -25,6 +25,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pillow_heif  # writes HEIC test files (pi-heif, which the app uses, only decodes)
 import pytest
 import torch
 from PIL import Image
@@ -120,6 +121,9 @@ def write_corpus(folder: Path, photos: list[Path], outside: Path) -> tuple[set[s
     keep("exif_rotated.jpg", photo, exif=exif.tobytes())
     keep("very_wide_20000x10.png", photo.resize((20000, 10)))
     keep("tiff_lzw.tif", photo, compression="tiff_lzw")
+    keep("phone_avif.avif", photo, exif=exif.tobytes(), quality=80)
+    pillow_heif.from_pillow(photo).save(folder / "iphone_heic.heic", exif=exif.tobytes(), quality=80)
+    good.add("iphone_heic")
 
     # Bad: each must be skipped with a reason that says why.
     jpeg_bytes = photos[1].read_bytes()
@@ -145,9 +149,11 @@ def write_corpus(folder: Path, photos: list[Path], outside: Path) -> tuple[set[s
     Image.new("RGB", (1, 1), "red").save(folder / "one_pixel.png")
     reject("thin_1000x7.png", b"", "too small", "1000x7")
     Image.new("RGB", (1000, 7), "red").save(folder / "thin_1000x7.png")
-    reject("iphone_export.jpg", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 300, "unsupported", "HEIC")
-    reject("real_extension.heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 300,
-           "unsupported", "HEIC", item="real_extension.heic")
+    reject("iphone_export.jpg", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 300,
+           "unreadable HEIC file")
+    reject("broken.heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 300, "unreadable HEIC file")
+    reject("real_extension.jxl", b"\x00\x00\x00\x0cJXL \r\n\x87\n" + b"\x00" * 300,
+           "unsupported", "JPEG XL", item="real_extension.jxl")
     reject("drawing.png", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>', "unsupported", "SVG")
     reject("postscript.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\nshowpage\n", "unsupported", "PostScript")
     reject("document.jpg", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "unsupported", "PDF")

@@ -137,7 +137,7 @@ def _train_variant(key: str, attention: str, external: bool, settings: AccuracyS
     from beauty_app.models.checkpoint import read_checkpoint
     from beauty_app.training.trainer import TrainingEvents, resume_path_for, train
 
-    out = models_dir / f"{key}.pt"
+    out = models_dir / f"{key}.safetensors"
     config = _train_config(settings, mined_root, out, attention, external)
     wanted = asdict(config)
     if out.is_file() and read_checkpoint(out).get("train_config") == wanted:
@@ -164,7 +164,7 @@ def _offshelf_spec(settings: AccuracySettings, models_dir: Path, mined) -> str:
     from beauty_app.models.checkpoint import save_checkpoint
     from beauty_app.models.manet import MANet
 
-    path = models_dir / "offshelf_tiny.pt"
+    path = models_dir / "offshelf_tiny.safetensors"
     if not path.is_file():
         torch.manual_seed(settings.seed)
         save_checkpoint(path, MANet("tiny", 0, attention="none"), class_names=[], input_size=settings.input_size,
