@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..catalog_io import atomic_write_bytes, atomic_write_text
+from ..fileio import atomic_write_bytes, atomic_write_text
 from ..errors import UserError
 from ..jobs import JobControl, report
 
