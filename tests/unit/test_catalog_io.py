@@ -421,3 +421,22 @@ def test_an_unterminated_quote_is_refused_with_its_line(tmp_path: Path, newline:
     good = ['id,path,description', 'a,a.png,"two', 'lines, ""quoted"""', 'b,b.png,5" tall', 'c,c.png,"x"y']
     (tmp_path / "ok.csv").write_text(newline.join(good) + newline, newline="")
     assert [e.id for e in read_catalog(tmp_path / "ok.csv").entries] == ["a", "b", "c"]
+
+
+def test_a_build_indexes_the_first_row_of_a_duplicated_id(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """Before: the duplicate was listed as skipped under the bare id, so the build took the id as done."""
+    from beauty_app.models.checkpoint import load_model
+    from beauty_app.retrieval.build import build_index
+    from beauty_app.retrieval.extractor import FeatureExtractor
+    from beauty_app.retrieval.index import CatalogIndex
+
+    for name in ("a", "b", "c"):
+        Image.new("RGB", (64, 64), (40 * len(name), 90, 160)).save(tmp_path / f"{name}.png")
+    (tmp_path / "c.csv").write_text("id,path\nx,a.png\nx,b.png\ny,c.png\n")
+    extractor = FeatureExtractor(load_model(str(tiny_checkpoint)), "srmac", batch_size=4)
+    summary = build_index(read_catalog(tmp_path / "c.csv"), extractor, tmp_path / "idx")
+    with CatalogIndex.open(tmp_path / "idx") as index:
+        assert index.stored_paths(["x", "y"]) == {"x": str((tmp_path / "a.png").resolve()),
+                                                  "y": str((tmp_path / "c.png").resolve())}
+        assert [item for item, _ in index.skipped()] == ["x (row 3)"]
+    assert summary.indexed == 2
