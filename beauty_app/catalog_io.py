@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from beauty_app.errors import CatalogError
-from beauty_app.fileio import csv_read_errors, error_reason, unescape_csv_cell
+from beauty_app.fileio import (csv_read_errors, ends_inside_quotes, error_reason, unescape_csv_cell,
+                               unterminated_quote_error)
 from beauty_app.imaging import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
@@ -283,12 +284,16 @@ def _read_catalog_csv(csv_path: Path, allow_outside_root: bool, job=None) -> Cat
         st = os.fstat(fh.fileno())
         lines = _CsvLines(fh)
         reader = csv.reader(lines)
+        last_record = (0, 1)  # (offset, line) where the last record read starts
         while True:
-            offset = lines.offset
+            offset, first_line = lines.offset, reader.line_num + 1
             try:
                 raw_row = next(reader)
             except StopIteration:
                 break
+            except csv.Error as exc:  # e.g. a cell over the size limit: often a quote never closed
+                raise _csv_record_error(csv_path, fh, offset, first_line, exc) from None
+            last_record = (offset, first_line)
             line_no = reader.line_num
             if job is not None and line_no % 2048 == 0:
                 job.report(READ_STAGE, lines.offset, st.st_size, f"{line_no:,} rows")
@@ -308,6 +313,7 @@ def _read_catalog_csv(csv_path: Path, allow_outside_root: bool, job=None) -> Cat
             _, problem = _resolve_catalog_path(root, raw_path, allow_outside_root)
             if problem:
                 problems[line_no] = (item_id, f"row {line_no}: {problem}")
+        _refuse_unterminated_quote(csv_path, fh, *last_record)
     if columns is None:
         raise CatalogError(f'Catalog "{csv_path}" is empty.')
     if job is not None:
@@ -317,7 +323,7 @@ def _read_catalog_csv(csv_path: Path, allow_outside_root: bool, job=None) -> Cat
     all_offsets = np.frombuffer(offsets, np.int64) if offsets else np.zeros(0, np.int64)
     all_lines = np.frombuffer(lines_of, np.int64) if lines_of else np.zeros(0, np.int64)
     all_digests = np.frombuffer(bytes(digests), _DIGEST)
-    _, first_index, inverse = np.unique(all_digests, return_index=True, return_inverse=True)
+    id_digests, first_index, inverse = np.unique(all_digests, return_index=True, return_inverse=True)
     first_of_row = first_index[inverse.reshape(-1)]
     duplicate = first_of_row != np.arange(len(all_digests))
     usable = ~duplicate
@@ -329,11 +335,51 @@ def _read_catalog_csv(csv_path: Path, allow_outside_root: bool, job=None) -> Cat
     if duplicate.any():  # the duplicates' ids, for the skipped list: read those rows again
         rows = CsvCatalogEntries(source, all_offsets[duplicate], all_digests[duplicate])
         for line_no, item_id in zip(all_lines[duplicate].tolist(), rows.ids()):
-            problems[line_no] = (item_id, problems[line_no][1])
+            problems[line_no] = (_label_apart_from_ids(f"{item_id} (row {line_no})", id_digests),
+                                 problems[line_no][1])
+    skipped = [(line_no, _label_apart_from_ids(item, id_digests), reason) for line_no, item, reason in skipped]
     skipped += [(line_no, item, reason) for line_no, (item, reason) in problems.items()]
     skipped.sort(key=lambda s: s[0])
     entries = CsvCatalogEntries(source, all_offsets[usable].copy(), all_digests[usable].copy())
     return Catalog(root=root, entries=entries, skipped=[(item, reason) for _, item, reason in skipped])
+
+
+def _label_apart_from_ids(label: str, id_digests: np.ndarray) -> str:
+    """`label` for a skipped row that has no id of its own, made unlike every id of the catalog.
+
+    An index keys its skipped list by item and treats an id found there as done, so a duplicate
+    row listed under its bare id would make a build skip the first row, which keeps that id.
+    """
+    while True:
+        digest = np.frombuffer(_id_digest(label), _DIGEST)
+        where = int(np.searchsorted(id_digests, digest)[0])
+        if where >= len(id_digests) or id_digests[where] != digest[0]:
+            return label
+        label += " (skipped row)"
+
+
+def _refuse_unterminated_quote(csv_path: Path, fh: io.BufferedReader, offset: int, line_no: int) -> None:
+    """Raise when the last record, read from `offset` to the end, is still inside a quoted cell.
+
+    An unterminated quote swallows every following row into one cell, so only the last record
+    can be inside one; reading it again costs what the csv reader already held.
+    """
+    fh.seek(offset)
+    tail = fh.read()
+    if offset == 0 and tail.startswith(_BOM):
+        tail = tail[len(_BOM):]
+    if ends_inside_quotes(tail.decode("utf-8")):
+        raise unterminated_quote_error(csv_path, "Catalog", line_no)
+
+
+def _csv_record_error(csv_path: Path, fh: io.BufferedReader, offset: int, line_no: int,
+                      exc: csv.Error) -> CatalogError:
+    """The sentence for a record the csv reader refused, naming the line it starts on."""
+    fh.seek(offset)
+    head = fh.read(4 * csv.field_size_limit()).decode("utf-8", "replace")
+    if ends_inside_quotes(head):
+        return unterminated_quote_error(csv_path, "Catalog", line_no)
+    return CatalogError(f'Catalog "{csv_path}" is not a valid CSV file on line {line_no} ({error_reason(exc)}).')
 
 
 def _header_columns(header: list[str], csv_path: Path) -> dict[str, int]:

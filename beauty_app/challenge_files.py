@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from beauty_app.errors import CatalogError
-from beauty_app.fileio import csv_read_errors, unescape_csv_cell, write_csv_rows
+from beauty_app.fileio import (csv_read_errors, ends_inside_quotes, error_reason, unescape_csv_cell,
+                               unterminated_quote_error, write_csv_rows)
 
 # A header cell of a truth/ranking file: "id", or words ending in "id" ("Validation Image ID",
 # "query_id"). Real ids ("squid", "0a3f...", "12345") do not match.
@@ -104,8 +105,26 @@ def _read_id_table(path: Path, what: str) -> list[tuple[int, str, list[str]]]:
 def _read_csv_rows(path: Path, what: str) -> list[tuple[int, list[str]]]:
     """Parse a UTF-8 (optionally BOM-prefixed) CSV into (line number, unescaped cells) pairs."""
     with csv_read_errors(path, what), open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh)
-        rows = [(reader.line_num, [unescape_csv_cell(c) for c in row]) for row in reader]
+        lines = list(fh)  # lines as the csv reader counts them, so a record's text can be found again
+    rows: list[tuple[int, list[str]]] = []
+    reader = csv.reader(lines)
+    last_start = 1  # the line where the last record read starts
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a cell over the size limit: often a quote never closed
+            if ends_inside_quotes("".join(lines[start - 1:])):
+                raise unterminated_quote_error(path, what, start) from None
+            raise CatalogError(f'{what} "{path}" is not a valid CSV file on line {start} '
+                               f'({error_reason(exc)}).') from None
+        last_start = start
+        rows.append((reader.line_num, [unescape_csv_cell(c) for c in row]))
+    # A quote never closed swallows every following row into one cell: only the last record can be in one.
+    if ends_inside_quotes("".join(lines[last_start - 1:])):
+        raise unterminated_quote_error(path, what, last_start)
     if not any(any(c.strip() for c in row) for _, row in rows):
         raise CatalogError(f'{what} "{path}" is empty.')
     return rows

@@ -17,6 +17,7 @@ import io
 import numbers
 import os
 import stat
+import unicodedata
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -43,10 +44,46 @@ def csv_read_errors(path: Path, what: str) -> Iterator[None]:
         raise CatalogError(f'{what} "{path}" cannot be read ({error_reason(exc)}).') from None
 
 
+def ends_inside_quotes(record_text: str) -> bool:
+    """Whether :func:`csv.reader` (excel dialect, not strict) ends `record_text` inside a quoted cell.
+
+    `record_text` is the text of one record from where it starts to the end of the file. An
+    opening quote that is never closed makes the reader swallow every following line into one
+    cell without complaint, so the readers call this on a file's last record to refuse it instead.
+    As in the csv module, a quote opens a quoted cell only at the very start of a cell; elsewhere
+    it is an ordinary character, and ``""`` inside a quoted cell is an escaped quote.
+    """
+    at_cell_start, i, end = True, 0, len(record_text)
+    while i < end:
+        char = record_text[i]
+        if at_cell_start and char == '"':
+            j = i + 1
+            while True:
+                close = record_text.find('"', j)
+                if close < 0:
+                    return True
+                if record_text.startswith('"', close + 1):
+                    j = close + 2  # an escaped quote
+                    continue
+                break
+            i, at_cell_start = close + 1, False  # what follows the closing quote is plain text
+            continue
+        at_cell_start = char in ",\r\n"
+        i += 1
+    return False
+
+
+def unterminated_quote_error(path: Path, what: str, line_no: int) -> CatalogError:
+    """The one sentence for a CSV whose quote opened on `line_no` is never closed."""
+    return CatalogError(f'{what} "{path}" has a quote opened on line {line_no} that is never closed; '
+                        f'close it (a quote inside a cell is written "").')
+
+
 def escape_csv_cell(value: object) -> str:
     """Render a value for a CSV cell that spreadsheets will not execute as a formula.
 
-    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+    Text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, or a lookalike of
+    one of them (fullwidth ``＝``, small ``﹦``: whatever NFKC maps to them), gets a leading
     apostrophe. Real numbers (int, float, numpy numbers) are written plainly, since ``-0.5`` is data,
     not a formula. ``None`` becomes an empty cell.
     """
@@ -55,14 +92,20 @@ def escape_csv_cell(value: object) -> str:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return str(value)
     text = str(value)
-    if text.startswith(_FORMULA_PREFIXES):
+    if _starts_like_a_formula(text):
         return "'" + text
     return text
 
 
+def _starts_like_a_formula(text: str) -> bool:
+    # Spreadsheets in East Asian locales take the fullwidth and small forms (＝, ﹦, ＋, －, ＠) for
+    # the ASCII ones; NFKC maps each of them to its ASCII character.
+    return bool(text) and unicodedata.normalize("NFKC", text[0]).startswith(_FORMULA_PREFIXES)
+
+
 def unescape_csv_cell(text: str) -> str:
     """Undo :func:`escape_csv_cell`: drop the apostrophe it put before a formula character."""
-    if len(text) >= 2 and text[0] == "'" and text[1] in "=+-@\t\r":
+    if len(text) >= 2 and text[0] == "'" and _starts_like_a_formula(text[1:]):
         return text[1:]
     return text
 

@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import stat
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -163,6 +164,45 @@ def _check_path(path: Path, label: str) -> None:
         raise ImageLoadError(f"{label} is empty (0 bytes).")
 
 
+MAX_DECODE_BYTES: int = 512 * 2**20
+"""Memory one image may take while it is decoded and converted to 8-bit RGB (see _check_decode_size)."""
+
+# PIL warns on stderr from Image.open for images over its own limit (89 megapixels); ours is lower
+# and checked before decoding, so the warning would only print before our own sentence.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def _decode_bytes_per_pixel(img: Image.Image) -> int:
+    """Peak bytes a pixel of `img` takes from decoding to 8-bit RGB, by its decoded mode."""
+    mode = img.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        # 2 or 4 bytes decoded, then _stretch_to_8bit holds three float64 copies and the 8-bit result.
+        return (2 if mode.startswith("I;16") else 4) + 3 * 8 + 1 + 3
+    try:
+        bands = Image.getmodebands(mode)
+    except (KeyError, ValueError):  # a mode PIL decodes but does not list: assume the widest 8-bit one
+        bands = 4
+    if mode in _ALPHA_MODES or "transparency" in img.info:
+        return bands + 4 + 3  # decoded, converted to RGBA, pasted on an RGB canvas
+    return bands + (0 if mode == "RGB" else 3)
+
+
+def _check_decode_size(img: Image.Image, label: str, size: tuple[int, int]) -> None:
+    """Refuse, from the header, an image whose decode would pass MAX_PIXELS or MAX_DECODE_BYTES.
+
+    Memory is pixels times bytes per pixel, not pixels alone: a 154 KB 16-bit 8900x8900 PNG
+    is under the pixel limit yet took 2.8 GB to decode and stretch to 8 bits.
+    """
+    pixels = img.width * img.height
+    if pixels > MAX_PIXELS:
+        raise ImageLoadError(_bomb_message(label, size))
+    needed = pixels * _decode_bytes_per_pixel(img)
+    if needed > MAX_DECODE_BYTES:
+        raise ImageLoadError(
+            f"{label} is too large to decode safely ({size[0]}x{size[1]} pixels in {img.mode} mode would take "
+            f"{needed / 2**20:,.0f} MiB, more than {MAX_DECODE_BYTES / 2**20:,.0f} MiB; possible decompression bomb).")
+
+
 def _bomb_message(label: str, size: tuple[int, int] | None = None) -> str:
     dims = f"{size[0]}x{size[1]} pixels, " if size else ""
     return f"{label} is too large ({dims}more than {MAX_PIXELS:,} pixels; possible decompression bomb)."
@@ -228,8 +268,7 @@ def _finish(img: Image.Image, label: str, max_side: int | None) -> Image.Image:
             # libjpeg can decode at 1/2, 1/4 or 1/8 scale; draft keeps the result >= max_side.
             img.draft("RGB", (max_side, max_side))
         # Checked on the size that will be decoded, before any pixel memory is allocated.
-        if img.width * img.height > MAX_PIXELS:
-            raise ImageLoadError(_bomb_message(label, (width, height)))
+        _check_decode_size(img, label, (width, height))
         img.load()  # forces the full decode so truncated or corrupt data fails here
     except ImageLoadError:
         raise

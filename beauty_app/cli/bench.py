@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import POOLING_CHOICES, add_command
+from .common import (POOLING_CHOICES, add_command, device_name, folder_or_new, input_side, non_negative_int,
+                     positive_int)
 
 DEFAULT_OUT = "bench_results"
 BACKBONE_CHOICES = ["efficientnet_lite0", "resnet50", "vgg16", "tiny"]
@@ -18,59 +19,59 @@ BACKBONE_CHOICES = ["efficientnet_lite0", "resnet50", "vgg16", "tiny"]
 
 def _accuracy_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("accuracy (Tables A1-A3)")
-    g.add_argument("--products", type=int, help="products in the training catalog")
-    g.add_argument("--eval-products", type=int,
+    g.add_argument("--products", type=positive_int, help="products in the training catalog")
+    g.add_argument("--eval-products", type=positive_int,
                    help="unseen products in the evaluation catalog (one query photo each)")
-    g.add_argument("--iterations", type=int, help="end-to-end iterations per model (paper: 500)")
-    g.add_argument("--stage1-iterations", type=int, help="at most this many saliency-branch iterations")
-    g.add_argument("--train-batch-size", type=int)
-    g.add_argument("--input-size", type=int, help="training and retrieval input side in pixels")
+    g.add_argument("--iterations", type=positive_int, help="end-to-end iterations per model (paper: 500)")
+    g.add_argument("--stage1-iterations", type=non_negative_int, help="at most this many saliency-branch iterations")
+    g.add_argument("--train-batch-size", type=positive_int)
+    g.add_argument("--input-size", type=input_side, help="training and retrieval input side in pixels")
     g.add_argument("--backbone", choices=BACKBONE_CHOICES)
-    g.add_argument("--qe", type=int, help="query expansion for the last Table A3 row (0 = leave out)")
-    g.add_argument("--train-workers", type=int, help="data loading processes while training")
+    g.add_argument("--qe", type=non_negative_int, help="query expansion for the last Table A3 row (0 = leave out)")
+    g.add_argument("--train-workers", type=non_negative_int, help="data loading processes while training")
     g.add_argument("--fp32", action="store_true", help="no mixed precision in training and feature extraction")
 
 
 def _speed_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("speed (indexing and query latency)")
-    g.add_argument("--catalog-size", type=int, help="catalog images to index")
-    g.add_argument("--queries", type=int, help="query photos to time")
+    g.add_argument("--catalog-size", type=positive_int, help="catalog images to index")
+    g.add_argument("--queries", type=positive_int, help="query photos to time")
     g.add_argument("--model", help="model spec (default: the shipped demo MANet, else the ImageNet backbone)")
     g.add_argument("--pooling", choices=POOLING_CHOICES)
-    g.add_argument("--batch-size", type=int, help="our indexing batch size")
-    g.add_argument("--workers", type=int, help="our decoding threads")
+    g.add_argument("--batch-size", type=positive_int, help="our indexing batch size")
+    g.add_argument("--workers", type=positive_int, help="our decoding threads")
 
 
 def _ann_args(p: argparse.ArgumentParser, queries_flag: str = "--queries") -> None:
     g = p.add_argument_group("approximate search")
     g.add_argument("--sizes", help="catalog sizes, e.g. 100000,500000")
-    g.add_argument("--dim", type=int, help="vector dimension (EfficientNet-Lite0: 1280)")
-    g.add_argument(queries_flag, dest="ann_queries", type=int, help="queries for recall and batched throughput")
-    g.add_argument("--latency-queries", type=int, help="queries timed one at a time")
+    g.add_argument("--dim", type=positive_int, help="vector dimension (EfficientNet-Lite0: 1280)")
+    g.add_argument(queries_flag, dest="ann_queries", type=positive_int, help="queries for recall and batched throughput")
+    g.add_argument("--latency-queries", type=positive_int, help="queries timed one at a time")
     g.add_argument("--types", help="index types to compare, e.g. flat,ivf,hnsw,pq (flat is always included)")
-    g.add_argument("--threads", type=int, help="faiss threads for building and batched search "
+    g.add_argument("--threads", type=positive_int, help="faiss threads for building and batched search "
                    "(default: all cores)")
 
 
 def _build_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("a real catalog build")
-    g.add_argument("--images", type=int, help="catalog images to index")
+    g.add_argument("--images", type=positive_int, help="catalog images to index")
     g.add_argument("--data", help="a folder made by `demo generate` to take the images from "
                    "(default: generate them under --out/build-work, kept for the next run)")
     g.add_argument("--model", help="model spec (default: the shipped demo MANet, else the ImageNet backbone)")
     g.add_argument("--pooling", choices=POOLING_CHOICES)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--workers", type=int, help="decoding threads (and generating processes)")
+    g.add_argument("--batch-size", type=positive_int)
+    g.add_argument("--workers", type=positive_int, help="decoding threads (and generating processes)")
     g.add_argument("--interval", type=float, help="seconds between memory samples")
     g.add_argument("--keep-index", action="store_true", help="keep the built index in --out/build-work/index")
 
 
 def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
-    p.add_argument("--out", default=DEFAULT_OUT, help="folder for <name>.json, <name>.md and cached work "
+    p.add_argument("--out", default=DEFAULT_OUT, type=folder_or_new, help="folder for <name>.json, <name>.md and cached work "
                    "(default %(default)s)")
     p.add_argument("--seed", type=int)
     if device:
-        p.add_argument("--device", help="auto (the default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N")
+        p.add_argument("--device", type=device_name, help="auto (the default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

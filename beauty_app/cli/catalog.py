@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
-from .common import POOLING_CHOICES, add_command, add_device_option, device_of, parse_scales, print_json
+from .common import (POOLING_CHOICES, add_command, add_device_option, device_of, folder_or_new, input_side,
+                     non_negative_int, parse_scales, positive_int, print_json, scales_list)
 from .progress import progress_bar, progress_for
 
 
@@ -18,12 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--catalog", required=True, help="CSV with id,path,description[,category] or an image folder")
     build.add_argument("--model", required=True, help="checkpoint path or imagenet:<backbone>")
     build.add_argument("--pooling", default="srmac", choices=POOLING_CHOICES)
-    build.add_argument("--out", default=None, help="index directory to create")
+    build.add_argument("--out", default=None, type=folder_or_new, help="index directory to create")
     _add_index_options(build)
-    build.add_argument("--scales", default="1", help="multi-scale extraction factors, e.g. 1,0.707,1.414")
-    build.add_argument("--input-size", type=int, default=None, help="network input side (default: the model's)")
-    build.add_argument("--batch-size", type=int, default=16)
-    build.add_argument("--workers", type=int, default=2, help="parallel image decoders")
+    build.add_argument("--scales", default=(1.0,), type=scales_list, help="multi-scale extraction factors, e.g. 1,0.707,1.414")
+    build.add_argument("--input-size", type=input_side, default=None, help="network input side (default: the model's)")
+    build.add_argument("--batch-size", type=positive_int, default=16)
+    build.add_argument("--workers", type=positive_int, default=2, help="parallel image decoders")
     build.add_argument("--fp32", action="store_true", help="disable bf16/fp16 autocast")
     build.add_argument("--resume", action="store_true", help="finish an interrupted build in --out")
     build.add_argument("--allow-outside-root", action="store_true",
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--json", action="store_true", help="print the summary as JSON")
     build.add_argument("--progress", default="bar", choices=["bar", "jsonl", "none"],
                        help="terminal bar (default), one JSON object per progress step on stdout, or nothing")
-    build.add_argument("--shard-out", default=None, metavar="DIR",
+    build.add_argument("--shard-out", default=None, metavar="DIR", type=folder_or_new,
                        help="write this process's shard of a distributed build into DIR (under torchrun: one "
                             "process per GPU or node, each takes every WORLD-th catalog row); then `catalog merge`")
     build.add_argument("--shard", default=None, metavar="RANK/WORLD",
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     merge = add_command(actions, "merge", help="merge the shards of a distributed build into one index")
     merge.add_argument("--shards", required=True, nargs="+", metavar="DIR",
                        help="shard folders, or folders holding shard-* folders (the --shard-out of each node)")
-    merge.add_argument("--out", required=True, help="index directory to create (run again to finish an interrupted merge)")
+    merge.add_argument("--out", required=True, type=folder_or_new, help="index directory to create (run again to finish an interrupted merge)")
     _add_index_options(merge)
     merge.add_argument("--json", action="store_true", help="print the summary as JSON")
     merge.set_defaults(func=cmd_catalog_merge)
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "(made with the index's own model, pooling, scales and input size)")
     add.add_argument("--index", required=True)
     add.add_argument("--catalog", required=True)
-    add.add_argument("--batch-size", type=int, default=16)
+    add.add_argument("--batch-size", type=positive_int, default=16)
     add.add_argument("--fp32", action="store_true")
     add.add_argument("--allow-outside-root", action="store_true")
     add_device_option(add)
@@ -78,7 +79,7 @@ def _add_index_options(p: argparse.ArgumentParser) -> None:
                         "(default 1GiB)")
     p.add_argument("--recall-target", type=float, default=None, metavar="R",
                    help="recall@7 against exact search that auto tunes for (default 0.95)")
-    p.add_argument("--whiten", type=int, nargs="?", const=0, default=None, metavar="DIM",
+    p.add_argument("--whiten", type=non_negative_int, nargs="?", const=0, default=None, metavar="DIM",
                    help="learn PCA whitening on the catalog (optionally reduced to DIM dimensions)")
 
 
@@ -93,6 +94,20 @@ def _index_options(args: argparse.Namespace) -> dict:
     return {"index_type": args.index_type, "whitening": whitening,
             "memory_budget": None if args.memory_budget is None else parse_memory(args.memory_budget),
             "recall_target": args.recall_target}
+
+
+def _check_memory_budget(options: dict, rows: int, dim: int) -> None:
+    """Refuse a --memory-budget too small for the catalog now, not after every image is featurised."""
+    from ..retrieval.ann import plan_index
+
+    if options["index_type"] != "auto" or options["memory_budget"] is None:
+        return
+    whitening = options["whitening"]
+    # --whiten N reduces the vectors to N dimensions, whitening to at most one per row: the estimate
+    # never exceeds what the build will hold, so a budget refused here would be refused at the end.
+    search_dim = whitening if isinstance(whitening, int) and not isinstance(whitening, bool) else dim
+    plan_index("auto", rows, min(search_dim, dim) if whitening is None else min(search_dim, dim, rows),
+               options["memory_budget"])
 
 
 def summary_lines(summary) -> list[str]:
@@ -154,6 +169,7 @@ def cmd_catalog_build(args: argparse.Namespace) -> int:
             catalog = load_catalog(args.catalog, allow_outside_root=args.allow_outside_root, job=job)
         if distributed is not None:
             return _build_shard(args, catalog, extractor, distributed)
+        _check_memory_budget(options, len(catalog.entries), extractor.dim)
         with progress_for(args) as job:
             summary = build_catalog(catalog, args.out, extractor, resume=args.resume, job=job, **options)
     finally:

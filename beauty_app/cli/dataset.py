@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_command
+from .common import add_command, folder_or_new, positive_int
 from .progress import progress_bar
 
 
@@ -32,21 +32,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "class, and measure the RGB mean/std. Writes classes.txt, train.csv, val.csv, stats.json, "
                     "report.md and keywords.txt to --out.")
     mine.add_argument("--catalog", required=True, help="catalog CSV with id,path,description")
-    mine.add_argument("--out", required=True, help="folder for the mined dataset")
-    mine.add_argument("--categories", type=int, default=44, metavar="N", help="most categories to keep (default 44)")
-    mine.add_argument("--per-category", type=int, default=800, metavar="N",
+    mine.add_argument("--out", required=True, type=folder_or_new, help="folder for the mined dataset")
+    mine.add_argument("--categories", type=positive_int, default=44, metavar="N", help="most categories to keep (default 44)")
+    mine.add_argument("--per-category", type=positive_int, default=800, metavar="N",
                       help="most images per category (default 800)")
     mine.add_argument("--keywords", default=None, metavar="FILE",
                       help="keyword file ('category: synonym, synonym' per line) or 'default' for the built-in "
                            "44 categories; without it categories are proposed by TF-IDF and written to "
                            "proposed_keywords.txt for editing")
-    mine.add_argument("--min-images", type=int, default=10, metavar="N",
+    mine.add_argument("--min-images", type=positive_int, default=10, metavar="N",
                       help="drop categories with fewer images (default 10)")
     mine.add_argument("--val-fraction", type=float, default=0.2, help="share of each class for validation (default 0.2)")
-    mine.add_argument("--stats-images", type=int, default=2000, metavar="N",
+    mine.add_argument("--stats-images", type=positive_int, default=2000, metavar="N",
                       help="most images used for the mean/std (default 2000)")
     mine.add_argument("--seed", type=int, default=0, help="seed of the sampling and the split (default 0)")
-    mine.add_argument("--workers", type=int, default=2, help="threads decoding images (default 2)")
+    mine.add_argument("--workers", type=positive_int, default=2, help="threads decoding images (default 2)")
     mine.add_argument("--allow-outside-root", action="store_true",
                       help="let catalog CSV paths point outside the CSV's folder")
     mine.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -56,8 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         actions, "masks", help="make the pseudo saliency/text masks of a mined set and preview them as a contact sheet")
     masks.add_argument("--data", required=True, help="folder written by `dataset mine`")
     masks.add_argument("--preview", default=None, metavar="PNG", help="write a contact sheet of masks over images")
-    masks.add_argument("--limit", type=int, default=48, help="images on the contact sheet (default 48)")
-    masks.add_argument("--workers", type=int, default=2)
+    masks.add_argument("--limit", type=positive_int, default=48, help="images on the contact sheet (default 48)")
+    masks.add_argument("--workers", type=positive_int, default=2)
     masks.set_defaults(func=cmd_dataset_masks)
     return dataset
 

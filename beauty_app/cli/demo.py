@@ -6,16 +6,16 @@ import argparse
 import time
 from pathlib import Path
 
-from .common import add_command, add_device_option, device_of
+from .common import add_command, add_device_option, device_of, folder_or_new, positive_int, whole_number
 from .progress import progress_bar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `demo` and `demo generate` to the top-level sub-commands."""
     demo = add_command(subparsers, "demo", help="the demo: synthetic catalog, index and a sample search")
-    demo.add_argument("--workdir", default=None, help="where demo data and index live (default: user cache)")
+    demo.add_argument("--workdir", default=None, type=folder_or_new, help="where demo data and index live (default: user cache)")
     demo.add_argument("--headless", action="store_true", help="print the sample search instead of opening a window")
-    demo.add_argument("--products", type=int, default=60)
+    demo.add_argument("--products", type=positive_int, default=60)
     demo.add_argument("--model", default=None, help="model spec (default: the shipped demo checkpoint)")
     demo.add_argument("--screenshot", default=None, metavar="PNG",
                       help="save the window after the first search as PNG and quit (timing and docs)")
@@ -24,11 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = demo.add_subparsers(dest="demo_command", metavar="ACTION")
 
     generate = add_command(actions, "generate", help="write a synthetic beauty-product catalog, queries and truth")
-    generate.add_argument("--out", required=True)
-    generate.add_argument("--products", type=int, default=60)
+    generate.add_argument("--out", required=True, type=folder_or_new)
+    generate.add_argument("--products", type=positive_int, default=60)
     generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--size", type=int, default=256, help="image side in pixels")
-    generate.add_argument("--workers", type=int, default=1)
+    generate.add_argument("--size", type=whole_number(64, 4096, "a number of pixels"), default=256, help="image side in pixels")
+    generate.add_argument("--workers", type=positive_int, default=1)
     generate.set_defaults(func=cmd_demo_generate)
 
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_command
+from .common import add_command, device_name
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gui = add_command(subparsers, "gui", help="open the desktop app")
     gui.add_argument("--index", default=None, help="index to open (default: the last one)")
     gui.add_argument("--model", default=None, help="model spec (default: the index's own)")
-    gui.add_argument("--device", default="auto")
+    gui.add_argument("--device", default="auto", type=device_name)
     gui.add_argument("--query", default=None, metavar="IMAGE", help="a photo to search first")
     gui.add_argument("--screenshot", default=None, metavar="PNG",
                      help="save the window after the first search (of --query) as PNG and quit")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_command, add_device_option, device_of, print_json
+from .common import add_command, add_device_option, device_of, non_negative_int, print_json, results_count
 from .progress import progress_bar
 
 DENOMINATORS = ["nrel", "min", "hits"]
@@ -15,8 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search = add_command(subparsers, "search", help="rank catalog images for query photos")
     search.add_argument("--index", required=True)
     search.add_argument("images", nargs="+", metavar="IMAGE")
-    search.add_argument("-k", type=int, default=7, help="results per query (default 7)")
-    search.add_argument("--qe", type=int, default=0, metavar="N", help="query expansion with the top N results")
+    search.add_argument("-k", type=results_count, default=7, help="results per query (default 7)")
+    search.add_argument("--qe", type=non_negative_int, default=0, metavar="N", help="query expansion with the top N results")
     search.add_argument("--model", default=None, help="model spec (default: the index's own)")
     search.add_argument("--json", action="store_true", help="one JSON object per query")
     add_device_option(search)
@@ -26,12 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--index", required=True)
     evaluate.add_argument("--queries", required=True, help="folder of query images (id = file stem)")
     evaluate.add_argument("--truth", required=True, help="challenge ground-truth CSV")
-    evaluate.add_argument("-k", type=int, default=7)
+    evaluate.add_argument("-k", type=results_count, default=7)
     evaluate.add_argument("--denominator", default="nrel", choices=DENOMINATORS)
-    evaluate.add_argument("--qe", type=int, default=0, metavar="N")
+    evaluate.add_argument("--qe", type=non_negative_int, default=0, metavar="N")
     evaluate.add_argument("--model", default=None)
     evaluate.add_argument("--ranking-out", default=None, help="write the ranking in the submission format")
-    evaluate.add_argument("--worst", type=int, default=5, help="how many worst queries to list")
+    evaluate.add_argument("--worst", type=non_negative_int, default=5, help="how many worst queries to list")
     evaluate.add_argument("--json", action="store_true")
     add_device_option(evaluate)
     evaluate.set_defaults(func=cmd_eval)
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score = add_command(subparsers, "score", help="MAP@k of a ranking file against a truth file")
     score.add_argument("--truth", required=True)
     score.add_argument("--ranking", required=True)
-    score.add_argument("-k", type=int, default=7)
+    score.add_argument("-k", type=results_count, default=7)
     score.add_argument("--denominator", default="nrel", choices=DENOMINATORS,
                        help="nrel: the paper's (all relevant images); min: min(k, Nrel); hits: hits in the top k")
     score.add_argument("--json", action="store_true")

@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 
 from ..training.config import TrainConfig  # torch-free: the defaults of the options below
-from .common import add_command
+from .common import add_command, device_name, input_side, non_negative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,23 +26,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attention", default=defaults.attention, choices=["none", "saliency", "text", "both"])
     p.add_argument("--external-saliency", action="store_true",
                    help='"MANet with DSS": saliency from the pseudo-mask generator instead of the learned branch')
-    p.add_argument("--iterations", type=int, default=defaults.iterations, help="end-to-end iterations (paper: 500)")
-    p.add_argument("--stage1-iterations", type=int, default=defaults.stage1_iterations,
+    p.add_argument("--iterations", type=positive_int, default=defaults.iterations, help="end-to-end iterations (paper: 500)")
+    p.add_argument("--stage1-iterations", type=non_negative_int, default=defaults.stage1_iterations,
                    help="at most this many saliency-branch iterations (stops when converged)")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--final-lr", type=float, default=defaults.final_lr)
     p.add_argument("--momentum", type=float, default=defaults.momentum)
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    p.add_argument("--input-size", type=int, default=defaults.input_size)
+    p.add_argument("--input-size", type=input_side, default=defaults.input_size)
     p.add_argument("--photo-probability", type=float, default=defaults.photo_probability,
                    help="share of synthetic real-photo samples (cross-domain augmentation)")
-    p.add_argument("--workers", type=int, default=defaults.workers, help="data loading processes")
-    p.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
-    p.add_argument("--validate-every", type=int, default=defaults.validate_every)
+    p.add_argument("--workers", type=non_negative_int, default=defaults.workers, help="data loading processes")
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=defaults.checkpoint_every)
+    p.add_argument("--validate-every", type=non_negative_int, default=defaults.validate_every)
     p.add_argument("--mask-marks", default=None, help="annotator CSV id,map,mark: maps marked wrong are not supervised")
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", type=device_name)
     p.add_argument("--fp32", action="store_true", help="disable mixed precision")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run that writes --out")
     p.add_argument("--progress", default="bar", choices=["bar", "jsonl", "none"],
@@ -57,6 +57,33 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values["pretrained"] = not args.no_pretrained and args.backbone != "tiny"
     values["amp"] = not args.fp32
     return TrainConfig(**values)
+
+
+def check_resume_matches(config: TrainConfig) -> None:
+    """Refuse `--resume` of a saved run made with another network, before any data is prepared.
+
+    The saved weights only fit the backbone and attention branches they were trained with; loading
+    them into another network fails deep in torch with a page of key names.
+    """
+    from ..errors import UserError
+    from ..models.checkpoint import read_checkpoint
+    from ..models.manet import parse_attention
+    from ..training.config import resume_path_for
+
+    state_path = resume_path_for(config.out)
+    if not state_path.is_file():
+        return  # the trainer says there is nothing to resume
+    saved = read_checkpoint(state_path)
+    ours = {"backbone": config.backbone, "attention": "+".join(parse_attention(config.attention)) or "none",
+            "external saliency": bool(config.external_saliency)}
+    theirs = {"backbone": saved["backbone"], "attention": "+".join(parse_attention(tuple(saved["attention"]))) or "none",
+              "external saliency": bool(saved.get("external_saliency", False))}
+    different = [name for name in ours if ours[name] != theirs[name]]
+    if different:
+        raise UserError(f"The interrupted run in {state_path} was trained with "
+                        + ", ".join(f"{name} {theirs[name]}" for name in different) + ", not "
+                        + ", ".join(f"{name} {ours[name]}" for name in different)
+                        + "; resume with the same options or start a new run without --resume.")
 
 
 def _jsonl_events():
@@ -123,6 +150,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training.trainer import Interrupted, TrainingEvents, train
 
     config = config_from_args(args)
+    if args.resume:
+        check_resume_matches(config)
     close = lambda: None  # noqa: E731
     if args.quiet and args.progress == "bar":
         args.progress = "none"

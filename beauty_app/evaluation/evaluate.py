@@ -39,7 +39,17 @@ def evaluate(session: SearchSession, queries_dir: str | Path, truth_csv: str | P
              denominator: str = "nrel", query_expansion: int = 0, job: JobControl | None = None) -> EvalReport:
     """Search every query image that the truth file names and score the rankings."""
     truth = read_truth(truth_csv)
-    files = {path.stem: path for path in query_files_in(queries_dir)}
+    files: dict[str, Path] = {}
+    clashes: list[str] = []
+    for path in query_files_in(queries_dir):
+        if path.stem in files and path.stem in truth:
+            clashes.append(f"{files[path.stem].name} and {path.name}")
+        files.setdefault(path.stem, path)
+    if clashes:
+        # The query id is the file stem: scoring one of the two would drop the other in silence.
+        raise UserError(f"Query ids come from file names, and {len(clashes)} queries in {queries_dir} have two "
+                        f"images ({'; '.join(clashes[:3])}{'; ...' if len(clashes) > 3 else ''}); "
+                        f"keep one image per query id.")
     wanted = [files[q] for q in truth if q in files]
     if not wanted:
         raise UserError(f"None of the {len(truth)} queries in {Path(truth_csv).name} has an image in {queries_dir}.")

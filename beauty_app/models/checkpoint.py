@@ -26,6 +26,7 @@ import glob
 import hashlib
 import json
 import logging
+import math
 import os
 import pickle
 import platform
@@ -37,7 +38,8 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..errors import ModelError
+from ..errors import ModelError, UserError
+from ..limits import MAX_CLASSES, input_size_problem
 from .backbones import BACKBONES, backbone_info, resolve_pretrained_path
 from .manet import MANet, parse_attention
 
@@ -214,6 +216,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise ModelError(f"{path.name} was written by a newer BeautyLens; update the app to load it.")
     if payload.get("backbone") not in BACKBONES:
         raise ModelError(f"{path.name} uses an unknown backbone {payload.get('backbone')!r}.")
+    try:
+        validate_checkpoint_metadata(payload)
+    except ValueError as exc:
+        raise ModelError(f"Checkpoint {path.name} cannot be used: {exc}.") from None
     return payload
 
 
@@ -293,6 +299,56 @@ def convert_to_safetensors(source: str | os.PathLike, target: str | os.PathLike 
         raise ModelError(f"{source.name} is the resumable state of a training run, not a finished model; "
                          f"finish or resume the run to get a model to convert.")
     return _write_payload(target, payload)
+
+
+def validate_checkpoint_metadata(meta: dict) -> None:
+    """Check a checkpoint's description against sane bounds before anything is built from it.
+
+    Every number that sizes an allocation (classes, input size) must be in range and agree with the
+    weights the file really holds, so a small crafted file cannot make the app allocate gigabytes;
+    mean and std must be three finite numbers, std above zero.
+
+    Raises:
+        ValueError: what is wrong, as a phrase ("its input_size must be ...").
+    """
+    missing = [key for key in ("attention", "num_classes", "class_names", "input_size", "mean", "std", "state_dict")
+               if key not in meta]
+    if missing:
+        raise ValueError(f"it lacks {', '.join(missing)}")
+    weights = meta["state_dict"]
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                for k, v in weights.items()):
+        raise ValueError("its state_dict is not a table of named tensors")
+    classes = meta["num_classes"]
+    if isinstance(classes, bool) or not isinstance(classes, int) or not 0 <= classes <= MAX_CLASSES:
+        raise ValueError(f"its num_classes must be a whole number from 0 to {MAX_CLASSES:,}, not {classes!r}")
+    names = meta["class_names"]
+    if not isinstance(names, list | tuple) or len(names) != classes or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"its class_names must be {classes} names, one per class")
+    # The classifier is num_classes x features: it must be in the file, not only declared.
+    head = weights.get("classifier.weight")
+    if (classes > 0) != (head is not None) or (head is not None and (head.dim() != 2 or head.shape[0] != classes)):
+        raise ValueError(f"its weights do not hold the classifier its num_classes ({classes}) describes")
+    problem = input_size_problem(meta["input_size"])
+    if problem:
+        raise ValueError(f"its input_size {problem}")
+    for key in ("mean", "std"):
+        values = meta[key]
+        if (not isinstance(values, list | tuple) or len(values) != 3
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                           for v in values)):
+            raise ValueError(f"its {key} must be three finite numbers, not {values!r}")
+    if any(v <= 0 for v in meta["std"]):
+        raise ValueError(f"its std must be above zero, not {meta['std']!r}")
+    attention = meta["attention"]
+    if not isinstance(attention, list | tuple) or not all(isinstance(a, str) for a in attention):
+        raise ValueError(f"its attention must be a list of branch names, not {attention!r}")
+    try:
+        parse_attention(tuple(attention))
+    except (ValueError, KeyError, TypeError, UserError):
+        raise ValueError(f"its attention {attention!r} names unknown branches") from None
+    if not isinstance(meta.get("external_saliency", False), bool):
+        raise ValueError("its external_saliency must be true or false")
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
@@ -377,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
 __all__ = [
     "ModelBundle", "save_checkpoint", "read_checkpoint", "load_model", "model_from_checkpoint",
     "file_fingerprint", "parse_attention", "convert_to_safetensors", "IMAGENET_PREFIX", "MODEL_SUFFIX",
-    "CHECKPOINT_SUFFIXES",
+    "CHECKPOINT_SUFFIXES", "validate_checkpoint_metadata",
 ]
 
 

@@ -21,6 +21,7 @@ from PIL import Image
 from ..device import autocast
 from ..errors import ModelError, UserError
 from ..imaging import image_to_tensor, letterbox, letterbox_box, load_image
+from ..limits import MAX_SCALE, input_size_problem
 from ..models.checkpoint import ModelBundle
 from ..models.manet import upsample_map
 from . import pooling as pooling_ops
@@ -78,6 +79,19 @@ def _refused(reason: str) -> Future:
     return future
 
 
+def check_extraction_settings(input_size: object, scales: Sequence[object]) -> None:
+    """Refuse an input size or scales (from arguments, a checkpoint or an index's settings) out of bounds.
+
+    Checked before anything is allocated: an index whose settings say input size 60000 would
+    otherwise make every query allocate until the system stops the process.
+    """
+    problem = input_size_problem(input_size)
+    if problem:
+        raise UserError(f"The input size {problem}.")
+    if not all(isinstance(s, int | float) and not isinstance(s, bool) and 0 < s <= MAX_SCALE for s in scales):
+        raise UserError(f"The scales must be numbers above 0 and at most {MAX_SCALE:g}, not {list(scales)!r}.")
+
+
 class FeatureExtractor:
     """Turns images into retrieval vectors with one loaded model.
 
@@ -113,6 +127,7 @@ class FeatureExtractor:
                 f"{bundle.spec} expects external saliency masks (the DSS variant) and cannot extract features "
                 f"on its own; use an end-to-end MANet checkpoint."
             )
+        check_extraction_settings(input_size or bundle.input_size, scales)
         self.bundle = bundle
         self.pooling = pooling
         self.batch_size = max(1, int(batch_size))

@@ -395,7 +395,8 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
         if dist_info.main:
             save_checkpoint(state_path, model, class_names=classes, input_size=config.input_size, mean=mean,
                             std=std, train_config=asdict(config),
-                            extra={"stage": current_stage, "step": step, "optimizer": optimizer.state_dict()})
+                            extra={"stage": current_stage, "step": step,
+                                   "optimizer": None if optimizer is None else optimizer.state_dict()})
             if events.on_checkpoint:
                 events.on_checkpoint("resume", str(state_path))
 
@@ -485,6 +486,10 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
             optimizer_state = None
             stage = current_stage + 1
             step_in_stage = 0
+            if current_stage == 1 and config.checkpoint_every:
+                # The stage switch is a resume point: a kill early in stage 2 must not redo the end of
+                # stage 1. Stage 2 starts a fresh optimizer over every parameter, so none is saved.
+                save_state(2, 0, None)
     except KeyboardInterrupt:
         if position["optimizer"] is not None:
             save_state(position["stage"], position["step"], position["optimizer"])

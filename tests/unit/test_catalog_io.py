@@ -82,7 +82,7 @@ def test_csv_catalog_entries(csv_catalog: Path) -> None:
 def test_csv_catalog_skip_reasons(csv_catalog: Path) -> None:
     reasons = _reasons(read_catalog(csv_catalog))
     assert "row 5" in reasons["img/a.png"] and "empty id" in reasons["img/a.png"]
-    assert "row 6" in reasons["a"] and "duplicate" in reasons["a"] and "row 2" in reasons["a"]
+    assert "row 6" in reasons["a (row 6)"] and "duplicate" in reasons["a (row 6)"] and "row 2" in reasons["a (row 6)"]
     assert "row 7" in reasons["m"] and "not found" in reasons["m"]
     for item, row in (("dotdot", 8), ("absout", 9), ("linkout", 10)):
         assert f"row {row}" in reasons[item] and "outside the catalog folder" in reasons[item]
@@ -251,7 +251,7 @@ def test_duplicates_are_found_among_many_rows(tmp_path: Path) -> None:
     lines = ["id,path"] + [f"p{i % 997 if i % 5000 == 4999 else i},x.png" for i in range(20_000)]
     (tmp_path / "c.csv").write_text("\n".join(lines))
     cat = read_catalog(tmp_path / "c.csv")
-    dup_ids = [f"p{i % 997}" for i in range(20_000) if i % 5000 == 4999]
+    dup_ids = [f"p{i % 997} (row {i + 2})" for i in range(20_000) if i % 5000 == 4999]
     assert [item for item, _ in cat.skipped] == dup_ids
     assert cat.skipped[0][1] == f"row 5001: duplicate id (first used on row {4999 % 997 + 2})"
     assert len(cat.entries) == 20_000 - 4
@@ -278,6 +278,10 @@ def test_a_large_catalog_csv_is_kept_in_a_few_bytes_a_row(tmp_path: Path) -> Non
     assert cat.entries[-1].id == f"item-{rows - 1:06d}"
 
 
+class _Label(str):
+    """A skipped row's label (not an id): made unlike every id of the catalog."""
+
+
 def _eager_read_catalog_csv(csv_path: Path, allow_outside_root: bool = False) -> tuple[list, list]:
     """The reader before catalogs were read lazily (a list of every row), kept as the oracle."""
     import csv
@@ -299,10 +303,11 @@ def _eager_read_catalog_csv(csv_path: Path, allow_outside_root: bool = False) ->
 
         item_id, raw_path = cell("id"), cell("path")
         if not item_id:
-            skipped.append((raw_path or f"row {line_no}", f"row {line_no}: empty id"))
+            skipped.append((_Label(raw_path or f"row {line_no}"), f"row {line_no}: empty id"))
             continue
         if item_id in first_row_of_id:
-            skipped.append((item_id, f"row {line_no}: duplicate id (first used on row {first_row_of_id[item_id]})"))
+            skipped.append((_Label(f"{item_id} (row {line_no})"),
+                            f"row {line_no}: duplicate id (first used on row {first_row_of_id[item_id]})"))
             continue
         first_row_of_id[item_id] = line_no
         resolved, problem = catalog_io._resolve_catalog_path(root, raw_path, allow_outside_root)
@@ -310,7 +315,13 @@ def _eager_read_catalog_csv(csv_path: Path, allow_outside_root: bool = False) ->
             skipped.append((item_id, f"row {line_no}: {problem}"))
             continue
         entries.append(CatalogEntry(item_id, resolved, cell("description"), cell("category")))
-    return entries, skipped
+
+    def apart(item: str) -> str:
+        while isinstance(item, _Label) and item in first_row_of_id:
+            item = _Label(item + " (skipped row)")
+        return str(item)
+
+    return entries, [(apart(item), reason) for item, reason in skipped]
 
 
 _CELL_TEXT = ["a", "b", "A", " a ", "", "  ", "=x", "'=x", "'+1", "x,y", 'say "hi"', "two\nlines", "cr\rin",
@@ -374,3 +385,58 @@ def test_scanning_a_folder_reports_the_images_found(tmp_path, monkeypatch):
     cat = read_catalog(tmp_path, job=JobControl(events.append, min_interval_s=0))
     assert len(cat.entries) == 7
     assert [e.done for e in events] == [3, 6] and {e.stage for e in events} == {catalog_io.SCAN_STAGE}
+
+
+def test_a_duplicate_row_is_listed_apart_from_the_id_the_first_row_keeps(tmp_path: Path) -> None:
+    """The index treats an id in its skipped list as done: a duplicate listed as "a" lost the first row."""
+    _png(tmp_path / "a.png")
+    _png(tmp_path / "b.png")
+    (tmp_path / "c.csv").write_text("id,path\na,a.png\na,b.png\n,b.png\n")
+    cat = read_catalog(tmp_path / "c.csv")
+    assert [e.id for e in cat.entries] == ["a"] and cat.entries[0].path.name == "a.png"
+    labels = [item for item, _ in cat.skipped]
+    assert labels == ["a (row 3)", "b.png"]
+    assert not {e.id for e in cat.entries} & set(labels)
+    (tmp_path / "d.csv").write_text("id,path\na,a.png\na,b.png\na (row 3),b.png\n")
+    cat = read_catalog(tmp_path / "d.csv")
+    assert [e.id for e in cat.entries] == ["a", "a (row 3)"]
+    assert [item for item, _ in cat.skipped] == ["a (row 3) (skipped row)"]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_an_unterminated_quote_is_refused_with_its_line(tmp_path: Path, newline: str) -> None:
+    """Before: the quote swallowed every following row into one description, exit 0, nothing said."""
+    for name in ("a", "b", "c"):
+        _png(tmp_path / f"{name}.png")
+    rows = ["id,path,description", 'a,a.png,"Red lipstick', "b,b.png,Mascara", "c,c.png,Cream"]
+    (tmp_path / "c.csv").write_text(newline.join(rows) + newline, newline="")
+    with pytest.raises(CatalogError, match=r"quote opened on line 2 that is never closed"):
+        read_catalog(tmp_path / "c.csv")
+    # A long swallowed tail over the csv module's cell limit names the line too.
+    tail = "".join(f"x{i},a.png,filler text {i}{newline}" for i in range(20_000))
+    (tmp_path / "long.csv").write_text(newline.join(rows[:2]) + newline + tail, newline="")
+    with pytest.raises(CatalogError, match=r"quote opened on line 2 that is never closed"):
+        read_catalog(tmp_path / "long.csv")
+    # Closed quotes, quoted newlines, escaped quotes and a quote inside a plain cell are fine.
+    good = ['id,path,description', 'a,a.png,"two', 'lines, ""quoted"""', 'b,b.png,5" tall', 'c,c.png,"x"y']
+    (tmp_path / "ok.csv").write_text(newline.join(good) + newline, newline="")
+    assert [e.id for e in read_catalog(tmp_path / "ok.csv").entries] == ["a", "b", "c"]
+
+
+def test_a_build_indexes_the_first_row_of_a_duplicated_id(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """Before: the duplicate was listed as skipped under the bare id, so the build took the id as done."""
+    from beauty_app.models.checkpoint import load_model
+    from beauty_app.retrieval.build import build_index
+    from beauty_app.retrieval.extractor import FeatureExtractor
+    from beauty_app.retrieval.index import CatalogIndex
+
+    for name in ("a", "b", "c"):
+        Image.new("RGB", (64, 64), (40 * len(name), 90, 160)).save(tmp_path / f"{name}.png")
+    (tmp_path / "c.csv").write_text("id,path\nx,a.png\nx,b.png\ny,c.png\n")
+    extractor = FeatureExtractor(load_model(str(tiny_checkpoint)), "srmac", batch_size=4)
+    summary = build_index(read_catalog(tmp_path / "c.csv"), extractor, tmp_path / "idx")
+    with CatalogIndex.open(tmp_path / "idx") as index:
+        assert index.stored_paths(["x", "y"]) == {"x": str((tmp_path / "a.png").resolve()),
+                                                  "y": str((tmp_path / "c.png").resolve())}
+        assert [item for item, _ in index.skipped()] == ["x (row 3)"]
+    assert summary.indexed == 2

@@ -70,3 +70,17 @@ def test_write_read_ranking_round_trip(tmp_path: Path) -> None:
     assert lines[1].startswith("'-q2,'=cmd|")
     assert ",'+1,'@SUM(A1)," in lines[1]
     assert sorted(os.listdir(path.parent)) == ["ranking.csv"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("reader", [read_truth, read_ranking])
+def test_an_unterminated_quote_is_refused_with_its_line(tmp_path: Path, reader) -> None:
+    """Before: the quote swallowed the following rows, so `score` silently lost their queries."""
+    path = tmp_path / "f.csv"
+    path.write_text('query_id,ids\nq1,c1\nq2,"c2\nq3,c3\nq4,c4\n')
+    with pytest.raises(CatalogError, match=r"quote opened on line 3 that is never closed"):
+        reader(path)
+    path.write_text("q1,c1\nq2,\"c2\n" + "".join(f"q{i},c{i}\n" for i in range(3, 30_000)))
+    with pytest.raises(CatalogError, match=r"quote opened on line 2 that is never closed"):
+        reader(path)
+    path.write_text('q1,"c1"\nq2,c"2\nq3,"c,3"\n')
+    assert reader(path)["q3"] == ["c,3"]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from beauty_app import fileio
 from beauty_app.errors import UserError
-from beauty_app.fileio import atomic_write_bytes, atomic_write_text, escape_csv_cell, unescape_csv_cell, write_csv
+from beauty_app.fileio import (atomic_write_bytes, atomic_write_text, ends_inside_quotes, escape_csv_cell,
+                               unescape_csv_cell, write_csv)
 
 
 @pytest.mark.parametrize(
@@ -23,6 +27,12 @@ from beauty_app.fileio import atomic_write_bytes, atomic_write_text, escape_csv_
         ("\tcmd", "'\tcmd"),
         ("\rcmd", "'\rcmd"),
         ("plain", "plain"),
+        ("\uff1dHYPERLINK(1)", "'\uff1dHYPERLINK(1)"),  # fullwidth ＝, a formula in CJK spreadsheets
+        ("\ufe66x", "'\ufe66x"),  # small ﹦
+        ("\uff0b1", "'\uff0b1"),  # fullwidth ＋
+        ("\uff0dx", "'\uff0dx"),  # fullwidth －
+        ("\uff20x", "'\uff20x"),  # fullwidth ＠
+        ("x\uff1d1", "x\uff1d1"),
         ("a=b", "a=b"),
         ("", ""),
         (None, ""),
@@ -95,3 +105,25 @@ def test_atomic_write_through_symlink_keeps_link(tmp_path: Path) -> None:
     os.symlink(real, link)
     atomic_write_text(link, "new")
     assert link.is_symlink() and real.read_text() == "new"
+
+
+@pytest.mark.parametrize(("text", "inside"), [
+    ('a,"b', True), ('"a', True), ('a,"b""', True), ('a,"b"""', False), ('a,"b\nc",d\n', False),
+    ('a,b"c,d', False), ('a,"b"c,"d', True), ('a,"b"c,d"', False), ("", False), ('a\n"b\n', True),
+])
+def test_ends_inside_quotes_follows_the_csv_module(text: str, inside: bool) -> None:
+    import csv
+
+    assert ends_inside_quotes(text) is inside
+    # The oracle: a line added after the text is swallowed into the last cell exactly when it is inside quotes.
+    rows = list(csv.reader(io.StringIO(text + "\nSENTINEL\n", newline="")))
+    assert (rows[-1] != ["SENTINEL"]) is inside
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='ab,"\n\r ', max_size=30))
+def test_ends_inside_quotes_agrees_with_the_csv_module_on_any_text(text: str) -> None:
+    import csv
+
+    rows = list(csv.reader(io.StringIO(text + "\nSENTINEL\n", newline="")))
+    assert ends_inside_quotes(text) is (rows[-1] != ["SENTINEL"])

@@ -739,16 +739,17 @@ def test_formula_like_ids_stay_data_and_are_escaped_in_exports(tmp_path, tiny_ch
 # Resource limits
 
 
-def write_big_png(path: Path, side: int) -> None:
-    """A `side` x `side` RGB PNG, written row by row so the test itself stays small."""
+def write_big_png(path: Path, side: int, bit_depth: int = 8, colour_type: int = 2) -> None:
+    """A `side` x `side` PNG (RGB, or colour type 0: grayscale), written row by row so the test itself stays small."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     compressor = zlib.compressobj(1)
-    row = b"\x00" + bytes([240, 200, 210]) * side
+    pixel = bytes([240, 200, 210] if colour_type == 2 else [240]) * (bit_depth // 8)
+    row = b"\x00" + pixel * side
     data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", side, side, bit_depth, colour_type, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
 
 
@@ -794,6 +795,28 @@ def test_huge_images_are_decoded_with_bounded_memory(tmp_path):
     png_run = measure(png)  # PNG has no reduced decode: refused from its header, nothing allocated
     assert "too large" in png_run["result"] and "12000x12000" in png_run["result"]
     assert png_run["extra_mib"] < 30, png_run
+
+
+def test_a_small_16_bit_png_is_refused_by_decode_bytes_not_only_pixels(tmp_path):
+    """Before: a 154 KB 16-bit 8900x8900 PNG (under the pixel limit) peaked at 2.8 GB while decoding."""
+    png = tmp_path / "deep.png"
+    write_big_png(png, 8900, bit_depth=16, colour_type=0)
+    assert png.stat().st_size < 1_000_000
+    proc = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, str(png), str(DECODE_MAX_SIDE)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    run = json.loads(proc.stdout)
+    assert "too large" in run["result"] and "8900x8900" in run["result"] and "I;16" in run["result"], run
+    assert run["extra_mib"] < 30, run
+
+
+def test_pil_bomb_warning_never_prints_before_our_sentence(tmp_path):
+    png = tmp_path / "huge.png"
+    write_big_png(png, 12000)  # 144 megapixels: over PIL's warning limit, under its error limit
+    script = ("import sys\nfrom beauty_app.errors import ImageLoadError\nfrom beauty_app.imaging import load_image\n"
+              "try:\n    load_image(sys.argv[1])\nexcept ImageLoadError as exc:\n    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(png)], capture_output=True, text=True, timeout=120)
+    assert "too large" in proc.stdout and proc.returncode == 0
+    assert proc.stderr == "", proc.stderr
 
 
 @pytest.mark.parametrize("error", [

@@ -134,3 +134,42 @@ def test_torchrun_two_cpu_processes(mined, tmp_path):
     done = [json.loads(line) for line in proc.stdout.splitlines() if '"done"' in line]
     assert len(done) == 1  # only rank 0 reports and writes
     assert read_checkpoint(out)["train_config"]["iterations"] == 3
+
+
+def test_a_kill_early_in_stage_two_resumes_at_the_stage_switch(mined, tmp_path):
+    """Before: the last state was saved mid stage 1, so a kill early in stage 2 redid the end of stage 1."""
+    out = tmp_path / "m.pt"
+    calls = {"n": 0}
+
+    def killed_at_first_stage_two_step():
+        calls["n"] += 1
+        if calls["n"] == 5:  # 4 stage-1 steps, then the process dies: no handler gets to save
+            raise SystemExit("killed")
+        return False
+
+    with pytest.raises(SystemExit):
+        train(_config(mined, out, checkpoint_every=3), should_stop=killed_at_first_stage_two_step)
+    state = read_checkpoint(resume_path_for(out))
+    assert (state["extra"]["stage"], state["extra"]["step"]) == (2, 0)
+    seen = []
+    from beauty_app.training.trainer import TrainingEvents
+
+    train(_config(mined, out, checkpoint_every=3), resume=True, events=TrainingEvents(on_step=seen.append))
+    assert [(s.stage, s.iteration) for s in seen] == [(2, i) for i in range(1, 7)]
+
+
+def test_resume_with_another_network_is_one_sentence(mined, tmp_path):
+    from beauty_app.cli import main
+
+    out = tmp_path / "m.pt"
+    with pytest.raises(Interrupted):
+        train(_config(mined, out), should_stop=lambda: True)
+    base = ["train", "--data", str(mined.root), "--out", str(out), "--resume", "--device", "cpu", "--workers", "0",
+            "--progress", "none", "--input-size", "64", "--no-pretrained"]
+    for extra, words in ((["--backbone", "vgg16", "--attention", "both"], "backbone tiny, not backbone vgg16"),
+                         (["--backbone", "tiny", "--attention", "text"], "attention saliency+text, not attention text")):
+        proc = subprocess.run([sys.executable, "-m", "beauty_app", *base, *extra], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        assert proc.returncode == 2, proc.stderr
+        assert words in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import struct
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -233,6 +234,42 @@ def remove_stale_temporaries(directory: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+#: Bytes each stored vector takes at least in a file of each faiss type we write, as a function of
+#: the dimension: flat and HNSW keep float32 vectors, SQ 8-bit (or 4-bit) codes, PQ at least half
+#: a byte. faiss allocates what a header declares before reading it, so the file must hold as much.
+_MIN_BYTES_PER_VECTOR = {b"IxFI": lambda d: 4 * d, b"IxF2": lambda d: 4 * d, b"IHNf": lambda d: 4 * d,
+                         b"IwFl": lambda d: 4 * d, b"IxSQ": lambda d: d / 2, b"IwSq": lambda d: d / 2}
+_HEADER = struct.Struct("<4siq")  # fourcc, dimension, number of vectors: the start of every faiss index file
+#: Above any feature dimension a backbone of ours gives (VGG16: 512, ResNet-50: 2048).
+MAX_STRUCTURE_DIM = 65_536
+
+
+def check_structure_header(path: Path, count: int) -> str | None:
+    """What is wrong with a faiss file's header, read before faiss allocates what it declares; None if fine.
+
+    A 77-byte file can declare 1.5 billion vectors, and faiss would allocate for them before
+    noticing the file is short. The header must declare a sane dimension, one vector per catalog
+    row, and no more vectors than the file can hold.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_HEADER.size)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError:
+        return "cannot be read"
+    if len(head) < _HEADER.size:
+        return "is too short to be a search structure"
+    fourcc, dim, total = _HEADER.unpack(head)
+    if not 0 < dim <= MAX_STRUCTURE_DIM or total < 0:
+        return "has an impossible header (damaged or edited)"
+    if total != count:
+        return "does not match the database"
+    least = _MIN_BYTES_PER_VECTOR.get(fourcc, lambda d: 1 / 8)(dim)
+    if total * least > size:
+        return "is shorter than the vectors its header declares (damaged or edited)"
+    return None
+
+
 def read_structure_file(path: Path, settings: dict, count: int) -> tuple[SearchStructure | None, str | None]:
     """The saved structure if it is the one recorded in `settings` for `count` rows, else (None, what is wrong).
 
@@ -245,6 +282,9 @@ def read_structure_file(path: Path, settings: dict, count: int) -> tuple[SearchS
         return None, "is older than the catalog database (an update was interrupted)"
     if file_sha256(path) != settings.get("faiss_sha256"):
         return None, "does not match its recorded checksum (damaged or edited)"
+    problem = check_structure_header(path, count)
+    if problem:
+        return None, problem
     try:
         index = faiss.read_index(str(path))  # straight from the file: no second copy in memory
     except RuntimeError:
