@@ -129,7 +129,7 @@ def test_safetensors_metadata_gets_the_same_validation(tmp_path):
         read_checkpoint(broken)
     mismatched = tmp_path / "mismatched.safetensors"
     save_file({"weights": torch.zeros(2)}, str(mismatched), metadata=base)
-    with pytest.raises(ModelError, match="do not match"):
+    with pytest.raises(ModelError, match="do not hold the classifier"):
         load_model(str(mismatched))
 
 
