@@ -515,7 +515,7 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
             save_checkpoint(state_path, model, class_names=classes, input_size=config.input_size, mean=mean,
                             std=std, train_config=asdict(config),
                             extra={"stage": current_stage, "step": step, "optimizer": optimizer.state_dict(),
-                                   "log_temperature": float(temperature.log_t), "stage1": convergence.state()})
+                                   "log_temperature": float(temperature.log_t.detach()), "stage1": convergence.state()})
             if events.on_checkpoint:
                 events.on_checkpoint("resume", str(state_path))
 
