@@ -597,14 +597,14 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
                     loss.backward()
                     _all_reduce_gradients(extra_parameters, dist_info)
                     optimizer.step()
-                if not torch.isfinite(loss):
-                    raise UserError("The training loss became NaN or infinite; lower --lr and try again.")
                 done = step + 1
                 position["step"] = done
                 elapsed = time.perf_counter() - stage_start
                 rate = (done - first) * images.shape[0] / max(elapsed, 1e-9)
                 eta = (total - done) * elapsed / max(done - first, 1)
                 reported = _all_reduce_mean(loss.detach().float(), dist_info).item()
+                if not math.isfinite(reported):  # the mean over all processes: every process stops together
+                    raise UserError("The training loss became NaN or infinite; lower --lr and try again.")
                 if dist_info.main and events.on_step:
                     events.on_step(StepInfo(current_stage, done, total, reported, loss_cls.item(),
                                             None if loss_sal is None else loss_sal.item(),

@@ -210,12 +210,23 @@ def test_batch_size_per_process_and_sync_batchnorm_only_on_accelerators():
 
 
 def _torchrun(mined, out, *extra, port):
+    """Two CPU processes under torchrun; on a hang the whole process group is killed (workers too)."""
+    import signal
+
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
          "-m", "beauty_app", "train", "--data", str(mined.root), "--backbone", "tiny", "--out", str(out),
          "--input-size", "64", "--workers", "0", "--device", "cpu", "--progress", "jsonl", *extra],
-        capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).resolve().parents[2])
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        cwd=Path(__file__).resolve().parents[2])
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("torchrun did not finish: the processes are stuck in mismatched collectives")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 # Stage 1 may end at most here; the patience of 2 steps ends it long before on the tiny model.
