@@ -640,7 +640,7 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
     metrics["global_batch"] = images_per_step
     metrics["processes"] = dist_info.world
     if instance:
-        metrics["temperature"] = round(float(temperature()), 5)
+        metrics["temperature"] = round(float(temperature().detach()), 5)
     if dist_info.main and events.on_validation:
         events.on_validation({"stage": 2, "iteration": config.iterations, "final": True, **metrics})
     if dist_info.main:
