@@ -10,6 +10,8 @@ from dataclasses import fields
 
 from .config import RECIPES, TrainConfig, config_for_recipe
 
+DEFAULT_RECIPE = "instance"
+
 
 def add_train_command(subparsers) -> None:
     """Register `train` on the CLI's subparsers."""
@@ -35,7 +37,10 @@ def add_train_command(subparsers) -> None:
                    help="stage 1 ends when the saliency loss has not improved by 1%% in this many steps")
     p.add_argument("--stage1-min-iterations", type=int, default=defaults.stage1_min_iterations)
     objective = p.add_argument_group("objective", "the losses; --recipe sets them, the flags below override it")
-    objective.add_argument("--recipe", default=defaults.recipe, choices=sorted(RECIPES),
+    # TrainConfig keeps the paper's recipe (the accuracy bench reproduces the paper with it); the
+    # command defaults to the instance recipe, which measured better on cross-domain retrieval
+    # (experiments/instance_recipe.py: MAP@7 +0.085 +- 0.035 paired s.e. over the paper recipe).
+    objective.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
                            help="paper: category classification only; instance: plus the instance-level "
                                 "cross-domain loss on the retrieval vector (default %(default)s)")
     objective.add_argument("--category-weight", type=float, default=None, help="weight of the category loss")
@@ -75,7 +80,7 @@ def config_from_args(args) -> TrainConfig:
     values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     values["pretrained"] = not args.no_pretrained and args.backbone != "tiny"
     values["amp"] = not args.fp32
-    return config_for_recipe(getattr(args, "recipe", TrainConfig.recipe), **values)
+    return config_for_recipe(getattr(args, "recipe", DEFAULT_RECIPE), **values)
 
 
 def _jsonl_events():

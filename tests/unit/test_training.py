@@ -169,8 +169,11 @@ def test_recipes_and_flags_reach_the_config():
 
     parser = argparse.ArgumentParser()
     add_train_command(parser.add_subparsers())
-    paper = config_from_args(parser.parse_args(["train", "--data", "d"]))
+    default = config_from_args(parser.parse_args(["train", "--data", "d"]))
+    assert (default.recipe, default.instance_weight, default.category_weight) == ("instance", 1.0, 1.0)
+    paper = config_from_args(parser.parse_args(["train", "--data", "d", "--recipe", "paper"]))
     assert (paper.recipe, paper.instance_weight, paper.category_weight) == ("paper", 0.0, 1.0)
+    assert TrainConfig().recipe == "paper" and TrainConfig().instance_weight == 0.0  # the bench's paper runs
     tuned = config_from_args(parser.parse_args(
         ["train", "--data", "d", "--recipe", "instance", "--category-weight", "0", "--instance-memory", "64",
          "--temperature", "0.1", "--learn-temperature", "--per-device-batch", "8", "--attention", "saliency"]))
