@@ -160,6 +160,24 @@ class CrossDomainAugmenter:
                 return sample
         return self._plain(img, sal, txt, rng)
 
+    def pair(self, image_rgb: np.ndarray, saliency: np.ndarray | None, text: np.ndarray | None,
+             rng: np.random.Generator | None = None, distractors: Sequence[np.ndarray] = ()) -> tuple[Sample, Sample]:
+        """A (photo, catalog view) pair of one catalog image, for instance-level training.
+
+        The first sample is always a pasted photo when the image has a usable saliency mask
+        (``p_photo`` does not apply), else a second plain view; the second is a plain view.
+        Arguments as for :meth:`__call__`.
+        """
+        rng = self._rng if rng is None else rng
+        img = _check_rgb(image_rgb)
+        h, w = img.shape[:2]
+        sal = _unit_mask(saliency, h, w, "saliency")
+        txt = _unit_mask(text, h, w, "text")
+        photo = self._photo(img, sal, txt, rng, distractors) if sal is not None else None
+        if photo is None:
+            photo = self._plain(img, sal, txt, rng)
+        return photo, self._plain(img, sal, txt, rng)
+
     # ------------------------------------------------------------------------- plain view
     def _plain(self, img: np.ndarray, sal: np.ndarray | None, txt: np.ndarray | None,
                rng: np.random.Generator) -> Sample:

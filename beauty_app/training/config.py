@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..models.attention import parse_attention
@@ -22,7 +22,10 @@ class TrainConfig:
     external_saliency: bool = False  # "MANet with DSS": masks from the pseudo-mask generator as input
     iterations: int = 500  # stage 2 (end to end)
     stage1_iterations: int = 150  # at most; stops earlier when the saliency loss has converged
-    batch_size: int = 16
+    stage1_patience: int = 30  # converged: the smoothed saliency loss has not improved by 1% in this many steps
+    stage1_min_iterations: int = 40  # ... and at least this many stage-1 steps have run
+    batch_size: int = 16  # images per step over all processes (split across them under torchrun)
+    per_device_batch: int = 0  # images per step and process; 0 = batch_size // processes
     lr: float = 0.01
     final_lr: float = 1e-5
     momentum: float = 0.9
@@ -38,6 +41,15 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     mask_marks: str | None = None  # annotator CSV: id,map,mark (maps marked "wrong" are not supervised)
+    # Objective (see RECIPES): category cross-entropy and the instance-level cross-domain InfoNCE on the
+    # retrieval vector; the attention map losses are weighted by saliency_weight / text_weight.
+    recipe: str = "paper"
+    category_weight: float = 1.0
+    instance_weight: float = 0.0  # > 0: batches of (photo, catalog view) pairs of the same image
+    instance_pooling: str = "auto"  # the vector the index stores: auto = srmac with saliency, else rmac
+    temperature: float = 0.05
+    learn_temperature: bool = False
+    instance_memory: int = 0  # catalog vectors of earlier batches kept as extra negatives (0 = none)
 
     @property
     def attention_names(self) -> tuple[str, ...]:
@@ -46,6 +58,29 @@ class TrainConfig:
     @property
     def two_stage(self) -> bool:
         return "saliency" in self.attention_names and not self.external_saliency
+
+
+#: Named objectives. "paper": category classification only (Wang et al. 2020). "instance": the
+#: paper's losses plus the instance-level cross-domain InfoNCE on the pooled retrieval vector.
+RECIPES: dict[str, dict[str, object]] = {
+    "paper": {"category_weight": 1.0, "instance_weight": 0.0},
+    "instance": {"category_weight": 1.0, "instance_weight": 1.0},
+}
+
+
+def config_for_recipe(recipe: str, **overrides) -> TrainConfig:
+    """A TrainConfig with the recipe's objective; `overrides` win over both recipe and defaults.
+
+    Raises:
+        ValueError: unknown recipe or setting name.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown training recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown training setting(s): {', '.join(unknown)}")
+    return TrainConfig(**{**RECIPES[recipe], **overrides, "recipe": recipe})
 
 
 def resume_path_for(out: str | os.PathLike) -> Path:

@@ -6,13 +6,18 @@ saliency loss stops improving; stage 2 trains backbone, both branches and head e
 weight decay 5e-4, 500 iterations with the learning rate decayed to 1e-5, 224x224 inputs,
 normalisation from the mined set.
 
-Losses: cross-entropy on the categories, plus binary cross-entropy of each attention map against
-its target (the pseudo saliency / text mask, or the exact mask of a synthetic "photo"), counted
-only for samples whose target exists and was not marked wrong by an annotator.
+Losses (:mod:`.losses`): cross-entropy on the categories, plus binary cross-entropy of each
+attention map against its target (the pseudo saliency / text mask, or the exact mask of a synthetic
+"photo"), counted only for samples whose target exists and was not marked wrong by an annotator.
+With ``instance_weight > 0`` every batch holds (photo, catalog view) pairs of the same catalog
+image, and a symmetric InfoNCE over those identities trains the retrieval vector itself (the
+pooled F' the index stores: SR-MAC with a saliency map) in stage 2.
 
 The loop reports through :class:`TrainingEvents` callbacks (terminal bar, JSON lines for the GUI),
 saves a resumable state every N iterations and on interruption, and runs under torchrun
-(DistributedDataParallel; gloo on CPU, NCCL on GPU) with rank 0 writing files.
+(DistributedDataParallel; gloo on CPU, NCCL on GPU) with rank 0 writing files. Every decision that
+changes the sequence of collectives (leaving stage 1) is taken on all-reduced values and broadcast
+from rank 0, so the processes cannot desynchronise; batch norm is synchronised on GPUs.
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ from ..fileio import unescape_csv_cell
 from ..imaging import letterbox, load_image
 from ..models.checkpoint import read_checkpoint, save_checkpoint
 from ..models.manet import MANet
+from ..retrieval.pooling import POOLINGS
 from .augment import CrossDomainAugmenter, cutout
 from .config import TrainConfig, resume_path_for
+from .losses import CrossBatchMemory, Temperature, attention_loss, symmetric_info_nce
 from .mask_cache import build_mask_cache, load_cached_masks
 from .mining import MinedDataset
 
@@ -62,6 +69,7 @@ class StepInfo:
     lr: float
     throughput: float  # images per second (this process)
     eta_s: float
+    loss_instance: float | None = None
 
 
 @dataclass
@@ -115,11 +123,14 @@ class MinedImages(Dataset):
     """Mined images with their labels and pseudo masks, as tensors for MANet.
 
     Training samples go through the cross-domain augmenter (pasted "photos" with exact masks, or
-    plain catalog views); validation samples are plain letterboxed catalog views.
+    plain catalog views); validation samples are plain letterboxed catalog views. With `pairs`,
+    a training sample is a (photo, catalog view) pair of one image: the photo under the usual keys,
+    the view under ``view_*`` keys, and the image's integer ``identity`` (its product id where the
+    rows carry one, else its catalog id).
     """
 
     def __init__(self, rows: list, mask_dir: Path, config: TrainConfig, mean, std, train: bool,
-                 wrong_marks: set[tuple[str, str]] = frozenset()):
+                 wrong_marks: set[tuple[str, str]] = frozenset(), pairs: bool = False):
         self.rows = rows
         self.mask_dir = mask_dir
         self.size = config.input_size
@@ -130,6 +141,10 @@ class MinedImages(Dataset):
         self.augmenter = CrossDomainAugmenter(size=self.size, p_photo=config.photo_probability) if train else None
         self.seed = config.seed
         self._draws = 0
+        self.pairs = pairs and train
+        keys = [getattr(row, "product_id", None) or row.id for row in rows]
+        numbers = {key: number for number, key in enumerate(dict.fromkeys(keys))}
+        self.identities = [numbers[key] for key in keys]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -159,10 +174,21 @@ class MinedImages(Dataset):
             other_saliency, _ = self._masks(other.id)
             if other.id != row.id and other_saliency is not None and other_saliency.any():
                 distractors = [cutout(self._image(other), other_saliency)]
+            if self.pairs:
+                photo, view = self.augmenter.pair(image, saliency, text, rng, distractors=distractors)
+                item = self._tensors(photo.image, photo.saliency, photo.text)
+                item.update({f"view_{key}": value
+                             for key, value in self._tensors(view.image, view.saliency, view.text).items()})
+                return {**item, "label": int(row.label), "identity": self.identities[index]}
             sample = self.augmenter(image, saliency, text, rng, distractors=distractors)
             picture, saliency_t, text_t = sample.image, sample.saliency, sample.text
         else:
             picture, saliency_t, text_t = _plain_view(image, saliency, text, self.size)
+        return {**self._tensors(picture, saliency_t, text_t), "label": int(row.label),
+                "identity": self.identities[index]}
+
+    def _tensors(self, picture, saliency, text) -> dict:
+        """Normalised image tensor and mask targets (zeros plus valid = 0 where a mask is missing)."""
         tensor = torch.from_numpy(np.array(picture, dtype=np.float32)).permute(2, 0, 1).div_(255)
         tensor = (tensor - self.mean) / self.std
 
@@ -171,9 +197,9 @@ class MinedImages(Dataset):
                 return torch.zeros(1, self.size, self.size), torch.tensor(0.0)
             return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None], torch.tensor(1.0)
 
-        saliency_target, saliency_valid = target(saliency_t)
-        text_target, text_valid = target(text_t)
-        return {"image": tensor, "label": int(row.label), "saliency": saliency_target, "saliency_valid": saliency_valid,
+        saliency_target, saliency_valid = target(saliency)
+        text_target, text_valid = target(text)
+        return {"image": tensor, "saliency": saliency_target, "saliency_valid": saliency_valid,
                 "text": text_target, "text_valid": text_valid}
 
 
@@ -224,13 +250,46 @@ def decayed_lr(config: TrainConfig, step: int, total: int) -> float:
     return config.lr * (config.final_lr / config.lr) ** fraction
 
 
-def attention_loss(logits: torch.Tensor | None, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
-    """BCE between an attention logit map (B,1,h,w) and a mask target pooled to h x w, valid samples only."""
-    if logits is None or valid.sum() == 0:
-        return None
-    pooled = F.adaptive_avg_pool2d(target, logits.shape[-2:])
-    per_sample = F.binary_cross_entropy_with_logits(logits.float(), pooled, reduction="none").mean(dim=(1, 2, 3))
-    return (per_sample * valid).sum() / valid.sum()
+def instance_pooling_name(config: TrainConfig, model: MANet) -> str:
+    """The pooling the instance loss trains: the configured one, or SR-MAC when there is a saliency map."""
+    if config.instance_pooling != "auto":
+        if config.instance_pooling not in POOLINGS:
+            raise UserError(f"Unknown pooling {config.instance_pooling!r}; choose auto or one of {', '.join(POOLINGS)}.")
+        if config.instance_pooling == "srmac" and "saliency" not in model.attention:
+            raise UserError("SR-MAC needs a saliency map; train with --attention saliency or both, or pick another "
+                            "--instance-pooling.")
+        return config.instance_pooling
+    return "srmac" if "saliency" in model.attention else "rmac"
+
+
+class Stage1Convergence:
+    """Decides when stage 1 has converged: the smoothed saliency loss stopped improving by 1%.
+
+    Under torchrun every process must leave stage 1 at the same step, so the trainer feeds it the
+    all-reduced loss and broadcasts rank 0's decision (:func:`_same_decision`).
+    """
+
+    def __init__(self, patience: int = 30, min_iterations: int = 40):
+        self.patience, self.min_iterations = patience, min_iterations
+        self.smoothed: float | None = None
+        self.best = math.inf
+        self.since_best = 0
+
+    def update(self, value: float, done: int) -> bool:
+        """Record the loss of step `done` (1-based); True when the stage should end."""
+        self.smoothed = value if self.smoothed is None else 0.9 * self.smoothed + 0.1 * value
+        if self.smoothed < self.best * 0.99:
+            self.best, self.since_best = self.smoothed, 0
+        else:
+            self.since_best += 1
+        return self.since_best >= self.patience and done >= self.min_iterations
+
+    def state(self) -> dict:
+        return {"smoothed": self.smoothed, "best": self.best, "since_best": self.since_best}
+
+    def restore(self, state: dict | None) -> None:
+        if state:
+            self.smoothed, self.best, self.since_best = state["smoothed"], state["best"], state["since_best"]
 
 
 def _set_modes(model: MANet, stage: int) -> None:
@@ -283,6 +342,53 @@ def _all_reduce_mean(value: torch.Tensor, dist_info: _Dist) -> torch.Tensor:
         dist.all_reduce(value)
         value /= dist_info.world
     return value
+
+
+def _mean_over_ranks(value: torch.Tensor | None, device: torch.device, dist_info: _Dist) -> float | None:
+    """Mean of a scalar over the processes that have one (None where none has); the same on every rank."""
+    local = torch.tensor([0.0 if value is None else float(value.detach()), 0.0 if value is None else 1.0],
+                         dtype=torch.float64, device=device)
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(local)
+    total, count = local.tolist()
+    return total / count if count else None
+
+
+def _same_decision(flag: bool, device: torch.device, dist_info: _Dist) -> bool:
+    """Rank 0's `flag` on every rank (floating-point sums could differ between ranks in the last bit)."""
+    if dist_info.world <= 1:
+        return flag
+    import torch.distributed as dist
+
+    value = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
+def per_process_batch(config: TrainConfig, world: int) -> int:
+    """Images per step and process: --per-device-batch, else the global batch split over the processes."""
+    if config.per_device_batch > 0:
+        return config.per_device_batch
+    return max(1, config.batch_size // world)
+
+
+def _use_sync_batchnorm(device: torch.device, world: int) -> bool:
+    # PyTorch's SyncBatchNorm runs on accelerators only; CPU (gloo) processes keep per-process statistics.
+    return world > 1 and device.type != "cpu"
+
+
+def _all_reduce_gradients(parameters: list[nn.Parameter], dist_info: _Dist) -> None:
+    """Average gradients of parameters that live outside DistributedDataParallel (the learned temperature)."""
+    if dist_info.world <= 1:
+        return
+    import torch.distributed as dist
+
+    for parameter in parameters:
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= dist_info.world
 
 
 # ---------------------------------------------------------------------------- the run
@@ -363,25 +469,38 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
     pretrained = config.weights or config.pretrained
     model = MANet(config.backbone, len(classes), attention=config.attention, pretrained=pretrained,
                   external_saliency=config.external_saliency).to(device)
+    if _use_sync_batchnorm(device, dist_info.world):
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state-dict keys as BatchNorm2d
+    instance = config.instance_weight > 0
+    pooling = POOLINGS[instance_pooling_name(config, model)] if instance else None
+    temperature = Temperature(config.temperature, learnable=config.learn_temperature).to(device)
+    memory = CrossBatchMemory(config.instance_memory)
     out_path = Path(config.out)
     state_path = resume_path_for(out_path)
-    stage, step_in_stage, optimizer_state = (1 if config.two_stage else 2), 0, None
+    stage, step_in_stage, optimizer_state, resumed_extra = (1 if config.two_stage else 2), 0, None, {}
     if resume:
         if not state_path.is_file():
             raise UserError(f"There is no interrupted run to resume ({state_path} does not exist).")
         payload = read_checkpoint(state_path)
         model.load_state_dict(payload["state_dict"])
-        extra = payload.get("extra", {})
-        stage, step_in_stage = int(extra["stage"]), int(extra["step"])
-        optimizer_state = extra.get("optimizer")
+        resumed_extra = payload.get("extra", {})
+        stage, step_in_stage = int(resumed_extra["stage"]), int(resumed_extra["step"])
+        optimizer_state = resumed_extra.get("optimizer")
+        if "log_temperature" in resumed_extra:
+            temperature.log_t.data.fill_(float(resumed_extra["log_temperature"]))
         say(f"resuming stage {stage} at iteration {step_in_stage}")
 
-    train_set = MinedImages(dataset.train, mask_dir, config, mean, std, train=True, wrong_marks=wrong)
+    train_set = MinedImages(dataset.train, mask_dir, config, mean, std, train=True, wrong_marks=wrong, pairs=instance)
     val_set = MinedImages(dataset.val, mask_dir, config, mean, std, train=False, wrong_marks=wrong)
-    per_rank_batch = max(1, config.batch_size // dist_info.world)
+    per_rank_batch = per_process_batch(config, dist_info.world)
+    # A pair sample is two images, so a step sees the same number of images with or without pairs.
+    per_rank_samples = max(2, per_rank_batch // 2) if instance else per_rank_batch
+    images_per_step = per_rank_samples * (2 if instance else 1) * dist_info.world
+    say(f"global batch {images_per_step} images per step ({dist_info.world} process(es) x "
+        f"{images_per_step // dist_info.world})" + (f", {images_per_step // 2} (photo, catalog) pairs" if instance else ""))
     loader_args = {"num_workers": config.workers, "persistent_workers": config.workers > 0,
                    "pin_memory": device.type == "cuda"}
-    train_loader = DataLoader(train_set, batch_size=per_rank_batch,
+    train_loader = DataLoader(train_set, batch_size=per_rank_samples,
                               sampler=_EndlessSampler(len(train_set), config.seed, dist_info.rank, dist_info.world),
                               drop_last=True, **loader_args)
     val_loader = DataLoader(val_set, batch_size=per_rank_batch, shuffle=False, num_workers=config.workers)
@@ -391,16 +510,17 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
 
     metrics: dict = {}
 
-    def save_state(current_stage: int, step: int, optimizer) -> None:
+    def save_state(current_stage: int, step: int, optimizer, convergence: Stage1Convergence) -> None:
         if dist_info.main:
             save_checkpoint(state_path, model, class_names=classes, input_size=config.input_size, mean=mean,
                             std=std, train_config=asdict(config),
                             extra={"stage": current_stage, "step": step,
-                                   "optimizer": None if optimizer is None else optimizer.state_dict()})
+                                   "optimizer": None if optimizer is None else optimizer.state_dict(),
+                                   "log_temperature": float(temperature.log_t.detach()), "stage1": convergence.state()})
             if events.on_checkpoint:
                 events.on_checkpoint("resume", str(state_path))
 
-    position = {"stage": stage, "step": step_in_stage, "optimizer": None}
+    position = {"stage": stage, "step": step_in_stage, "optimizer": None, "convergence": Stage1Convergence()}
     try:
         for current_stage in (1, 2):
             if current_stage < stage or (current_stage == 1 and not config.two_stage):
@@ -414,16 +534,22 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
                                                   find_unused_parameters=current_stage == 1)
             else:
                 network = model
-            optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum,
+            # The temperature lives outside the network (and outside DDP); it learns with the instance loss.
+            extra_parameters = [temperature.log_t] if (config.learn_temperature and instance
+                                                       and current_stage == 2) else []
+            groups = [{"params": trainable}] + ([{"params": extra_parameters, "weight_decay": 0.0}]
+                                                  if extra_parameters else [])
+            optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                                         weight_decay=config.weight_decay)
+            convergence = Stage1Convergence(config.stage1_patience, config.stage1_min_iterations)
             if optimizer_state is not None and current_stage == stage:
                 optimizer.load_state_dict(optimizer_state)
+                convergence.restore(resumed_extra.get("stage1"))
             first = step_in_stage if current_stage == stage else 0
-            position.update(stage=current_stage, step=first, optimizer=optimizer)
+            position.update(stage=current_stage, step=first, optimizer=optimizer, convergence=convergence)
             if dist_info.main and events.on_stage:
                 events.on_stage(current_stage, "saliency branch on a frozen backbone" if current_stage == 1
                                 else "end to end")
-            smoothed, best, since_best = None, math.inf, 0
             stage_start = time.perf_counter()
             for step in range(first, total):
                 if should_stop is not None and should_stop():
@@ -432,6 +558,10 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 batch = next(batches)
+                if instance:  # photos first, then their catalog views: row i and row n + i are one identity
+                    for key in ("image", "saliency", "saliency_valid", "text", "text_valid"):
+                        batch[key] = torch.cat([batch[key], batch.pop(f"view_{key}")])
+                    batch["label"] = torch.cat([batch["label"], batch["label"]])
                 images = batch["image"].to(device, non_blocking=True)
                 labels = batch["label"].to(device)
                 with autocast(device, config.amp):
@@ -440,47 +570,60 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
                 loss_sal = attention_loss(out.saliency_logits, batch["saliency"].to(device),
                                           batch["saliency_valid"].to(device))
                 loss_text = attention_loss(out.text_logits, batch["text"].to(device), batch["text_valid"].to(device))
-                loss = loss_cls
+                loss_instance = None
+                if instance and current_stage == 2:
+                    vectors = pooling(out.features.float(), None if out.saliency is None else out.saliency.float())
+                    identities = batch["identity"].to(device)
+                    half = vectors.shape[0] // 2
+                    loss_instance = symmetric_info_nce(vectors[:half], vectors[half:], identities, temperature(),
+                                                       memory.contents())
+                    memory.add(vectors[half:], identities)
+                # The category term stays in the graph even at weight 0: under DDP every parameter
+                # (the classifier too) must receive a gradient in every step.
+                loss = config.category_weight * loss_cls
                 if loss_sal is not None:
                     loss = loss + config.saliency_weight * loss_sal
                 if loss_text is not None and current_stage == 2:
                     loss = loss + config.text_weight * loss_text
+                if loss_instance is not None:
+                    loss = loss + config.instance_weight * loss_instance
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                    _all_reduce_gradients(extra_parameters, dist_info)
                     scaler.step(optimizer)
                     scaler.update()
                 else:
                     loss.backward()
+                    _all_reduce_gradients(extra_parameters, dist_info)
                     optimizer.step()
-                if not torch.isfinite(loss):
-                    raise UserError("The training loss became NaN or infinite; lower --lr and try again.")
                 done = step + 1
                 position["step"] = done
                 elapsed = time.perf_counter() - stage_start
                 rate = (done - first) * images.shape[0] / max(elapsed, 1e-9)
                 eta = (total - done) * elapsed / max(done - first, 1)
                 reported = _all_reduce_mean(loss.detach().float(), dist_info).item()
+                if not math.isfinite(reported):  # the mean over all processes: every process stops together
+                    raise UserError("The training loss became NaN or infinite; lower --lr and try again.")
                 if dist_info.main and events.on_step:
                     events.on_step(StepInfo(current_stage, done, total, reported, loss_cls.item(),
                                             None if loss_sal is None else loss_sal.item(),
-                                            None if loss_text is None else loss_text.item(), lr, rate, eta))
+                                            None if loss_text is None else loss_text.item(), lr, rate, eta,
+                                            None if loss_instance is None else loss_instance.item()))
                 if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total:
-                    save_state(current_stage, done, optimizer)
+                    save_state(current_stage, done, optimizer, convergence)
                 if config.validate_every and current_stage == 2 and done % config.validate_every == 0 and done < total:
                     result = evaluate_accuracy(model, val_loader, device, config)
                     _set_modes(model, current_stage)
                     if dist_info.main and events.on_validation:
                         events.on_validation({"stage": current_stage, "iteration": done, **result})
-                if current_stage == 1 and loss_sal is not None:
-                    # Convergence of stage 1: the smoothed saliency loss has not improved by 1% in 30 steps.
-                    value = loss_sal.item()
-                    smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
-                    if smoothed < best * 0.99:
-                        best, since_best = smoothed, 0
-                    else:
-                        since_best += 1
-                    if since_best >= 30 and done >= 40:
+                if current_stage == 1:
+                    # Every process must take this branch at the same step, or their collectives stop
+                    # matching: decide on the loss averaged over all processes, then use rank 0's verdict.
+                    value = _mean_over_ranks(loss_sal, device, dist_info)
+                    converged = value is not None and convergence.update(value, done)
+                    if _same_decision(converged, device, dist_info):
                         say(f"saliency branch converged after {done} iterations")
                         break
             optimizer_state = None
@@ -489,16 +632,20 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
             if current_stage == 1 and config.checkpoint_every:
                 # The stage switch is a resume point: a kill early in stage 2 must not redo the end of
                 # stage 1. Stage 2 starts a fresh optimizer over every parameter, so none is saved.
-                save_state(2, 0, None)
+                save_state(2, 0, None, convergence)
     except KeyboardInterrupt:
         if position["optimizer"] is not None:
-            save_state(position["stage"], position["step"], position["optimizer"])
+            save_state(position["stage"], position["step"], position["optimizer"], position["convergence"])
         raise Interrupted(state_path) from None
 
     metrics = evaluate_accuracy(model, val_loader, device, config)
     metrics["train_images"] = len(dataset.train)
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     metrics["device"] = str(device)
+    metrics["global_batch"] = images_per_step
+    metrics["processes"] = dist_info.world
+    if instance:
+        metrics["temperature"] = round(float(temperature().detach()), 5)
     if dist_info.main and events.on_validation:
         events.on_validation({"stage": 2, "iteration": config.iterations, "final": True, **metrics})
     if dist_info.main:

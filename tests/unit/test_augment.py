@@ -207,3 +207,16 @@ def test_cutout_crops_to_the_mask_with_alpha() -> None:
     assert rgba[..., 3].max() == 255 and rgba[0, 0, 3] == 0
     with pytest.raises(ValueError):
         cutout(img, np.zeros_like(mask))
+
+
+def test_pair_is_a_photo_and_a_catalog_view_of_the_same_image() -> None:
+    img, mask, text = _product()
+    aug = CrossDomainAugmenter(size=SIZE, p_photo=0.0)  # p_photo does not apply to pairs
+    photo, view = aug.pair(img, mask, text, np.random.default_rng(3))
+    assert photo.synthetic and not view.synthetic
+    assert photo.image.shape == view.image.shape == (SIZE, SIZE, 3)
+    assert view.image[0, 0].min() > 230  # the catalog view keeps its white background
+    assert photo.saliency.max() > 0.99 and view.saliency.max() > 0.99
+    # Without a mask the product cannot be cut out: two plain views, still of the same image.
+    first, second = aug.pair(img, None, None, np.random.default_rng(3))
+    assert not first.synthetic and not second.synthetic and first.saliency is None

@@ -159,7 +159,6 @@ def test_a_kill_early_in_stage_two_resumes_at_the_stage_switch(mined, tmp_path):
 
 
 def test_resume_with_another_network_is_one_sentence(mined, tmp_path):
-    from beauty_app.cli import main
 
     out = tmp_path / "m.pt"
     with pytest.raises(Interrupted):
@@ -173,3 +172,144 @@ def test_resume_with_another_network_is_one_sentence(mined, tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert words in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+# ---------------------------------------------------------------------------- instance objective
+def test_instance_recipe_trains_the_retrieval_vector_on_pairs(mined, tmp_path):
+    from beauty_app.training.config import RECIPES, config_for_recipe
+    from beauty_app.training.trainer import TrainingEvents
+
+    steps, messages = [], []
+    values = _config(mined, tmp_path / "m.pt", iterations=3, stage1_iterations=2).__dict__
+    config = config_for_recipe("instance", **{k: v for k, v in values.items()
+                                              if k not in RECIPES["instance"] and k != "recipe"})
+    result = train(config, events=TrainingEvents(on_step=steps.append, on_message=messages.append))
+    assert [s.loss_instance is None for s in steps] == [True, True, False, False, False]  # stage 2 only
+    assert all(s.loss_instance > 0 for s in steps if s.stage == 2)
+    assert any("global batch 4 images per step" in m and "2 (photo, catalog) pairs" in m for m in messages)
+    saved = read_checkpoint(result.checkpoint)["train_config"]
+    assert saved["recipe"] == "instance" and saved["instance_weight"] == 1.0 and saved["category_weight"] == 1.0
+
+
+def test_instance_loss_without_attention_and_with_memory_and_learned_temperature(mined, tmp_path):
+    result = train(_config(mined, tmp_path / "m.pt", attention="none", iterations=3, instance_weight=1.0,
+                           category_weight=0.0, instance_memory=8, learn_temperature=True))
+    metrics = read_checkpoint(result.checkpoint)["metrics"]
+    assert metrics["temperature"] != pytest.approx(0.05)  # it learned
+    assert metrics["global_batch"] == 4
+
+
+def test_recipes_and_flags_reach_the_config():
+    import argparse
+
+    from beauty_app.cli.train import config_from_args, register
+    from beauty_app.training.config import config_for_recipe
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    default = config_from_args(parser.parse_args(["train", "--data", "d"]))
+    assert (default.recipe, default.instance_weight, default.category_weight) == ("instance", 1.0, 1.0)
+    paper = config_from_args(parser.parse_args(["train", "--data", "d", "--recipe", "paper"]))
+    assert (paper.recipe, paper.instance_weight, paper.category_weight) == ("paper", 0.0, 1.0)
+    assert TrainConfig().recipe == "paper" and TrainConfig().instance_weight == 0.0  # the bench's paper runs
+    tuned = config_from_args(parser.parse_args(
+        ["train", "--data", "d", "--recipe", "instance", "--category-weight", "0", "--instance-memory", "64",
+         "--temperature", "0.1", "--learn-temperature", "--per-device-batch", "8", "--attention", "saliency"]))
+    assert (tuned.recipe, tuned.instance_weight, tuned.category_weight) == ("instance", 1.0, 0.0)
+    assert (tuned.instance_memory, tuned.temperature, tuned.learn_temperature, tuned.per_device_batch) == (
+        64, 0.1, True, 8)
+    with pytest.raises(ValueError, match="recipe"):
+        config_for_recipe("fancy")
+
+
+def test_stage1_convergence_needs_patience_and_minimum_steps():
+    from beauty_app.training.trainer import Stage1Convergence
+
+    tracker = Stage1Convergence(patience=3, min_iterations=5)
+    decisions = [tracker.update(1.0, done) for done in range(1, 8)]
+    # flat loss: no improvement after the first step; patience reached at step 4, minimum at step 5
+    assert decisions == [False, False, False, False, True, True, True]
+    improving = Stage1Convergence(patience=3, min_iterations=1)
+    assert not any(improving.update(0.5 ** done, done) for done in range(1, 20))
+    copy = Stage1Convergence(patience=3, min_iterations=1)
+    copy.restore(tracker.state())
+    assert copy.update(1.0, 8)
+
+
+def test_batch_size_per_process_and_sync_batchnorm_only_on_accelerators():
+    from beauty_app.models.manet import MANet
+    from beauty_app.training.trainer import _use_sync_batchnorm, per_process_batch
+
+    assert per_process_batch(TrainConfig(batch_size=16), 8) == 2
+    assert per_process_batch(TrainConfig(batch_size=16, per_device_batch=12), 8) == 12
+    assert _use_sync_batchnorm(torch.device("cuda", 0), 2) and not _use_sync_batchnorm(torch.device("cuda", 0), 1)
+    assert not _use_sync_batchnorm(torch.device("cpu"), 2)  # PyTorch's SyncBatchNorm has no CPU kernel
+    model = MANet("tiny", 3)
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(MANet("tiny", 3))
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
+    assert list(synced.state_dict()) == list(model.state_dict())  # checkpoints load into a plain MANet
+
+
+def _torchrun(mined, out, *extra, port):
+    """Two CPU processes under torchrun; on a hang the whole process group is killed (workers too)."""
+    import signal
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+         "-m", "beauty_app", "train", "--data", str(mined.root), "--backbone", "tiny", "--out", str(out),
+         "--input-size", "64", "--workers", "0", "--device", "cpu", "--progress", "jsonl", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        cwd=Path(__file__).resolve().parents[2])
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("torchrun did not finish: the processes are stuck in mismatched collectives")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+# Stage 1 may end at most here; the patience of 2 steps ends it long before on the tiny model.
+_CONVERGING = ("--stage1-iterations", "40", "--stage1-patience", "2", "--stage1-min-iterations", "3")
+
+
+def _converged_at(stdout: str) -> int:
+    events = [json.loads(line) for line in stdout.splitlines()]
+    texts = [e["text"] for e in events if e["event"] == "message" and "converged after" in e["text"]]
+    assert len(texts) == 1, texts
+    stage1 = [e["iteration"] for e in events if e["event"] == "step" and e["stage"] == 1]
+    assert stage1[-1] == int(texts[0].split("after ")[1].split()[0]) < 40
+    return stage1[-1]
+
+
+def test_torchrun_processes_leave_stage_one_together(mined, tmp_path):
+    out = tmp_path / "ddp.pt"
+    proc = _torchrun(mined, out, "--iterations", "2", "--per-device-batch", "4", "--recipe", "instance",
+                     *_CONVERGING, port=29733)
+    # A process that left stage 1 alone would wait forever in a collective (the run times out).
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _converged_at(proc.stdout)
+    assert "global batch 8 images per step (2 process(es) x 4), 4 (photo, catalog) pairs" in proc.stdout
+    metrics = read_checkpoint(out)["metrics"]
+    assert (metrics["global_batch"], metrics["processes"]) == (8, 2)
+
+
+def test_torchrun_resumes_an_interrupted_run_through_convergence(mined, tmp_path):
+    out = tmp_path / "ddp.pt"
+    calls = {"n": 0}
+
+    def stop_early():
+        calls["n"] += 1
+        return calls["n"] > 2  # two stage-1 steps, then "Ctrl-C"
+
+    with pytest.raises(Interrupted) as info:
+        train(_config(mined, out, stage1_iterations=40, stage1_patience=2, stage1_min_iterations=3, batch_size=4),
+              should_stop=stop_early)
+    assert read_checkpoint(info.value.resume_path)["extra"]["stage"] == 1
+    proc = _torchrun(mined, out, "--iterations", "2", "--batch-size", "4", "--resume", *_CONVERGING, port=29735)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    steps = [json.loads(line) for line in proc.stdout.splitlines() if '"step"' in line]
+    assert (steps[0]["stage"], steps[0]["iteration"]) == (1, 3)  # continued where the state was saved
+    assert _converged_at(proc.stdout) >= 3
+    assert out.exists() and not info.value.resume_path.exists()

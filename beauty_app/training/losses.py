@@ -1,0 +1,113 @@
+"""Training losses: attention-map supervision and the instance-level cross-domain metric loss.
+
+The instance loss treats every catalog image (or product, where the rows carry a product id) as
+its own identity. A batch holds a synthetic "photo" and a catalog view of each identity; the
+retrieval vectors of the two (exactly what the index stores, e.g. SR-MAC of F') are pulled
+together and pushed away from every other identity in the batch by a symmetric InfoNCE
+(photo -> catalog and catalog -> photo), optionally with a memory of earlier batches' catalog
+vectors as extra negatives (cross-batch memory, Wang et al. 2020 "XBM").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def attention_loss(logits: torch.Tensor | None, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
+    """BCE between an attention logit map (B,1,h,w) and a mask target pooled to h x w, valid samples only."""
+    if logits is None or valid.sum() == 0:
+        return None
+    pooled = F.adaptive_avg_pool2d(target, logits.shape[-2:])
+    per_sample = F.binary_cross_entropy_with_logits(logits.float(), pooled, reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * valid).sum() / valid.sum()
+
+
+def _multi_positive_nce(similarity: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """-log(sum of exp over positives / sum of exp over all), averaged over rows (logits already scaled)."""
+    log_all = torch.logsumexp(similarity, dim=1)
+    log_pos = torch.logsumexp(similarity.masked_fill(~positives, float("-inf")), dim=1)
+    return (log_all - log_pos).mean()
+
+
+def symmetric_info_nce(photos: torch.Tensor, catalog: torch.Tensor, identities: torch.Tensor,
+                       temperature: torch.Tensor | float, memory: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       ) -> torch.Tensor:
+    """Symmetric InfoNCE between photo and catalog vectors of the same identities.
+
+    Args:
+        photos: (B, D) L2-normalised retrieval vectors of the "photos".
+        catalog: (B, D) L2-normalised retrieval vectors of the catalog views, row i the same
+            identity as ``photos[i]``.
+        identities: (B,) integer identity of each row; rows that share an identity (two images of
+            one product) count as positives of each other, not as negatives.
+        temperature: softmax temperature (a float or a scalar tensor, e.g. a learned one).
+        memory: optional (vectors (M, D), identities (M,)) of earlier catalog views, used as extra
+            keys for the photo -> catalog direction.
+
+    Returns:
+        Scalar loss: the mean of the photo -> catalog and catalog -> photo cross-entropies.
+    """
+    if photos.shape != catalog.shape or photos.shape[0] != identities.shape[0]:
+        raise ValueError(f"photos {tuple(photos.shape)}, catalog {tuple(catalog.shape)} and identities "
+                         f"{tuple(identities.shape)} do not match")
+    photos, catalog = photos.float(), catalog.float()
+    keys, key_ids = catalog, identities
+    if memory is not None and memory[0].shape[0] > 0:
+        keys = torch.cat([catalog, memory[0].to(catalog)], dim=0)
+        key_ids = torch.cat([identities, memory[1].to(identities)], dim=0)
+    to_catalog = photos @ keys.T / temperature
+    to_photos = catalog @ photos.T / temperature
+    same = identities[:, None] == identities[None, :]
+    forward = _multi_positive_nce(to_catalog, identities[:, None] == key_ids[None, :])
+    backward = _multi_positive_nce(to_photos, same)
+    return 0.5 * (forward + backward)
+
+
+class Temperature(nn.Module):
+    """InfoNCE temperature, fixed or learned (kept as a log so it stays positive; clamped to [0.01, 1])."""
+
+    def __init__(self, initial: float = 0.05, learnable: bool = False):
+        super().__init__()
+        if not 0.0 < initial <= 1.0:
+            raise ValueError(f"the temperature must be in (0, 1], got {initial}")
+        log_t = torch.tensor(math.log(initial))
+        if learnable:
+            self.log_t = nn.Parameter(log_t)
+        else:
+            self.register_buffer("log_t", log_t)
+
+    def forward(self) -> torch.Tensor:
+        return self.log_t.exp().clamp(0.01, 1.0)
+
+
+class CrossBatchMemory:
+    """First-in first-out memory of detached catalog vectors and their identities (extra negatives).
+
+    Vectors of a slowly changing network are nearly as good as fresh ones (the "slow drift" that
+    cross-batch memory relies on), so a memory of a few batches adds negatives for free.
+    """
+
+    def __init__(self, size: int):
+        self.size = int(size)
+        self.vectors: torch.Tensor | None = None
+        self.identities: torch.Tensor | None = None
+
+    def contents(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(vectors, identities) held so far, or None while empty or disabled."""
+        if self.size <= 0 or self.vectors is None:
+            return None
+        return self.vectors, self.identities
+
+    def add(self, vectors: torch.Tensor, identities: torch.Tensor) -> None:
+        """Remember a batch (newest last), dropping the oldest rows beyond ``size``."""
+        if self.size <= 0:
+            return
+        vectors, identities = vectors.detach().float(), identities.detach()
+        if self.vectors is not None:
+            vectors = torch.cat([self.vectors, vectors], dim=0)
+            identities = torch.cat([self.identities, identities], dim=0)
+        self.vectors, self.identities = vectors[-self.size:], identities[-self.size:]
