@@ -108,7 +108,7 @@ class AnnotateTab(QWidget):
 
         self._build()
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        engine = client.engine
+        engine = client
         engine.analysisFinished.connect(self._on_analysis)
         engine.failed.connect(self._on_failed)
         self._update_hint()
@@ -278,6 +278,11 @@ class AnnotateTab(QWidget):
         self._update_hint()
         self._show_current()
         self._request_more()
+
+    def shutdown(self) -> None:
+        """Stop this tab's work (the window is closing): ask for no more maps, forget the one awaited."""
+        self.session_open = False
+        self._pending = None
 
     def open_folder(self, folder: str | Path) -> None:
         """Show the photos of `folder` and load its marks file (if any)."""

@@ -268,7 +268,7 @@ class CatalogTab(QWidget):
         self.out_edit.setText(self.settings.get("catalog/last_out", ""))
 
     def _connect(self) -> None:
-        engine = self.client.engine
+        engine = self.client
         engine.progress.connect(self._on_progress)
         engine.buildFinished.connect(self._on_build_finished)
         engine.cancelled.connect(self._on_cancelled)
@@ -566,6 +566,12 @@ class CatalogTab(QWidget):
             what = "match" if self.items_model.filter_text else "in the catalog"
             self.browse_count.setText(f"{total:,} items {what}")
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def shutdown(self) -> None:
+        """Stop this tab's work (the window is closing): cancel its build, end the thumbnail pool."""
+        self.filter_timer.stop()
+        self.cancel()
         self.items_model.shutdown()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.shutdown()
         super().closeEvent(event)

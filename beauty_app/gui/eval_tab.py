@@ -290,7 +290,7 @@ class EvalTab(QWidget):
         self.qe_spin.setValue(self.settings.get("eval/qe", 0, int))
 
     def _connect(self) -> None:
-        engine = self.client.engine
+        engine = self.client
         engine.progress.connect(self._on_progress)
         engine.evalFinished.connect(self._on_eval_finished)
         engine.cancelled.connect(self._on_cancelled)
@@ -398,6 +398,10 @@ class EvalTab(QWidget):
         self._say(f"Running \"{label}\" on {len(paths):,} query images...")
         self.client.requestEval.emit(request)
         return True
+
+    def shutdown(self) -> None:
+        """Stop this tab's work (the window is closing): cancel a running evaluation."""
+        self.cancel()
 
     def cancel(self) -> None:
         """Stop the evaluation at its next batch (also when it is still waiting for the worker)."""

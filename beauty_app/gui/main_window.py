@@ -113,7 +113,7 @@ class MainWindow(QMainWindow):
         help_menu.addAction(QAction("&About BeautyLens", self, triggered=self._about))
 
     def _connect(self) -> None:
-        engine = self.client.engine
+        engine = self.client
         engine.sessionOpened.connect(self._on_session)
         engine.failed.connect(self._on_failed)
         engine.progress.connect(self._on_progress)
@@ -223,8 +223,14 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.settings.set("window/geometry", self.saveGeometry())
-        self.train_tab.shutdown()
-        if not self.client.stop():
-            log.warning("the worker thread did not stop in time")
+        self.shutdown()
         self.settings.sync()
         super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """The one way the window stops its work: every tab ends its jobs, pools, processes and timers, then
+        the worker thread is stopped and waited for."""
+        for tab in (self.search_tab, self.catalog_tab, self.train_tab, self.eval_tab, self.annotate_tab):
+            tab.shutdown()
+        if not self.client.stop():
+            log.warning("the worker thread did not stop in time")

@@ -89,10 +89,10 @@ class SearchTab(QWidget):
         self.crop: tuple[int, int, int, int] | None = None
         self._dialog: ComparisonDialog | None = None
         self._build()
-        client.engine.searchFinished.connect(self._on_search_finished)
-        client.engine.analysisFinished.connect(self._on_analysis)
-        client.engine.batchFinished.connect(self._on_batch_finished)
-        client.engine.busyChanged.connect(self._on_busy)
+        client.searchFinished.connect(self._on_search_finished)
+        client.analysisFinished.connect(self._on_analysis)
+        client.batchFinished.connect(self._on_batch_finished)
+        client.busyChanged.connect(self._on_busy)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -233,6 +233,12 @@ class SearchTab(QWidget):
         self.status_label.setText(f"Index of {info.index.get('count', 0):,} catalog images ready. Drop a photo.")
         if self.source is not None:
             self.search_again()
+
+    def shutdown(self) -> None:
+        """Stop this tab's work (the window is closing): close the comparison dialog."""
+        if self._dialog is not None:
+            self._dialog.close()
+            self._dialog = None
 
     def set_samples(self, paths) -> None:
         """Fill the presenter's strip of sample photos."""

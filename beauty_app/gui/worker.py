@@ -314,7 +314,26 @@ def preload_core() -> None:
 
 
 class EngineClient(QObject):
-    """GUI-side handle: starts the worker thread and forwards requests as queued signals."""
+    """GUI-side handle: starts the worker thread, forwards requests and relays results as queued signals.
+
+    Everything the GUI (and tests) connect to is a signal of this object, which lives on the GUI thread:
+    the engine's signals are relayed through Qt connections whose receiver is this object, so they are
+    queued and re-emitted here. A plain Python callable (a lambda, a pytest-qt signal blocker) connected
+    straight to the engine would run on the worker thread, and one that touched a QTimer or a widget
+    there left timers registered to freed objects: the segmentation faults of issue 19.
+    """
+
+    sessionOpened = Signal(object)
+    searchFinished = Signal(object)
+    analysisFinished = Signal(object)
+    batchFinished = Signal(object)
+    buildFinished = Signal(object)
+    evalFinished = Signal(object)
+    itemsListed = Signal(object)
+    progress = Signal(object)
+    failed = Signal(str, str)
+    cancelled = Signal(str)
+    busyChanged = Signal(bool, str)
 
     requestOpen = Signal(str, str)
     requestSearch = Signal(object)
@@ -333,22 +352,25 @@ class EngineClient(QObject):
         sys.setswitchinterval(0.001)
         self.thread = QThread()
         self.thread.setObjectName("beautylens-engine")
-        self.engine = Engine(device)
-        self.engine.moveToThread(self.thread)
-        self.requestOpen.connect(self.engine.open_session)
-        self.requestSearch.connect(self.engine.search)
-        self.requestAnalyze.connect(self.engine.analyze_image)
-        self.requestBatch.connect(self.engine.batch_search)
-        self.requestBuild.connect(self.engine.build_index)
-        self.requestEval.connect(self.engine.evaluate)
-        self.requestItems.connect(self.engine.list_items)
-        self.requestShutdown.connect(self.engine.shutdown)
-        self.thread.finished.connect(self.engine.deleteLater)
-        self.thread.started.connect(self.engine.lower_priority)
+        self._engine = Engine(device)
+        self._engine.moveToThread(self.thread)
+        for name in ("sessionOpened", "searchFinished", "analysisFinished", "batchFinished", "buildFinished",
+                     "evalFinished", "itemsListed", "progress", "failed", "cancelled", "busyChanged"):
+            getattr(self._engine, name).connect(getattr(self, name))  # receiver: this GUI-thread object
+        self.requestOpen.connect(self._engine.open_session)
+        self.requestSearch.connect(self._engine.search)
+        self.requestAnalyze.connect(self._engine.analyze_image)
+        self.requestBatch.connect(self._engine.batch_search)
+        self.requestBuild.connect(self._engine.build_index)
+        self.requestEval.connect(self._engine.evaluate)
+        self.requestItems.connect(self._engine.list_items)
+        self.requestShutdown.connect(self._engine.shutdown)
+        self.thread.finished.connect(self._engine.deleteLater)
+        self.thread.started.connect(self._engine.lower_priority)
         self.thread.start()
 
     def cancel(self) -> None:
-        self.engine.cancel_current()
+        self._engine.cancel_current()
 
     def stop(self, timeout_ms: int = 30000) -> bool:
         """Cancel running work, close the session on the worker thread and wait for the thread to end."""

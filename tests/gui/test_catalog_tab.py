@@ -39,7 +39,7 @@ def test_build_shows_progress_skipped_files_and_emits_index_ready(qtbot, client,
     tab.model_combo.setCurrentText(str(tiny_checkpoint))
     tab.out_edit.setText(str(out))
     values = []
-    client.engine.progress.connect(lambda _event: values.append(tab.progress.bar.value()))
+    client.progress.connect(lambda _event: values.append(tab.progress.bar.value()))
 
     assert tab.build_button.isEnabled() and not tab.cancel_button.isEnabled()
     with qtbot.waitSignal(tab.indexReady, timeout=60000) as ready:
@@ -94,7 +94,7 @@ def test_cancel_leaves_ui_idle_and_resume_finishes_the_index(qtbot, client, sett
     tab.out_edit.setText(str(out))
 
     cancelled = []
-    client.engine.cancelled.connect(cancelled.append)
+    client.cancelled.connect(cancelled.append)
     assert tab.start_build("build")
     # cancel as soon as the first batch is stored (the bar has moved), long before the end
     qtbot.waitUntil(lambda: tab.progress.bar.value() > 0, timeout=60000)

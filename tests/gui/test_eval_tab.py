@@ -141,7 +141,7 @@ def test_cancel_and_missing_inputs(qtbot, client, settings, open_session, demo_d
     tab.queries_edit.setText(str(tmp_path / "queries"))
     tab.truth_edit.setText(str(truth))
     cancelled = []
-    client.engine.cancelled.connect(cancelled.append)
+    client.cancelled.connect(cancelled.append)
     assert tab.run()
     tab.cancel()  # before the worker has even started: the tab cancels once the job exists
     assert tab.progress.label.text() == "Cancelling..."

@@ -11,9 +11,9 @@ def test_event_loop_keeps_turning_while_indexing(qtbot, client, tiny_checkpoint,
 
     data = generate_demo(tmp_path / "demo", n_products=40, seed=8, image_size=192)
     done = []
-    client.engine.buildFinished.connect(lambda summary: done.append(summary))
+    client.buildFinished.connect(lambda summary: done.append(summary))
     progress = []
-    client.engine.progress.connect(progress.append)
+    client.progress.connect(progress.append)
     watch = LoopWatch()
     watch.start()
     client.requestBuild.emit(BuildRequest(str(data.catalog_csv), str(tiny_checkpoint), str(tmp_path / "idx")))
@@ -32,17 +32,17 @@ def test_cancel_stops_a_build_and_leaves_it_resumable(qtbot, client, tiny_checkp
 
     data = generate_demo(tmp_path / "demo", n_products=60, seed=9, image_size=160)
     cancelled, finished = [], []
-    client.engine.cancelled.connect(cancelled.append)
-    client.engine.buildFinished.connect(finished.append)
+    client.cancelled.connect(cancelled.append)
+    client.buildFinished.connect(finished.append)
 
     def cancel_after_first_batch(event):
         if event.stage == "index" and event.done > 0:
             client.cancel()
 
-    client.engine.progress.connect(cancel_after_first_batch)
+    client.progress.connect(cancel_after_first_batch)
     client.requestBuild.emit(BuildRequest(str(data.catalog_csv), str(tiny_checkpoint), str(tmp_path / "idx")))
     qtbot.waitUntil(lambda: bool(cancelled) or bool(finished), timeout=120000)
-    client.engine.progress.disconnect(cancel_after_first_batch)
+    client.progress.disconnect(cancel_after_first_batch)
     assert cancelled == ["build index"] and not finished
     with CatalogIndex.open(tmp_path / "idx") as index:
         assert 0 < index.count() < data.n_catalog and not index.complete

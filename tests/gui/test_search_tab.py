@@ -87,7 +87,7 @@ def test_bad_photo_reports_failure_and_keeps_working(qtbot, client, settings, op
     tab = _tab(qtbot, client, settings, open_session)
     bad = tmp_path / "broken.jpg"
     bad.write_text("not an image")
-    with qtbot.waitSignal(client.engine.failed, timeout=60000) as blocker:
+    with qtbot.waitSignal(client.failed, timeout=60000) as blocker:
         tab.search_path(str(bad))
     assert blocker.args[0] == "search" and "broken.jpg" in blocker.args[1]
     with qtbot.waitSignal(tab.searchDone, timeout=60000):
