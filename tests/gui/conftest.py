@@ -120,8 +120,11 @@ def client(qtbot):
 @pytest.fixture
 def open_session(qtbot, client, built_index):
     """The client with `built_index` opened; returns the SessionInfo."""
-    with qtbot.waitSignal(client.sessionOpened, timeout=60000) as blocker:
-        client.requestOpen.emit(str(built_index), "")
+    from beauty_app.gui.worker import OpenRequest
+
+    job = client.submit(OpenRequest(str(built_index)))
+    with qtbot.waitSignal(job.finished, timeout=60000) as blocker:
+        pass  # the job's signals arrive through the event loop, which the blocker runs
     return blocker.args[0]
 
 

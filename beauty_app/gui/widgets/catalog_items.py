@@ -1,7 +1,7 @@
 """The catalog browser's table model: a window onto the index's rows, fetched from the worker by page.
 
 The model never touches the index itself. It asks for a page by emitting :attr:`fetchRequested`
-(the tab forwards it to ``client.requestItems``); the worker answers with the page and, for the
+(the tab submits an ``ItemsRequest`` job); the worker answers with the page and, for the
 first page, how many rows match, so the scroll bar spans the whole catalog and can be dragged to
 any row of 500,000. Only the pages shown most recently are kept (:data:`MAX_PAGES`). A row that is
 painted before its page is loaded shows "…" and asks for the page; one page is asked for at a
