@@ -163,9 +163,7 @@ def test_mining_from_a_catalog_fills_the_data_folder(qtbot, tab, tiny_demo, tmp_
     assert tab.checkpoint_path() == str(out / "manet.pt")
 
 
-def test_shutdown_stops_a_running_training_quickly(qtbot, tab, mined, tmp_path):
-    import time
-
+def test_shutdown_stops_a_running_training_and_it_saves_a_resumable_state(qtbot, tab, mined, tmp_path):
     from beauty_app.training.config import resume_path_for
 
     out = tmp_path / "closing.pt"
@@ -173,9 +171,9 @@ def test_shutdown_stops_a_running_training_quickly(qtbot, tab, mined, tmp_path):
     with qtbot.waitSignal(tab.process.eventReceived, timeout=PROCESS_TIMEOUT_MS,
                           check_params_cb=lambda event: event["event"] == "step"):
         tab.start()
-    started = time.monotonic()
-    tab.shutdown()  # what the main window calls when it closes
-    assert time.monotonic() - started < 8
+    # What the main window calls when it closes; the grace is long here so that a busy machine cannot
+    # turn the polite stop into a kill (the window's default is 5 s).
+    tab.shutdown(grace_ms=120000)
     assert not tab.process.is_running()
     assert resume_path_for(out).is_file()  # SIGTERM still saved the state before exiting
 
