@@ -2,7 +2,7 @@
 
 Marks go to ``<folder>/mask_marks.csv`` (``id,map,mark``), which training reads with
 ``--mask-marks``: maps marked wrong are left out of the mask supervision. The maps come from the
-worker (``requestAnalyze`` with the tag ``annotate:<path>``), one request in flight at a time, and
+worker (an ``AnalyzeRequest`` job per photo), one job in flight at a time, and
 the next photo is fetched ahead so stepping with the keyboard stays quick.
 """
 
@@ -40,11 +40,10 @@ from ..imaging import IMAGE_EXTENSIONS
 from .settings import Settings
 from .widgets.annotate_marks import MAPS, MARKS_FILE, MarkStore, export_maps
 from .widgets.image_view import HeatmapView
-from .worker import AnalysisOutcome, EngineClient, SessionInfo
+from .worker import AnalysisOutcome, AnalyzeRequest, EngineClient, Job, SessionInfo
 
 log = logging.getLogger(__name__)
 
-TAG_PREFIX = "annotate:"
 CACHE_SIZE = 24
 PREVIEW_MAX_SIDE = 1024
 MARK_COLOURS = {"good": QColor(46, 160, 67), "wrong": QColor(211, 47, 47), None: QColor(185, 185, 185)}
@@ -103,14 +102,12 @@ class AnnotateTab(QWidget):
         self.model_name = ""
         self._cache: OrderedDict[str, _Maps] = OrderedDict()
         self._failed: dict[str, str] = {}
-        self._pending: str | None = None
+        self._pending: str | None = None  # the photo whose maps _job computes
+        self._job: Job | None = None
         self._icons: dict[tuple, QIcon] = {}
 
         self._build()
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        engine = client.engine
-        engine.analysisFinished.connect(self._on_analysis)
-        engine.failed.connect(self._on_failed)
         self._update_hint()
         self._update_progress()
         self._update_mark_widgets()
@@ -278,6 +275,13 @@ class AnnotateTab(QWidget):
         self._update_hint()
         self._show_current()
         self._request_more()
+
+    def shutdown(self) -> None:
+        """Stop this tab's work (the window is closing): ask for no more maps, forget the one awaited."""
+        self.session_open = False
+        self._pending = None
+        if self._job is not None:
+            self._job.cancel()
 
     def open_folder(self, folder: str | Path) -> None:
         """Show the photos of `folder` and load its marks file (if any)."""
@@ -459,13 +463,13 @@ class AnnotateTab(QWidget):
                 key = str(self.photos[index])
                 if key not in self._cache and key not in self._failed:
                     self._pending = key
-                    self.client.requestAnalyze.emit(TAG_PREFIX + key, key)
+                    self._job = self.client.submit(AnalyzeRequest(key))
+                    self._job.finished.connect(self._on_analysis)
+                    self._job.failed.connect(self._on_failed)
                     return
 
     def _on_analysis(self, outcome: AnalysisOutcome) -> None:
-        if not outcome.tag.startswith(TAG_PREFIX):
-            return
-        key = outcome.tag[len(TAG_PREFIX):]
+        key = outcome.request.path
         if key == self._pending:
             self._pending = None
         analysis = outcome.analysis
@@ -479,10 +483,8 @@ class AnnotateTab(QWidget):
             self._show_current()
         self._request_more()
 
-    def _on_failed(self, operation: str, message: str) -> None:
-        # The engine's failure signal carries no tag: a failed analysis while ours is in flight is
-        # taken to be ours (another tab rarely analyses at the same moment).
-        if operation != "analyse image" or self._pending is None:
+    def _on_failed(self, message: str) -> None:
+        if self._pending is None:  # the tab was shut down meanwhile
             return
         key, self._pending = self._pending, None
         self._failed[key] = message

@@ -29,11 +29,10 @@ from PySide6.QtWidgets import (
 from .settings import Settings
 from .widgets.catalog_items import CatalogItemsModel
 from .widgets.catalog_progress import JobProgress, format_duration
-from .worker import BuildRequest, EngineClient, SessionInfo
+from .worker import BuildRequest, EngineClient, ItemsPage, ItemsRequest, Job, SessionInfo
 
 log = logging.getLogger(__name__)
 
-OPERATION = "build index"  # the worker's name for builds and updates
 DB_NAME = "catalog.sqlite"  # what marks a folder as an index (retrieval.index.DB_NAME; that module needs faiss)
 MODEL_PRESETS = ("imagenet:efficientnet_lite0", "imagenet:resnet50", "imagenet:vgg16")
 
@@ -98,10 +97,9 @@ class CatalogTab(QWidget):
         self.client = client
         self.settings = settings
         self.session = SessionInfo()
-        self._job: BuildRequest | None = None  # the build this tab asked for, until it ends
+        self._job: Job | None = None  # the build this tab asked for, until it ends
+        self._items_job: Job | None = None  # the catalog page asked for
         self._last_event = None
-        self._cancel_requested = False
-        self._active = False  # the worker is running this tab's build (not still queued behind other work)
         self._skipped_dir: str | None = None  # the index whose skipped files the table lists
         self._build_ui()
         self._restore_settings()
@@ -268,13 +266,6 @@ class CatalogTab(QWidget):
         self.out_edit.setText(self.settings.get("catalog/last_out", ""))
 
     def _connect(self) -> None:
-        engine = self.client.engine
-        engine.progress.connect(self._on_progress)
-        engine.buildFinished.connect(self._on_build_finished)
-        engine.cancelled.connect(self._on_cancelled)
-        engine.failed.connect(self._on_failed)
-        engine.itemsListed.connect(self._on_items_listed)
-        engine.busyChanged.connect(self._on_busy)
         self.catalog_csv_button.clicked.connect(self.choose_catalog_csv)
         self.catalog_folder_button.clicked.connect(self.choose_catalog_folder)
         self.model_button.clicked.connect(self.choose_model)
@@ -289,7 +280,7 @@ class CatalogTab(QWidget):
         self.model_combo.currentTextChanged.connect(self._update_buttons)
         self.filter_edit.textChanged.connect(lambda _text: self.filter_timer.start())
         self.filter_timer.timeout.connect(self._apply_filter)
-        self.items_model.fetchRequested.connect(self.client.requestItems.emit)
+        self.items_model.fetchRequested.connect(self._fetch_items)
         self.items_model.pageLoaded.connect(self._on_page_loaded)
 
     # ------------------------------------------------------------------ choosers
@@ -395,15 +386,17 @@ class CatalogTab(QWidget):
             self.settings.set("catalog/last_index_type", request.index_type)
             self.settings.set("catalog/last_out", out)
         self.settings.set("catalog/last_source", catalog)
-        self._job = request
         self._last_event = None
-        self._cancel_requested = False
+        self._job = self.client.submit(request)
+        self._job.progress.connect(self._on_progress)
+        self._job.finished.connect(self._on_build_finished)
+        self._job.cancelled.connect(self._on_cancelled)
+        self._job.failed.connect(self._on_failed)
         self._update_buttons()
         verb = {"build": "Building", "resume": "Resuming", "add": "Updating"}[mode]
         self._say(f"{verb} {request.out_dir} with {request.model_spec} ({request.pooling})...")
         self.progress.start("Loading the model...")
         log.info("%s index %s from %s", verb.lower(), request.out_dir, catalog)
-        self.client.requestBuild.emit(request)
         return True
 
     def build_with_model(self, checkpoint_path: str) -> bool:
@@ -428,29 +421,19 @@ class CatalogTab(QWidget):
     def cancel(self) -> None:
         """Ask the worker to stop the build at its next batch (the finished batches are kept)."""
         if self.busy:
-            self._cancel_requested = True
+            self._job.cancel()  # also when still queued: then it never starts
             self.cancel_button.setEnabled(False)
             self.progress.label.setText("Cancelling after the current batch...")
-            if self._active:  # while queued, client.cancel() would stop whatever else is running
-                self.client.cancel()
-
-    def _on_busy(self, busy: bool, operation: str) -> None:
-        if operation == OPERATION:
-            self._active = busy and self.busy
 
     def _on_progress(self, event) -> None:
-        if self._active and event.stage in ("read catalog", "scan folder", "index", "finalize"):
+        if event.stage in ("read catalog", "scan folder", "index", "finalize"):
             self._last_event = event
-            if self._cancel_requested:
-                # a cancel sent while the model was still loading found no job; the job exists now
-                self.client.cancel()
-                return
             self.progress.update_event(event)
 
     def _finish_job(self) -> BuildRequest | None:
-        request, self._job = self._job, None
+        job, self._job = self._job, None
         self._update_buttons()
-        return request
+        return job.request if job is not None else None
 
     def _on_build_finished(self, summary) -> None:
         request = self._finish_job()
@@ -470,9 +453,7 @@ class CatalogTab(QWidget):
         self.buildDone.emit(summary)
         self.indexReady.emit(str(request.out_dir), request.model_spec)
 
-    def _on_cancelled(self, operation: str) -> None:
-        if operation != OPERATION:
-            return
+    def _on_cancelled(self) -> None:
         request = self._finish_job()
         if request is None:
             return
@@ -483,12 +464,7 @@ class CatalogTab(QWidget):
             self._say("Build cancelled; press Resume to continue where it stopped.")
         self.progress.finish(f"Cancelled after {done:,} images", complete=False)
 
-    def _on_failed(self, operation: str, message: str) -> None:
-        if operation == "browse catalog":
-            self.items_model.fetch_failed()
-            return
-        if operation != OPERATION:
-            return
+    def _on_failed(self, message: str) -> None:
         if self._finish_job() is not None:
             self.progress.finish("Failed", complete=False)
             self._say(message)
@@ -552,9 +528,16 @@ class CatalogTab(QWidget):
             self.items_model.reset(self.filter_edit.text().strip())
             self._on_page_loaded(0)
 
-    def _on_items_listed(self, payload) -> None:
-        filter_text, offset, rows, total = payload
-        self.items_model.add_page(filter_text, offset, rows, total)
+    def _fetch_items(self, filter_text: str, offset: int, limit: int) -> None:
+        self._items_job = self.client.submit(ItemsRequest(filter_text, offset, limit))
+        self._items_job.finished.connect(self._on_items_listed)
+        self._items_job.failed.connect(self._on_items_failed)
+
+    def _on_items_listed(self, page: ItemsPage) -> None:
+        self.items_model.add_page(page.filter_text, page.offset, page.rows, page.total)
+
+    def _on_items_failed(self, _message: str) -> None:
+        self.items_model.fetch_failed()
 
     def _on_page_loaded(self, _total: int = 0) -> None:
         total = self.items_model.total
@@ -566,6 +549,12 @@ class CatalogTab(QWidget):
             what = "match" if self.items_model.filter_text else "in the catalog"
             self.browse_count.setText(f"{total:,} items {what}")
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def shutdown(self) -> None:
+        """Stop this tab's work (the window is closing): cancel its build, end the thumbnail pool."""
+        self.filter_timer.stop()
+        self.cancel()
         self.items_model.shutdown()
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.shutdown()
         super().closeEvent(event)

@@ -35,11 +35,10 @@ from ..imaging import IMAGE_EXTENSIONS
 from .settings import Settings
 from .widgets.catalog_progress import JobProgress, format_duration
 from .widgets.eval_plot import ApBarPlot, ap_colour
-from .worker import EngineClient, EvalRequest, SessionInfo
+from .worker import EngineClient, EvalRequest, Job, SessionInfo
 
 log = logging.getLogger(__name__)
 
-OPERATION = "evaluate"  # the worker's name for evaluation jobs
 DENOMINATORS = (
     ("nrel", "Divide by the number of relevant catalog images (the paper's AP)"),
     ("min", "Divide by min(k, relevant images), as Kaggle's apk does"),
@@ -144,8 +143,7 @@ class EvalTab(QWidget):
         self.session = SessionInfo()
         self.runs: list[EvalRun] = []
         self._pending: _Pending | None = None
-        self._active = False  # the worker is running our evaluation (its progress events are ours)
-        self._cancel_requested = False
+        self._job: Job | None = None  # the evaluation running for _pending
         self._label_edited = False
         self._build_ui()
         self._restore_settings()
@@ -291,12 +289,6 @@ class EvalTab(QWidget):
         self.qe_spin.setValue(self.settings.get("eval/qe", 0, int))
 
     def _connect(self) -> None:
-        engine = self.client.engine
-        engine.progress.connect(self._on_progress)
-        engine.evalFinished.connect(self._on_eval_finished)
-        engine.cancelled.connect(self._on_cancelled)
-        engine.failed.connect(self._on_failed)
-        engine.busyChanged.connect(self._on_busy)
         self.queries_button.clicked.connect(self.choose_queries)
         self.truth_button.clicked.connect(self.choose_truth)
         self.run_button.clicked.connect(self.run)
@@ -391,42 +383,36 @@ class EvalTab(QWidget):
         for key, value in (("eval/queries", queries), ("eval/truth", truth), ("eval/k", request.k),
                            ("eval/denominator", request.denominator), ("eval/qe", request.query_expansion)):
             self.settings.set(key, value)
-        self._cancel_requested = False
         self._pending = _Pending(request, paths, self.session.index.get("model_spec") or self.session.model_spec,
                                  self.session.index.get("pooling") or "")
         self._update_buttons()
         self.progress.start("Waiting for the engine...")
         self._say(f"Running \"{label}\" on {len(paths):,} query images...")
-        self.client.requestEval.emit(request)
+        self._job = self.client.submit(request)
+        self._job.progress.connect(self._on_progress)
+        self._job.finished.connect(self._on_eval_finished)
+        self._job.cancelled.connect(self._on_cancelled)
+        self._job.failed.connect(self._on_failed)
         return True
+
+    def shutdown(self) -> None:
+        """Stop this tab's work (the window is closing): cancel a running evaluation."""
+        self.cancel()
 
     def cancel(self) -> None:
         """Stop the evaluation at its next batch (also when it is still waiting for the worker)."""
         if self.busy:
-            self._cancel_requested = True
+            self._job.cancel()  # also when still queued: then it never starts
             self.cancel_button.setEnabled(False)
             self.progress.label.setText("Cancelling...")
-            if self._active:  # while queued, client.cancel() would stop whatever else is running
-                self.client.cancel()
-
-    def _on_busy(self, busy: bool, operation: str) -> None:
-        if operation == OPERATION:
-            self._active = busy and self._pending is not None
 
     def _on_progress(self, event) -> None:
-        if self._active and event.stage == "search":
-            if self._cancel_requested:
-                # a cancel sent before the job existed was lost; its progress proves it exists now
-                self.client.cancel()
-                return
+        if event.stage == "search":
             self.progress.update_event(event)
 
-    def _on_eval_finished(self, payload) -> None:
-        label, report = payload
-        pending = self._pending
-        if pending is None or label != pending.request.label:
-            return
-        self._pending = None
+    def _on_eval_finished(self, report) -> None:
+        pending, self._pending, self._job = self._pending, None, None
+        label = pending.request.label
         try:
             truth = read_truth(pending.request.truth)
         except UserError:
@@ -446,18 +432,16 @@ class EvalTab(QWidget):
 
     def _stop(self, message: str, status: str) -> None:
         self._pending = None
-        self._active = False
+        self._job = None
         self.progress.finish(status, complete=False)
         self._say(message)
         self._update_buttons()
 
-    def _on_cancelled(self, operation: str) -> None:
-        if operation == OPERATION and self.busy:
-            self._stop("Evaluation cancelled.", "Cancelled")
+    def _on_cancelled(self) -> None:
+        self._stop("Evaluation cancelled.", "Cancelled")
 
-    def _on_failed(self, operation: str, message: str) -> None:
-        if operation == OPERATION and self.busy:
-            self._stop(message, "Failed")
+    def _on_failed(self, message: str) -> None:
+        self._stop(message, "Failed")
 
     def _say(self, text: str) -> None:
         self.message.setText(text)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 from .. import __version__
 from ..paths import log_dir
 from .settings import Settings
-from .worker import EngineClient, SessionInfo
+from .worker import EngineClient, Job, JobState, OpenRequest, SessionInfo
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings()
         self.client = EngineClient(device, parent=self)
         self.session = SessionInfo()
+        self._open_job: Job | None = None
         self.setWindowTitle("BeautyLens")
         self.setAcceptDrops(True)
 
@@ -71,7 +72,7 @@ class MainWindow(QMainWindow):
         self.job_progress.setVisible(False)
         self.job_cancel = QPushButton("Cancel")
         self.job_cancel.setVisible(False)
-        self.job_cancel.clicked.connect(self.client.cancel)
+        self.job_cancel.clicked.connect(self._cancel_long_jobs)
         # Permanent widgets stay visible while transient messages show on the left.
         for widget in (self.device_label, self.model_label, self.index_label):
             bar.addPermanentWidget(widget)
@@ -113,12 +114,9 @@ class MainWindow(QMainWindow):
         help_menu.addAction(QAction("&About BeautyLens", self, triggered=self._about))
 
     def _connect(self) -> None:
-        engine = self.client.engine
-        engine.sessionOpened.connect(self._on_session)
-        engine.failed.connect(self._on_failed)
-        engine.progress.connect(self._on_progress)
-        engine.busyChanged.connect(self._on_busy)
-        engine.cancelled.connect(lambda op: self.statusBar().showMessage(f"{op} cancelled", 5000))
+        self.client.jobStarted.connect(self._on_job_started)
+        self.client.jobProgress.connect(self._on_progress)
+        self.client.jobEnded.connect(self._on_job_ended)
         self.catalog_tab.indexReady.connect(self.open_index)
         self.eval_tab.openQuery.connect(self._open_query_in_search)
         self.train_tab.useCheckpoint.connect(self._use_checkpoint)
@@ -141,7 +139,8 @@ class MainWindow(QMainWindow):
         self.settings.set("last/index", index_dir)
         if model_spec:
             self.settings.set("last/model", model_spec)
-        self.client.requestOpen.emit(str(index_dir), model_spec or "")
+        self._open_job = self.client.submit(OpenRequest(str(index_dir), model_spec or ""))
+        self._open_job.finished.connect(self._on_session)
 
     def open_index_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a catalog index", self.settings.get("last/index", ""))
@@ -184,11 +183,30 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Index ready", 3000)
         self.sessionChanged.emit(info)
 
-    def _on_failed(self, operation: str, message: str) -> None:
-        log.warning("%s failed: %s", operation, message)
-        QMessageBox.warning(self, f"BeautyLens: {operation}", message)
+    def _cancel_long_jobs(self) -> None:
+        for job in self.client.running_jobs():
+            if job.operation.long:
+                job.cancel()
 
-    def _on_progress(self, event) -> None:
+    def _on_job_ended(self, job: Job) -> None:
+        if job.operation.long and not any(other.operation.long for other in self.client.running_jobs()):
+            self.job_cancel.setVisible(False)
+        if not self.client.running_jobs():
+            self.job_progress.setVisible(False)
+            self.job_label.setText("")
+        if job.state == JobState.FAILED:
+            log.warning("%s failed: %s", job.operation.label, job.error)
+            QMessageBox.warning(self, f"BeautyLens: {job.operation.label}", job.error)
+        elif job.state == JobState.CANCELLED and job.operation.long:
+            self.statusBar().showMessage(f"{job.operation.label} cancelled", 5000)
+
+    def _on_job_started(self, job: Job) -> None:
+        if job.operation.long:
+            self.job_cancel.setVisible(True)
+        else:
+            self.job_label.setText(f"{job.operation.label}...")
+
+    def _on_progress(self, job: Job, event) -> None:
         self.job_progress.setVisible(True)
         if event.total:
             self.job_progress.setRange(0, event.total)
@@ -202,15 +220,6 @@ class MainWindow(QMainWindow):
             parts.append(f"ETA {event.eta_s:.0f} s")
         self.job_label.setText("  ".join(parts))
 
-    def _on_busy(self, busy: bool, operation: str) -> None:
-        long_job = operation in ("build index", "evaluate", "batch search")
-        self.job_cancel.setVisible(busy and long_job)
-        if not busy:
-            self.job_progress.setVisible(False)
-            self.job_label.setText("")
-        elif not long_job:
-            self.job_label.setText(f"{operation}...")
-
     # ------------------------------------------------------------------ drag and drop, closing
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
         if event.mimeData().hasUrls() or event.mimeData().hasImage():
@@ -223,8 +232,14 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.settings.set("window/geometry", self.saveGeometry())
-        self.train_tab.shutdown()
-        if not self.client.stop():
-            log.warning("the worker thread did not stop in time")
+        self.shutdown()
         self.settings.sync()
         super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """The one way the window stops its work: every tab ends its jobs, pools, processes and timers, then
+        the worker thread is stopped and waited for."""
+        for tab in (self.search_tab, self.catalog_tab, self.train_tab, self.eval_tab, self.annotate_tab):
+            tab.shutdown()
+        if not self.client.stop():
+            log.warning("the worker thread did not stop in time")

@@ -35,7 +35,18 @@ from .settings import Settings
 from .widgets.image_view import HeatmapView
 from .widgets.qt_images import qimage_to_pil
 from .widgets.results import ResultGrid
-from .worker import AnalysisOutcome, BatchRequest, EngineClient, SearchOutcome, SearchRequest, SessionInfo
+from .worker import (
+    AnalysisOutcome,
+    AnalyzeRequest,
+    BatchOutcome,
+    BatchRequest,
+    EngineClient,
+    Job,
+    Operation,
+    SearchOutcome,
+    SearchRequest,
+    SessionInfo,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +99,8 @@ class SearchTab(QWidget):
         self.source = None  # what the next "search again" searches (path or PIL image)
         self.crop: tuple[int, int, int, int] | None = None
         self._dialog: ComparisonDialog | None = None
+        self._jobs: list[Job] = []  # this tab's jobs not yet ended (searches, comparisons, batches)
         self._build()
-        client.engine.searchFinished.connect(self._on_search_finished)
-        client.engine.analysisFinished.connect(self._on_analysis)
-        client.engine.batchFinished.connect(self._on_batch_finished)
-        client.engine.busyChanged.connect(self._on_busy)
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -234,6 +242,14 @@ class SearchTab(QWidget):
         if self.source is not None:
             self.search_again()
 
+    def shutdown(self) -> None:
+        """Stop this tab's work (the window is closing): cancel its jobs, close the comparison dialog."""
+        for job in self._jobs:
+            job.cancel()
+        if self._dialog is not None:
+            self._dialog.close()
+            self._dialog = None
+
     def set_samples(self, paths) -> None:
         """Fill the presenter's strip of sample photos."""
         self.samples.clear()
@@ -269,7 +285,9 @@ class SearchTab(QWidget):
                                 query_expansion=self.qe_spin.value() if self.qe_check.isChecked() else 0,
                                 pooling=pooling, crop=self.crop)
         self.status_label.setText("Searching...")
-        self.client.requestSearch.emit(request)
+        job = self._submit(request)
+        job.finished.connect(self._on_search_finished)
+        self.again_button.setEnabled(False)
 
     def reset_crop(self) -> None:
         if self.crop is not None:
@@ -324,9 +342,15 @@ class SearchTab(QWidget):
         default = str(Path(folder) / "ranking.csv")
         out, _ = QFileDialog.getSaveFileName(self, "Save the ranking as", default, "CSV (*.csv)")
         if out:
-            self.status_label.setText(f"Batch search of {folder} ...")
-            self.client.requestBatch.emit(BatchRequest(folder, out, k=7,
-                                                       query_expansion=self.qe_spin.value() if self.qe_check.isChecked() else 0))
+            self.batch_search(folder, out)
+
+    def batch_search(self, folder: str, out_csv: str) -> Job:
+        """Search every image of `folder` and write the ranking to `out_csv` (the challenge's format)."""
+        self.status_label.setText(f"Batch search of {folder} ...")
+        job = self._submit(BatchRequest(folder, out_csv, k=7,
+                                        query_expansion=self.qe_spin.value() if self.qe_check.isChecked() else 0))
+        job.finished.connect(self._on_batch_finished)
+        return job
 
     def export_view_dialog(self) -> None:
         if self.current is None:
@@ -346,7 +370,8 @@ class SearchTab(QWidget):
         analysis = self.current.result.analysis
         self._dialog = ComparisonDialog(self, np.asarray(self.current.image), analysis, hit, self._view_options())
         self._dialog.show()
-        self.client.requestAnalyze.emit(f"compare:{hit.id}", hit.path)
+        job = self._submit(AnalyzeRequest(hit.path))
+        job.finished.connect(self._on_analysis)
 
     # ------------------------------------------------------------------ engine results
     def _on_search_finished(self, outcome: SearchOutcome) -> None:
@@ -373,20 +398,32 @@ class SearchTab(QWidget):
         self.searchDone.emit(outcome)
 
     def _on_analysis(self, outcome: AnalysisOutcome) -> None:
-        if self._dialog is not None and outcome.tag == f"compare:{self._dialog.hit.id}":
+        if self._dialog is not None and outcome.request.path == self._dialog.hit.path:
             self._dialog.show_result_analysis(outcome)
 
-    def _on_batch_finished(self, payload) -> None:
-        out_csv, results = payload
+    def _on_batch_finished(self, outcome: BatchOutcome) -> None:
+        out_csv, results = outcome.out_csv, outcome.results
         failed = [r for r in results if r.error]
         message = f"Searched {len(results) - len(failed)} photos; ranking written to {out_csv}."
         if failed:
             message += f" {len(failed)} files could not be read (e.g. {Path(failed[0].query).name}: {failed[0].error})."
         self.status_label.setText(message)
 
-    def _on_busy(self, busy: bool, operation: str) -> None:
-        if operation == "search":
-            self.again_button.setEnabled(not busy and self.session.model != "")
+    def _submit(self, request) -> Job:
+        job = self.client.submit(request)
+        self._jobs.append(job)
+        job.failed.connect(self._on_failed)
+        for ended in (job.finished, job.failed, job.cancelled):
+            ended.connect(self._forget_ended_jobs)
+        return job
+
+    def _forget_ended_jobs(self, *_args) -> None:
+        self._jobs = [job for job in self._jobs if not job.done]
+        searching = any(job.operation is Operation.SEARCH for job in self._jobs)
+        self.again_button.setEnabled(not searching and self.session.model != "")
+
+    def _on_failed(self, message: str) -> None:
+        self.status_label.setText(message)
 
     def _on_crop(self, left: int, top: int, right: int, bottom: int) -> None:
         if self.current is None:

@@ -306,11 +306,11 @@ class TrainTab(QWidget):
         self.process.start(args)
         self._update_buttons()
 
-    def shutdown(self) -> None:
-        """Stop a running process and wait for it (the window is closing); kills it after a few seconds."""
+    def shutdown(self, grace_ms: int = 5000) -> None:
+        """Stop a running process and wait for it (the window is closing); kills it after `grace_ms`."""
         if self.process.is_running():
             self._append_log("window closing: stopping the process")
-            self.process.stop_and_wait(5000)
+            self.process.stop_and_wait(grace_ms)
 
     # ------------------------------------------------------------------ starting
     def _start_training(self, resume: bool) -> None:

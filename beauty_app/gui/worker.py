@@ -1,20 +1,30 @@
-"""The one worker thread that owns the model and the index; the GUI talks to it with signals only.
+"""The one worker thread that owns the model and the index, and the job objects the GUI talks to it with.
 
-All torch and faiss state lives here. Requests arrive as queued signals (so they run on the worker
-thread, one at a time, in order); results, progress and errors go back as signals. Long jobs take a
-:class:`~beauty_app.jobs.JobControl` that the GUI thread may cancel at any time (cooperatively).
+All torch and faiss state lives on the worker thread. The GUI calls :meth:`EngineClient.submit` with a
+request and gets a :class:`Job`: its own started / progress / finished / failed / cancelled signals,
+emitted on the GUI thread in that order, and :meth:`Job.cancel`, which works from the moment the job
+exists (a job cancelled while queued never starts). Jobs run one at a time, in the order submitted.
+
+Every signal the GUI (or a test) can connect to belongs to an object living on the GUI thread. The
+engine's own signals, emitted on the worker thread, reach the client through connections whose receiver
+is the client, so they are queued; a plain callable connected to a worker-thread object would run on the
+worker thread, and one that touched a QTimer or a widget there caused the segmentation faults of issue 19.
 """
 
 from __future__ import annotations
 
+import itertools
+from functools import partial
 import logging
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+from typing import ClassVar
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from ..errors import UserError
 from ..jobs import Cancelled, JobControl
@@ -22,17 +32,47 @@ from ..jobs import Cancelled, JobControl
 log = logging.getLogger(__name__)
 
 
+class Operation(Enum):
+    """What a job does; the value is the name shown to the user."""
+
+    OPEN_INDEX = "open index"
+    SEARCH = "search"
+    ANALYZE = "analyse image"
+    BATCH_SEARCH = "batch search"
+    BUILD_INDEX = "build index"
+    EVALUATE = "evaluate"
+    LIST_ITEMS = "browse catalog"
+
+    @property
+    def label(self) -> str:
+        return self.value
+
+    @property
+    def long(self) -> bool:
+        """Jobs that report progress and stop at their next progress point when cancelled."""
+        return self in (Operation.BATCH_SEARCH, Operation.BUILD_INDEX, Operation.EVALUATE)
+
+
 # ---------------------------------------------------------------------------- requests and results
+@dataclass
+class OpenRequest:
+    """Open an index with its own model (or `model_spec`); the result is a :class:`SessionInfo`."""
+
+    operation: ClassVar[Operation] = Operation.OPEN_INDEX
+    index_dir: str
+    model_spec: str = ""
+
+
 @dataclass
 class SearchRequest:
     """Search one query image (a path, or an already decoded PIL image, optionally cropped)."""
 
+    operation: ClassVar[Operation] = Operation.SEARCH
     source: object  # str | Path | PIL.Image.Image
     k: int = 12
     query_expansion: int = 0
     pooling: str | None = None
     crop: tuple[int, int, int, int] | None = None  # left, top, right, bottom in image pixels
-    tag: str = ""  # echoed back (e.g. "compare" for the comparison view)
 
 
 @dataclass
@@ -45,16 +85,40 @@ class SearchOutcome:
 
 
 @dataclass
-class AnalysisOutcome:
-    """The maps of one image (a catalog result, an annotator's photo); `tag` says who asked."""
+class AnalyzeRequest:
+    """The attention maps of one image file (a catalog result, an annotator's photo)."""
 
-    tag: str
+    operation: ClassVar[Operation] = Operation.ANALYZE
+    path: str
+
+
+@dataclass
+class AnalysisOutcome:
+    request: AnalyzeRequest
     image: object
     analysis: object  # retrieval.extractor.QueryAnalysis
 
 
 @dataclass
+class BatchRequest:
+    operation: ClassVar[Operation] = Operation.BATCH_SEARCH
+    folder: str
+    out_csv: str
+    k: int = 7
+    query_expansion: int = 0
+
+
+@dataclass
+class BatchOutcome:
+    out_csv: str
+    results: list  # retrieval.search.QueryResult per query file
+
+
+@dataclass
 class BuildRequest:
+    """Build, resume or update an index; the result is a ``retrieval.build.BuildSummary``."""
+
+    operation: ClassVar[Operation] = Operation.BUILD_INDEX
     catalog: str
     model_spec: str
     out_dir: str
@@ -65,21 +129,34 @@ class BuildRequest:
 
 
 @dataclass
-class BatchRequest:
-    folder: str
-    out_csv: str
-    k: int = 7
-    query_expansion: int = 0
-
-
-@dataclass
 class EvalRequest:
+    """Evaluate the open index; the result is an ``evaluation.evaluate.EvalReport``."""
+
+    operation: ClassVar[Operation] = Operation.EVALUATE
     queries: str
     truth: str
     k: int = 7
     denominator: str = "nrel"
     query_expansion: int = 0
     label: str = ""
+
+
+@dataclass
+class ItemsRequest:
+    """One page of the open index's rows matching a filter; the result is an :class:`ItemsPage`."""
+
+    operation: ClassVar[Operation] = Operation.LIST_ITEMS
+    filter_text: str
+    offset: int
+    limit: int
+
+
+@dataclass
+class ItemsPage:
+    filter_text: str
+    offset: int
+    rows: list[dict]
+    total: int | None  # rows matching the filter, counted with the first page only
 
 
 @dataclass
@@ -95,56 +172,116 @@ class SessionInfo:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason) recorded in the index
 
 
+# ---------------------------------------------------------------------------- jobs
+class JobState(Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Job(QObject):
+    """One submitted request. Lives on the GUI thread; its signals are emitted there, in this order:
+    ``started``, ``progress`` (long jobs, any number of times), then one of ``finished(result)``,
+    ``failed(message)`` or ``cancelled``; a job cancelled before it started emits only ``cancelled``.
+
+    Keep a reference while you care about its signals; the client drops its own when the job ends.
+    """
+
+    started = Signal()
+    progress = Signal(object)  # jobs.ProgressEvent
+    finished = Signal(object)  # the operation's result
+    failed = Signal(str)  # one sentence for the user
+    cancelled = Signal()
+
+    def __init__(self, job_id: int, request, control: JobControl):
+        super().__init__()
+        self.id = job_id
+        self.request = request
+        self.operation: Operation = request.operation
+        self.state = JobState.QUEUED
+        self.error = ""
+        self._control = control
+
+    @property
+    def done(self) -> bool:
+        return self.state in (JobState.FINISHED, JobState.FAILED, JobState.CANCELLED)
+
+    def cancel(self) -> None:
+        """Stop the job: a queued job never starts, a long one stops at its next progress point.
+
+        A short job that is already running (a search) still finishes.
+        """
+        if not self.done:
+            self._control.cancel()
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.operation.label} {self.state.value}>"
+
+
+@dataclass
+class _Ticket:
+    """What crosses to the worker thread: plain data and the thread-safe cancel flag, never the Job."""
+
+    job_id: int
+    request: object
+    control: JobControl
+
+
 # ---------------------------------------------------------------------------- the worker object
 class Engine(QObject):
-    """Lives on the worker thread; every slot runs there."""
+    """Lives on the worker thread; runs one job at a time and reports by job id.
 
-    sessionOpened = Signal(object)  # SessionInfo
-    searchFinished = Signal(object)  # SearchOutcome
-    analysisFinished = Signal(object)  # AnalysisOutcome
-    batchFinished = Signal(object)  # (out_csv, list[QueryResult])
-    buildFinished = Signal(object)  # BuildSummary
-    evalFinished = Signal(object)  # (label, EvalReport)
-    itemsListed = Signal(object)  # (filter_text, offset, list[dict], rows matching or None)
-    progress = Signal(object)  # ProgressEvent
-    failed = Signal(str, str)  # operation, one-sentence message
-    cancelled = Signal(str)  # operation
-    busyChanged = Signal(bool, str)  # busy, what
+    Each operation is one small method below that calls the core, so the calls can move to a shared
+    retrieval session without touching the job plumbing.
+    """
+
+    jobStarted = Signal(int)
+    jobProgress = Signal(int, object)  # job id, ProgressEvent
+    jobFinished = Signal(int, object)  # job id, result
+    jobFailed = Signal(int, str)  # job id, one-sentence message
+    jobCancelled = Signal(int)
+
+    #: The method that does each operation (looked up when a job runs).
+    HANDLERS = {
+        Operation.OPEN_INDEX: "_open_index",
+        Operation.SEARCH: "_search",
+        Operation.ANALYZE: "_analyze",
+        Operation.BATCH_SEARCH: "_batch_search",
+        Operation.BUILD_INDEX: "_build_index",
+        Operation.EVALUATE: "_evaluate",
+        Operation.LIST_ITEMS: "_list_items",
+    }
 
     def __init__(self, device: str = "auto"):
         super().__init__()
         self._device_preference = device
         self._session = None
-        self._job: JobControl | None = None
 
-    # -- helpers -----------------------------------------------------------------------------
-    def _new_job(self) -> JobControl:
-        self._job = JobControl(self.progress.emit, min_interval_s=0.05)
-        return self._job
-
-    def cancel_current(self) -> None:
-        """Thread-safe: asks the running job (if any) to stop at its next progress point."""
-        job = self._job
-        if job is not None:
-            job.cancel()
-
-    def _run(self, operation: str, work) -> None:
-        self.busyChanged.emit(True, operation)
+    @Slot(object)
+    def run_job(self, ticket: _Ticket) -> None:
+        operation = ticket.request.operation
+        if ticket.control.cancelled:  # cancelled while it waited in the queue
+            self.jobCancelled.emit(ticket.job_id)
+            return
+        self.jobStarted.emit(ticket.job_id)
         started = time.perf_counter()
         try:
-            work()
+            result = getattr(self, self.HANDLERS[operation])(ticket.request, ticket.control)
         except Cancelled:
-            self.cancelled.emit(operation)
+            self.jobCancelled.emit(ticket.job_id)
         except UserError as exc:
-            log.info("%s failed: %s", operation, exc)
-            self.failed.emit(operation, str(exc))
+            log.info("%s failed: %s", operation.label, exc)
+            self.jobFailed.emit(ticket.job_id, str(exc))
         except Exception as exc:  # noqa: BLE001 - shown to the user, details in the log file
-            log.error("%s crashed:\n%s", operation, traceback.format_exc())
-            self.failed.emit(operation, f"Unexpected error ({type(exc).__name__}: {exc}); details are in the log file.")
+            log.error("%s crashed:\n%s", operation.label, traceback.format_exc())
+            self.jobFailed.emit(ticket.job_id,
+                                f"Unexpected error ({type(exc).__name__}: {exc}); details are in the log file.")
+        else:
+            self.jobFinished.emit(ticket.job_id, result)
         finally:
-            self._job = None
-            log.debug("%s took %.2f s", operation, time.perf_counter() - started)
-            self.busyChanged.emit(False, operation)
+            log.debug("%s took %.2f s", operation.label, time.perf_counter() - started)
 
     def _device(self):
         from ..device import pick_device
@@ -156,21 +293,17 @@ class Engine(QObject):
             raise UserError("Open a catalog index first (Catalog tab, or File > Open index).")
         return self._session
 
-    # -- slots ---------------------------------------------------------------------------------
-    @Slot(str, str)
-    def open_session(self, index_dir: str, model_spec: str) -> None:
-        def work():
-            from ..retrieval.search import SearchSession
+    # -- one method per operation: the calls into the core ------------------------------------------
+    def _open_index(self, request: OpenRequest, job: JobControl) -> SessionInfo:
+        from ..retrieval.search import SearchSession
 
-            previous = self._session
-            bundle = previous.bundle if previous is not None else None
-            session = SearchSession(index_dir, model_spec or None, device=self._device(), bundle=bundle)
-            if previous is not None:
-                previous.close()
-            self._session = session
-            self.sessionOpened.emit(self.session_info())
-
-        self._run("open index", work)
+        previous = self._session
+        bundle = previous.bundle if previous is not None else None
+        session = SearchSession(request.index_dir, request.model_spec or None, device=self._device(), bundle=bundle)
+        if previous is not None:
+            previous.close()
+        self._session = session
+        return self.session_info()
 
     def session_info(self) -> SessionInfo:
         session = self._session
@@ -180,107 +313,74 @@ class Engine(QObject):
                            str(next(session.bundle.model.parameters()).device), session.available_poolings(),
                            list(session.bundle.class_names), session.index.skipped())
 
-    @Slot(object)
-    def search(self, request: SearchRequest) -> None:
-        def work():
-            from PIL import Image
+    def _search(self, request: SearchRequest, job: JobControl) -> SearchOutcome:
+        from PIL import Image
 
-            from ..imaging import load_image
-            from ..retrieval.extractor import DECODE_MAX_SIDE
+        from ..imaging import load_image
+        from ..retrieval.extractor import DECODE_MAX_SIDE
 
-            session = self._require_session()
-            started = time.perf_counter()
-            image = request.source
-            if not isinstance(image, Image.Image):
-                image = load_image(image, max_side=DECODE_MAX_SIDE)
-            if request.crop is not None:
-                left, top, right, bottom = request.crop
-                if right - left < 8 or bottom - top < 8:
-                    raise UserError("The crop is too small; drag a larger box around the product.")
-                image = image.crop(request.crop)
-            result = session.search_image(image, k=request.k, query_expansion=request.query_expansion,
-                                          pooling=request.pooling)
-            result.query = str(request.source) if not isinstance(request.source, Image.Image) else "pasted image"
-            thumbnails = {hit.id: session.index.thumbnail(hit.id) for hit in result.hits}
-            self.searchFinished.emit(SearchOutcome(request, image, result, time.perf_counter() - started, thumbnails))
+        session = self._require_session()
+        started = time.perf_counter()
+        image = request.source
+        if not isinstance(image, Image.Image):
+            image = load_image(image, max_side=DECODE_MAX_SIDE)
+        if request.crop is not None:
+            left, top, right, bottom = request.crop
+            if right - left < 8 or bottom - top < 8:
+                raise UserError("The crop is too small; drag a larger box around the product.")
+            image = image.crop(request.crop)
+        result = session.search_image(image, k=request.k, query_expansion=request.query_expansion,
+                                      pooling=request.pooling)
+        result.query = str(request.source) if not isinstance(request.source, Image.Image) else "pasted image"
+        thumbnails = {hit.id: session.index.thumbnail(hit.id) for hit in result.hits}
+        return SearchOutcome(request, image, result, time.perf_counter() - started, thumbnails)
 
-        self._run("search", work)
+    def _analyze(self, request: AnalyzeRequest, job: JobControl) -> AnalysisOutcome:
+        from ..imaging import load_image
+        from ..retrieval.extractor import DECODE_MAX_SIDE
 
-    @Slot(str, str)
-    def analyze_image(self, tag: str, path: str) -> None:
-        def work():
-            from ..imaging import load_image
-            from ..retrieval.extractor import DECODE_MAX_SIDE
+        session = self._require_session()
+        image = load_image(request.path, max_side=DECODE_MAX_SIDE)
+        return AnalysisOutcome(request, image, session.extractor.analyze(image))
 
-            session = self._require_session()
-            image = load_image(path, max_side=DECODE_MAX_SIDE)
-            self.analysisFinished.emit(AnalysisOutcome(tag, image, session.extractor.analyze(image)))
+    def _batch_search(self, request: BatchRequest, job: JobControl) -> BatchOutcome:
+        from ..challenge_files import write_ranking
+        from ..retrieval.search import query_files_in
 
-        self._run("analyse image", work)
+        session = self._require_session()
+        files = query_files_in(request.folder)
+        results = session.search_files(files, k=request.k, query_expansion=request.query_expansion, job=job)
+        rankings = {Path(r.query).stem: [hit.id for hit in r.hits] for r in results if r.error is None}
+        write_ranking(request.out_csv, rankings)
+        return BatchOutcome(request.out_csv, results)
 
-    @Slot(object)
-    def batch_search(self, request: BatchRequest) -> None:
-        def work():
-            from ..challenge_files import write_ranking
-            from ..retrieval.search import query_files_in
+    def _build_index(self, request: BuildRequest, job: JobControl):
+        from ..retrieval.session import add_catalog, build_catalog, new_extractor
 
-            session = self._require_session()
-            files = query_files_in(request.folder)
-            results = session.search_files(files, k=request.k, query_expansion=request.query_expansion,
-                                           job=self._new_job())
-            rankings = {Path(r.query).stem: [hit.id for hit in r.hits] for r in results if r.error is None}
-            write_ranking(request.out_csv, rankings)
-            self.batchFinished.emit((request.out_csv, results))
+        if request.add:
+            # The index decides how its rows are made (model, pooling, scales, input size): the request's
+            # model and pooling only describe a new index.
+            loaded = self._session.bundle if self._session is not None else None
+            return add_catalog(request.out_dir, request.catalog, device=self._device(), bundle=loaded, job=job)
+        extractor = new_extractor(request.model_spec, request.pooling, device=self._device())  # a wrong model fails at once
+        return build_catalog(request.catalog, request.out_dir, extractor, index_type=request.index_type,
+                             resume=request.resume, job=job)
 
-        self._run("batch search", work)
+    def _evaluate(self, request: EvalRequest, job: JobControl):
+        from ..evaluation.evaluate import evaluate
 
-    @Slot(object)
-    def build_index(self, request: BuildRequest) -> None:
-        def work():
-            from ..catalog_io import read_catalog
-            from ..models.checkpoint import load_model
-            from ..retrieval.build import add_to_index, build_index
-            from ..retrieval.extractor import FeatureExtractor
+        session = self._require_session()
+        return evaluate(session, request.queries, request.truth, k=request.k, denominator=request.denominator,
+                        query_expansion=request.query_expansion, job=job)
 
-            job = self._new_job()
-            bundle = load_model(request.model_spec, device=self._device())  # a wrong model fails at once
-            extractor = FeatureExtractor(bundle, request.pooling)
-            catalog = read_catalog(request.catalog, job=job)
-            if not catalog.entries:
-                raise UserError(f"The catalog {request.catalog} lists no usable images.")
-            if request.add:
-                summary = add_to_index(catalog, extractor, request.out_dir, job=job)
-            else:
-                summary = build_index(catalog, extractor, request.out_dir, index_type=request.index_type,
-                                      resume=request.resume, job=job)
-            self.buildFinished.emit(summary)
+    def _list_items(self, request: ItemsRequest, job: JobControl) -> ItemsPage:
+        session = self._require_session()
+        rows = list(session.index.iter_items(request.filter_text, limit=request.limit, offset=request.offset))
+        # The first page carries the count, so the browser's scroll bar spans every matching row.
+        total = session.index.count_items(request.filter_text) if request.offset == 0 else None
+        return ItemsPage(request.filter_text, request.offset, rows, total)
 
-        self._run("build index", work)
-
-    @Slot(object)
-    def evaluate(self, request: EvalRequest) -> None:
-        def work():
-            from ..evaluation.evaluate import evaluate
-
-            session = self._require_session()
-            report = evaluate(session, request.queries, request.truth, k=request.k,
-                              denominator=request.denominator, query_expansion=request.query_expansion,
-                              job=self._new_job())
-            self.evalFinished.emit((request.label, report))
-
-        self._run("evaluate", work)
-
-    @Slot(str, int, int)
-    def list_items(self, filter_text: str, offset: int, limit: int) -> None:
-        def work():
-            session = self._require_session()
-            rows = list(session.index.iter_items(filter_text, limit=limit, offset=offset))
-            # The first page carries the count, so the browser's scroll bar spans every matching row.
-            total = session.index.count_items(filter_text) if offset == 0 else None
-            self.itemsListed.emit((filter_text, offset, rows, total))
-
-        self._run("browse catalog", work)
-
+    # -- thread life ------------------------------------------------------------------------------
     @Slot()
     def lower_priority(self) -> None:
         """Run heavy work at a lower CPU priority than the GUI thread (Linux: per-thread nice).
@@ -298,9 +398,11 @@ class Engine(QObject):
 
     @Slot()
     def shutdown(self) -> None:
+        """Close the session and end the thread's event loop; jobs queued before this ran (or were skipped)."""
         if self._session is not None:
             self._session.close()
             self._session = None
+        QThread.currentThread().quit()
 
 
 def preload_core() -> None:
@@ -314,16 +416,19 @@ def preload_core() -> None:
 
 
 class EngineClient(QObject):
-    """GUI-side handle: starts the worker thread and forwards requests as queued signals."""
+    """GUI-side handle: starts the worker thread, turns requests into :class:`Job` objects and relays
+    the worker's reports to them (on the GUI thread).
 
-    requestOpen = Signal(str, str)
-    requestSearch = Signal(object)
-    requestAnalyze = Signal(str, str)
-    requestBatch = Signal(object)
-    requestBuild = Signal(object)
-    requestEval = Signal(object)
-    requestItems = Signal(str, int, int)
-    requestShutdown = Signal()
+    Signals (for window-wide views such as the status bar; tabs use their jobs' own signals):
+        jobStarted(Job), jobProgress(Job, ProgressEvent), jobEnded(Job): every job's life.
+    """
+
+    jobStarted = Signal(object)
+    jobProgress = Signal(object, object)
+    jobEnded = Signal(object)  # job.state says how; job.error holds a failure's message
+
+    _requestJob = Signal(object)  # _Ticket, to the worker thread
+    _requestShutdown = Signal()
 
     def __init__(self, device: str = "auto", parent: QObject | None = None):
         super().__init__(parent)
@@ -331,34 +436,101 @@ class EngineClient(QObject):
         # Hand the GIL over more often than the default 5 ms so the GUI thread never waits long
         # behind the worker's Python code (pooling, SQLite writes, thumbnails).
         sys.setswitchinterval(0.001)
+        self._ids = itertools.count(1)
+        self._jobs: dict[int, Job] = {}  # submitted and not yet ended
         self.thread = QThread()
         self.thread.setObjectName("beautylens-engine")
-        self.engine = Engine(device)
-        self.engine.moveToThread(self.thread)
-        self.requestOpen.connect(self.engine.open_session)
-        self.requestSearch.connect(self.engine.search)
-        self.requestAnalyze.connect(self.engine.analyze_image)
-        self.requestBatch.connect(self.engine.batch_search)
-        self.requestBuild.connect(self.engine.build_index)
-        self.requestEval.connect(self.engine.evaluate)
-        self.requestItems.connect(self.engine.list_items)
-        self.requestShutdown.connect(self.engine.shutdown)
-        self.thread.finished.connect(self.engine.deleteLater)
-        self.thread.started.connect(self.engine.lower_priority)
+        self._engine = Engine(device)
+        self._engine.moveToThread(self.thread)
+        # The receivers are this object's slots, so Qt queues the reports onto the GUI thread.
+        self._engine.jobStarted.connect(self._on_started)
+        self._engine.jobProgress.connect(self._on_progress)
+        self._engine.jobFinished.connect(self._on_finished)
+        self._engine.jobFailed.connect(self._on_failed)
+        self._engine.jobCancelled.connect(self._on_cancelled)
+        self._requestJob.connect(self._engine.run_job)
+        self._requestShutdown.connect(self._engine.shutdown)
+        self.thread.finished.connect(self._engine.deleteLater)
+        self.thread.started.connect(self._engine.lower_priority)
         self.thread.start()
 
-    def cancel(self) -> None:
-        self.engine.cancel_current()
+    # -- the API -------------------------------------------------------------------------------
+    def submit(self, request) -> Job:
+        """Queue `request` (an ``*Request``) on the worker; connect to the returned job's signals."""
+        job_id = next(self._ids)
+        engine = self._engine
+        # The progress callback runs on the worker thread and only emits the engine's (queued) signal.
+        control = JobControl(lambda event: engine.jobProgress.emit(job_id, event), min_interval_s=0.05)
+        job = Job(job_id, request, control)
+        self._jobs[job_id] = job
+        if self.thread.isRunning():
+            self._requestJob.emit(_Ticket(job_id, request, control))
+        else:  # stopped: nothing will run it; say so once the caller has connected to the job
+            job.cancel()
+            QTimer.singleShot(0, partial(self._on_cancelled, job_id))
+        return job
+
+    def running_jobs(self) -> list[Job]:
+        """Jobs submitted and not yet ended (queued or running), oldest first."""
+        return list(self._jobs.values())
+
+    def cancel_all(self) -> None:
+        for job in list(self._jobs.values()):
+            job.cancel()
 
     def stop(self, timeout_ms: int = 30000) -> bool:
-        """Cancel running work, close the session on the worker thread and wait for the thread to end."""
+        """Cancel every job, close the session on the worker thread and wait for the thread to end."""
+        self.cancel_all()
         if not self.thread.isRunning():
             return True
-        self.cancel()
-        self.requestShutdown.emit()
-        self.thread.quit()
+        self._requestShutdown.emit()  # queued behind the (cancelled, so skipped) jobs; it ends the loop
         return self.thread.wait(timeout_ms)
 
+    # -- reports from the worker, on the GUI thread ------------------------------------------------------
+    @Slot(int)
+    def _on_started(self, job_id: int) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.state = JobState.RUNNING
+            job.started.emit()
+            self.jobStarted.emit(job)
 
-__all__ = ["Engine", "EngineClient", "SearchRequest", "SearchOutcome", "BuildRequest", "BatchRequest",
-           "EvalRequest", "SessionInfo", "AnalysisOutcome"]
+    @Slot(int, object)
+    def _on_progress(self, job_id: int, event) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None and job.state == JobState.RUNNING:
+            job.progress.emit(event)
+            self.jobProgress.emit(job, event)
+
+    @Slot(int, object)
+    def _on_finished(self, job_id: int, result) -> None:
+        job = self._end(job_id, JobState.FINISHED)
+        if job is not None:
+            job.finished.emit(result)
+            self.jobEnded.emit(job)
+
+    @Slot(int, str)
+    def _on_failed(self, job_id: int, message: str) -> None:
+        job = self._end(job_id, JobState.FAILED)
+        if job is not None:
+            job.error = message
+            job.failed.emit(message)
+            self.jobEnded.emit(job)
+
+    @Slot(int)
+    def _on_cancelled(self, job_id: int) -> None:
+        job = self._end(job_id, JobState.CANCELLED)
+        if job is not None:
+            job.cancelled.emit()
+            self.jobEnded.emit(job)
+
+    def _end(self, job_id: int, state: JobState) -> Job | None:
+        job = self._jobs.pop(job_id, None)
+        if job is not None:
+            job.state = state
+        return job
+
+
+__all__ = ["AnalysisOutcome", "AnalyzeRequest", "BatchOutcome", "BatchRequest", "BuildRequest", "Engine",
+           "EngineClient", "EvalRequest", "ItemsPage", "ItemsRequest", "Job", "JobState", "OpenRequest",
+           "Operation", "SearchOutcome", "SearchRequest", "SessionInfo"]

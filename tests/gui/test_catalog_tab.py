@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt, QTimer
 
 from beauty_app.gui.catalog_tab import CatalogTab
 from beauty_app.gui.widgets.catalog_items import PAGE_SIZE, PLACEHOLDER, WANTED_PAGES, CatalogItemsModel
+from beauty_app.gui.worker import JobState, Operation
 
 
 def _tab(qtbot, client, settings) -> CatalogTab:
@@ -39,7 +40,7 @@ def test_build_shows_progress_skipped_files_and_emits_index_ready(qtbot, client,
     tab.model_combo.setCurrentText(str(tiny_checkpoint))
     tab.out_edit.setText(str(out))
     values = []
-    client.engine.progress.connect(lambda _event: values.append(tab.progress.bar.value()))
+    client.jobProgress.connect(lambda _job, _event: values.append(tab.progress.bar.value()))
 
     assert tab.build_button.isEnabled() and not tab.cancel_button.isEnabled()
     with qtbot.waitSignal(tab.indexReady, timeout=60000) as ready:
@@ -93,15 +94,15 @@ def test_cancel_leaves_ui_idle_and_resume_finishes_the_index(qtbot, client, sett
     tab.model_combo.setCurrentText(str(tiny_checkpoint))
     tab.out_edit.setText(str(out))
 
-    cancelled = []
-    client.engine.cancelled.connect(cancelled.append)
+    ended = []
+    client.jobEnded.connect(ended.append)
     assert tab.start_build("build")
     # cancel as soon as the first batch is stored (the bar has moved), long before the end
     qtbot.waitUntil(lambda: tab.progress.bar.value() > 0, timeout=60000)
     tab.cancel()
     assert tab.progress.label.text().startswith("Cancelling")
     qtbot.waitUntil(lambda: not tab.busy, timeout=60000)
-    assert cancelled == ["build index"]
+    assert [(job.operation, job.state) for job in ended] == [(Operation.BUILD_INDEX, JobState.CANCELLED)]
 
     assert not tab.busy
     assert not tab.cancel_button.isEnabled() and tab.catalog_edit.isEnabled()

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 
 from beauty_app.challenge_files import read_truth
 from beauty_app.gui.eval_tab import EvalTab, model_short_name
+from beauty_app.gui.worker import JobState, Operation
 
 
 def _tab(qtbot, client, settings, info, demo_data) -> EvalTab:
@@ -140,13 +141,13 @@ def test_cancel_and_missing_inputs(qtbot, client, settings, open_session, demo_d
     truth = _many_queries(demo_data, tmp_path / "queries", copies=20)
     tab.queries_edit.setText(str(tmp_path / "queries"))
     tab.truth_edit.setText(str(truth))
-    cancelled = []
-    client.engine.cancelled.connect(cancelled.append)
+    ended = []
+    client.jobEnded.connect(ended.append)
     assert tab.run()
-    tab.cancel()  # before the worker has even started: the tab cancels once the job exists
+    tab.cancel()  # at once: before or just after the worker picks the job up, it is cancelled
     assert tab.progress.label.text() == "Cancelling..."
     qtbot.waitUntil(lambda: not tab.busy, timeout=60000)
-    assert cancelled == ["evaluate"]
+    assert [(job.operation, job.state) for job in ended] == [(Operation.EVALUATE, JobState.CANCELLED)]
     assert tab.run_button.isEnabled() and not tab.cancel_button.isEnabled()
     assert tab.runs_table.rowCount() == 0 and tab.progress.label.text() == "Cancelled"
 

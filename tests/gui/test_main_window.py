@@ -45,7 +45,7 @@ def test_presenter_mode_enlarges_type_and_shows_samples(qtbot, settings, demo_da
     window.search_tab.set_samples(sorted(demo_data.queries_dir.iterdir())[:4])
     size = window.font().pointSizeF()
     window.presenter_action.setChecked(True)
-    assert window.font().pointSizeF() > size and window.search_tab.samples.isVisible() is not None
+    assert window.font().pointSizeF() > size and window.search_tab.samples.isVisible()
     assert window.search_tab.samples.count() == 4
     window.presenter_action.setChecked(False)
     assert abs(window.font().pointSizeF() - size) < 0.01

@@ -6,6 +6,7 @@ import numpy as np
 from PySide6.QtCore import QMimeData, QUrl
 
 from beauty_app.gui.search_tab import SearchTab
+from beauty_app.gui.worker import JobState, Operation
 
 
 def _tab(qtbot, client, settings, info):
@@ -75,9 +76,7 @@ def test_export_view_writes_a_png(qtbot, client, settings, open_session, demo_da
 def test_batch_folder_writes_a_submission_csv(qtbot, client, settings, open_session, demo_data, tmp_path):
     tab = _tab(qtbot, client, settings, open_session)
     out = tmp_path / "ranking.csv"
-    from beauty_app.gui.worker import BatchRequest
-
-    client.requestBatch.emit(BatchRequest(str(demo_data.queries_dir), str(out)))
+    tab.batch_search(str(demo_data.queries_dir), str(out))
     qtbot.waitUntil(lambda: "ranking written" in tab.status_label.text(), timeout=60000)
     rows = out.read_text().strip().splitlines()
     assert len(rows) == len(list(demo_data.queries_dir.iterdir()))
@@ -87,8 +86,10 @@ def test_bad_photo_reports_failure_and_keeps_working(qtbot, client, settings, op
     tab = _tab(qtbot, client, settings, open_session)
     bad = tmp_path / "broken.jpg"
     bad.write_text("not an image")
-    with qtbot.waitSignal(client.engine.failed, timeout=60000) as blocker:
+    with qtbot.waitSignal(client.jobEnded, timeout=60000) as blocker:
         tab.search_path(str(bad))
-    assert blocker.args[0] == "search" and "broken.jpg" in blocker.args[1]
+    job = blocker.args[0]
+    assert job.operation is Operation.SEARCH and job.state is JobState.FAILED and "broken.jpg" in job.error
+    assert "broken.jpg" in tab.status_label.text()
     with qtbot.waitSignal(tab.searchDone, timeout=60000):
         tab.search_path(str(sorted(demo_data.queries_dir.iterdir())[0]))

@@ -1,7 +1,7 @@
 """The catalog browser's table model: a window onto the index's rows, fetched from the worker by page.
 
 The model never touches the index itself. It asks for a page by emitting :attr:`fetchRequested`
-(the tab forwards it to ``client.requestItems``); the worker answers with the page and, for the
+(the tab submits an ``ItemsRequest`` job); the worker answers with the page and, for the
 first page, how many rows match, so the scroll bar spans the whole catalog and can be dragged to
 any row of 500,000. Only the pages shown most recently are kept (:data:`MAX_PAGES`). A row that is
 painted before its page is loaded shows "…" and asks for the page; one page is asked for at a
@@ -100,10 +100,13 @@ class CatalogItemsModel(QAbstractTableModel):
         self._thumb_timer.setSingleShot(True)
         self._thumb_timer.setInterval(0)  # gathers the rows of one paint into one job
         self._thumb_timer.timeout.connect(self._start_thumbnail_job)
-        self._relay = _ThumbnailRelay(self)
-        self._relay.loaded.connect(self._on_thumbnail)
+        # The pool is created before the relay its jobs emit through: children are destroyed in the order
+        # they were made, so the pool's destructor (which waits for a running job) runs while the relay lives.
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
+        self._relay = _ThumbnailRelay(self)
+        self._relay.loaded.connect(self._on_thumbnail)
+        self._closed = False
 
     # ------------------------------------------------------------------ state
     @property
@@ -152,11 +155,12 @@ class CatalogItemsModel(QAbstractTableModel):
             self._request_next()
 
     def shutdown(self) -> None:
-        """Drop queued thumbnail work and wait for the one being decoded (at most one file)."""
+        """Drop queued thumbnail work, wait for the one being decoded (at most one file), end the pool's thread."""
+        self._closed = True
         self._request_timer.stop()
         self._thumb_timer.stop()
         self._pool.clear()
-        self._pool.waitForDone()
+        self._pool.waitForDone()  # also removes the pool's idle thread
 
     # ------------------------------------------------------------------ paging
     def _want(self, page: int) -> None:
@@ -261,7 +265,7 @@ class CatalogItemsModel(QAbstractTableModel):
         return None
 
     def _start_thumbnail_job(self) -> None:
-        if self._thumb_queue:
+        if self._thumb_queue and not self._closed:
             items, self._thumb_queue = self._thumb_queue, []
             self._pool.start(_ThumbnailJob(self._relay, self._generation, items, self.thumbnail_side))
 
