@@ -77,6 +77,13 @@ _DETECTOR_MIN_ON_PRODUCT = 0.6
 # Boxes the detector is less sure of than this are dropped: regular stripes (comb teeth, brush
 # bristles, ribbing) give weak, patchy "text" probability, printed lines a solid one.
 _DETECTOR_MIN_SCORE = 0.6
+# A printed line is a thin band on its product. The detector also boxes whole grids of small, even
+# shapes (an eye-shadow palette's pans) as one "text" block: a box covering more than this share of
+# the product, or a squarish one (long side < _DETECTOR_MIN_ELONGATION x short side) covering more
+# than _DETECTOR_MAX_BLOCK of it, is such a block, not a line.
+_DETECTOR_MAX_LINE = 0.3
+_DETECTOR_MAX_BLOCK = 0.08
+_DETECTOR_MIN_ELONGATION = 1.5
 
 TEXT_SOURCE_HEURISTIC = "opencv-heuristic"
 
@@ -353,7 +360,9 @@ def text_mask_source() -> str:
     detector = _mask_detector()
     if detector is None:
         return TEXT_SOURCE_HEURISTIC
-    return f"ppocr-det:{detector.model.name}:side{_DETECTOR_SIDE}:on-product{_DETECTOR_MIN_ON_PRODUCT}"
+    rules = (_DETECTOR_SIDE, _DETECTOR_MIN_ON_PRODUCT, _DETECTOR_MIN_SCORE, _DETECTOR_MAX_LINE, _DETECTOR_MAX_BLOCK,
+             _DETECTOR_MIN_ELONGATION)
+    return f"ppocr-det:{detector.model.name}:" + ",".join(str(v) for v in rules)
 
 
 def detect_text_lines(small: np.ndarray, saliency: np.ndarray | None) -> np.ndarray:
@@ -379,10 +388,12 @@ def detector_text_lines(detector, small: np.ndarray, saliency: np.ndarray | None
     """Text boxes of a :class:`~beauty_app.training.text_detection.TextDetector`, restricted to the product.
 
     A box is kept when its score is at least :data:`_DETECTOR_MIN_SCORE` and, given a product mask,
-    when most of it lies on the product; the kept boxes are then cut to the product.
+    when most of it lies on the product and it is shaped like a line of text rather than a block
+    covering the product; the kept boxes are then cut to the product.
     """
     found = detector.detect(small)
     out = np.zeros(small.shape[:2], np.uint8)
+    product_area = np.count_nonzero(saliency) if saliency is not None else 0
     for box in found.boxes:
         if box.score < _DETECTOR_MIN_SCORE:
             continue
@@ -391,8 +402,14 @@ def detector_text_lines(detector, small: np.ndarray, saliency: np.ndarray | None
         area = np.count_nonzero(filled)
         if area == 0:
             continue
-        if saliency is not None and np.count_nonzero(filled & saliency) < _DETECTOR_MIN_ON_PRODUCT * area:
-            continue
+        if saliency is not None:
+            if np.count_nonzero(filled & saliency) < _DETECTOR_MIN_ON_PRODUCT * area:
+                continue
+            sides = sorted((float(np.linalg.norm(box.points[0] - box.points[1])),
+                            float(np.linalg.norm(box.points[1] - box.points[2]))))
+            squarish = sides[1] < _DETECTOR_MIN_ELONGATION * max(sides[0], 1e-6)
+            if area > _DETECTOR_MAX_LINE * product_area or (squarish and area > _DETECTOR_MAX_BLOCK * product_area):
+                continue
         out |= filled
     if saliency is not None:
         out &= saliency
