@@ -103,3 +103,16 @@ def test_backbones_give_the_fine_level_and_the_same_final_map(name):
     info = backbone.info
     assert fine.shape == (1, info.fine_channels, 64 // info.fine_stride, 64 // info.fine_stride)
     assert torch.equal(final, plain)
+
+
+def test_srmac_uses_the_fine_map_as_the_reweighting_does():
+    from beauty_app.retrieval.pooling import srmac
+
+    torch.manual_seed(0)
+    model = MANet("tiny", num_classes=2, attention="both").eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 96, 96))
+    grid = out.features.shape[-2:]
+    assert out.saliency.shape[-2:] != grid
+    # SR-MAC shrinks the map onto the feature grid by area averaging, exactly as MANet's re-weighting.
+    torch.testing.assert_close(srmac(out.features, out.saliency), srmac(out.features, pool_to(out.saliency, grid)))
