@@ -1,4 +1,4 @@
-"""`beauty-app bench ...`: the accuracy tables, speed, ANN and build-memory benchmarks from the command line.
+"""`beauty-app bench ...`: the accuracy tables, speed, ANN, build-memory and attention-map benchmarks.
 
 Options left out are None here and take the defaults of the bench's settings dataclass
 (:class:`beauty_app.evaluation.bench.AccuracySettings` and its siblings), so the defaults live in one
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import (POOLING_CHOICES, add_command, device_name, folder_or_new, input_side, non_negative_int,
-                     positive_int)
+from .common import (POOLING_CHOICES, add_command, add_device_option, device_name, device_of, folder_or_new,
+                     input_side, non_negative_int, positive_int)
 
 DEFAULT_OUT = "bench_results"
 BACKBONE_CHOICES = ["efficientnet_lite0", "resnet50", "vgg16", "tiny"]
@@ -101,6 +101,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(func=cmd_bench, benches=("build",))
 
+    p = add_command(sub, "maps", help="do the saliency and text maps look at the product and its text? "
+                       "Scores on real photos against product boxes and OCR text boxes, with a contact sheet")
+    p.add_argument("--photos", required=True, help="folder of photos (the queries of a real-photo set)")
+    p.add_argument("--boxes", help="CSV of product boxes photo,x0,y0,x1,y1 in relative coordinates "
+                   "(e.g. tests/data/real_photo_boxes.csv); without it only the text map is scored")
+    p.add_argument("--model", help="model spec (default: the shipped demo MANet, else the ImageNet backbone)")
+    p.add_argument("--out", default=f"{DEFAULT_OUT}/maps", help="folder for maps.json, maps_per_photo.csv and "
+                   "maps_sheet.png (default %(default)s)")
+    add_device_option(p)
+    p.set_defaults(func=cmd_bench_maps)
+
     p = add_command(sub, "all", help="accuracy, speed and ann one after another")
     _accuracy_args(p)
     _speed_args(p)
@@ -168,4 +179,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
         json_path, md_path = bench.write_report(result, args.out)
         print(result.to_markdown())
         print(f"Written {json_path} and {md_path}", flush=True)
+    return 0
+
+
+def cmd_bench_maps(args: argparse.Namespace) -> int:
+    """Score the app's attention maps on real photos; prints the table and writes it with a contact sheet."""
+    from ..evaluation.attention_maps import format_summary, read_boxes, run_maps_bench
+    from ..models.presets import default_model_spec
+    from ..retrieval.search import query_files_in
+    from ..retrieval.session import new_extractor
+    from .progress import progress_bar
+
+    photos = query_files_in(args.photos)
+    boxes = read_boxes(args.boxes) if args.boxes else None
+    extractor = new_extractor(args.model or default_model_spec()[0], device=device_of(args))
+    bundle = extractor.bundle
+    with progress_bar(not args.quiet) as job:
+        result = run_maps_bench(extractor, photos, boxes, args.out, job=job)
+    print(f"model: {bundle.spec} ({bundle.describe()})")
+    print(format_summary(result.summary))
+    print(f"text detector: {result.text_detector}")
+    for label, path in result.files.items():
+        print(f"{label}: {path}")
     return 0

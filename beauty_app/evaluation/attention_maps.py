@@ -20,22 +20,19 @@ each product as sold (packaging included, several products give several rows); a
 body, or a long product lying diagonally, as two or three boxes so the union stays tight; hands,
 faces, props and advertising text outside the product are left out.
 
-Command line (until ``beauty-app bench maps`` wires it)::
-
-    python -m beauty_app.evaluation.attention_maps --photos DIR [--boxes CSV] --model MODEL --out DIR
+Command line: ``beauty-app bench maps --photos DIR [--boxes CSV] [--model M] [--out DIR]``
+(:mod:`beauty_app.cli.bench`).
 
 No Qt here.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import logging
 import math
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -484,38 +481,3 @@ def _per_photo_csv(photos: Sequence[PhotoMaps]) -> str:
             row += [asdict(score)[f] if score is not None else "" for f in fields]
         writer.writerow(["" if v is None else (f"{v:.4f}" if isinstance(v, float) else v) for v in row])
     return buffer.getvalue()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m beauty_app.evaluation.attention_maps``: the maps bench on a folder of photos."""
-    parser = argparse.ArgumentParser(prog="python -m beauty_app.evaluation.attention_maps",
-                                     description="Score the attention maps on real photos against product and text boxes.")
-    parser.add_argument("--photos", required=True, help="folder of photos")
-    parser.add_argument("--boxes", help="CSV of product boxes: photo,x0,y0,x1,y1 (relative)")
-    parser.add_argument("--model", required=True, help="model checkpoint or spec")
-    parser.add_argument("--out", required=True, help="folder for maps.json, maps_per_photo.csv, maps_sheet.png")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    from ..models.checkpoint import load_model
-    from ..retrieval.extractor import FeatureExtractor
-    from ..retrieval.search import query_files_in
-
-    try:
-        photos = query_files_in(args.photos)
-        boxes = read_boxes(args.boxes) if args.boxes else None
-        bundle = load_model(args.model, device=args.device)
-        extractor = FeatureExtractor(bundle, "srmac" if bundle.has_saliency else "gap")
-        result = run_maps_bench(extractor, photos, boxes, args.out)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(format_summary(result.summary))
-    print(f"text detector: {result.text_detector}")
-    for label, path in result.files.items():
-        print(f"{label}: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

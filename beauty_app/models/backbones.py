@@ -69,6 +69,9 @@ class BackboneInfo:
         mean: Per-channel mean (RGB, on [0, 1] pixels) to subtract before the forward pass.
         std: Per-channel standard deviation to divide by after subtracting ``mean``.
         input_size: Default side of the square input image.
+        fine_channels: Channels of the earlier, finer feature map :meth:`Backbone.forward_levels`
+            also returns (where MANet's fine attention head reads outlines and lettering).
+        fine_stride: Input pixels per cell of that finer map (8 for every backbone here).
     """
 
     name: str
@@ -77,13 +80,17 @@ class BackboneInfo:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     input_size: int
+    fine_channels: int = 0
+    fine_stride: int = 0
 
 
 _INFOS: dict[str, BackboneInfo] = {
-    "resnet50": BackboneInfo("resnet50", 2048, 32, IMAGENET_MEAN, IMAGENET_STD, 224),
-    "vgg16": BackboneInfo("vgg16", 512, 16, IMAGENET_MEAN, IMAGENET_STD, 224),
-    "efficientnet_lite0": BackboneInfo("efficientnet_lite0", 1280, 32, TF_LITE_MEAN, TF_LITE_STD, 224),
-    "tiny": BackboneInfo("tiny", 96, 16, IMAGENET_MEAN, IMAGENET_STD, 128),
+    # Fine level: ResNet layer2, VGG conv4_3 (before the 4th max-pool), EfficientNet-Lite0 stage 2
+    # (its blocks[2]), tiny's third stage; all at stride 8.
+    "resnet50": BackboneInfo("resnet50", 2048, 32, IMAGENET_MEAN, IMAGENET_STD, 224, 512, 8),
+    "vgg16": BackboneInfo("vgg16", 512, 16, IMAGENET_MEAN, IMAGENET_STD, 224, 512, 8),
+    "efficientnet_lite0": BackboneInfo("efficientnet_lite0", 1280, 32, TF_LITE_MEAN, TF_LITE_STD, 224, 40, 8),
+    "tiny": BackboneInfo("tiny", 96, 16, IMAGENET_MEAN, IMAGENET_STD, 128, 64, 8),
 }
 
 BACKBONES: tuple[str, ...] = ("resnet50", "vgg16", "efficientnet_lite0", "tiny")
@@ -113,6 +120,13 @@ class Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the spatial feature map of a normalised image batch."""
         return self.body(x)
+
+    def forward_levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(fine, final)``: the map at ``info.fine_stride`` and the usual feature map, in one pass.
+
+        ``final`` is exactly what :meth:`forward` returns.
+        """
+        return self.body.forward_levels(x)
 
     def extra_repr(self) -> str:
         return f"name={self.info.name!r}, out_channels={self.info.out_channels}, stride={self.info.stride}"
@@ -149,8 +163,12 @@ class _ResNetTrunk(nn.Module):
             setattr(self, part, getattr(resnet, part))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_levels(x)[1]
+
+    def forward_levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        fine = self.layer2(self.layer1(x))
+        return fine, self.layer4(self.layer3(fine))
 
 
 class _ResNetHead(nn.Module):
@@ -160,6 +178,10 @@ class _ResNetHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+# Index after the ReLU of conv4_3 in torchvision's VGG16 ``features`` (three max-pools in: stride 8).
+_VGG_CONV4_END = 23
 
 
 class _VGGTrunk(nn.Module):
@@ -184,6 +206,10 @@ class _VGGTrunk(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
+    def forward_levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fine = self.features[:_VGG_CONV4_END](x)
+        return fine, self.features[_VGG_CONV4_END:](fine)
+
 
 class _VGGHead(nn.Module):
     """The max-pool the trunk leaves out, then torchvision's VGG classifier (same key names)."""
@@ -206,6 +232,10 @@ class _VGGHead(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.pool(x)), 1))
 
 
+# EfficientNet stages up to stride 8 (timm's blocks[0..2]).
+_TIMM_FINE_STAGES = 3
+
+
 class _TimmFeatures(nn.Module):
     """A timm model without classifier, used through ``forward_features``."""
 
@@ -215,6 +245,14 @@ class _TimmFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.forward_features(x)
+
+    def forward_levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # timm's forward_features, with the stride-8 stage's output kept on the way.
+        net = self.net
+        x = net.bn1(net.conv_stem(x))
+        fine = net.blocks[:_TIMM_FINE_STAGES](x)
+        x = net.blocks[_TIMM_FINE_STAGES:](fine)
+        return fine, net.bn2(net.conv_head(x))
 
 
 class _EfficientNetHead(nn.Module):
@@ -247,6 +285,10 @@ class _TinyTrunk(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x)
+
+    def forward_levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fine = self.stages[:3](x)
+        return fine, self.stages[3:](fine)
 
 
 def _make_body(name: str) -> nn.Module:

@@ -41,7 +41,7 @@ from .. import __version__
 from ..errors import ModelError, UserError
 from ..limits import MAX_CLASSES, input_size_problem
 from .backbones import BACKBONES, backbone_info, resolve_pretrained_path
-from .manet import MANet, parse_attention
+from .manet import ATTENTION_HEADS, LEGACY_ATTENTION_HEAD, MANet, parse_attention
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ def save_checkpoint(
         "backbone": model.backbone_name,
         "attention": list(model.attention),
         "external_saliency": model.external_saliency,
+        "attention_head": model.attention_head,
         "num_classes": model.num_classes,
         "class_names": list(class_names),
         "input_size": int(input_size),
@@ -362,12 +363,17 @@ def file_fingerprint(path: str | os.PathLike) -> str:
 
 def model_from_checkpoint(payload: dict) -> MANet:
     """Rebuild the network described by a checkpoint dict and load its weights."""
+    head = str(payload.get("attention_head", LEGACY_ATTENTION_HEAD))
+    if head not in ATTENTION_HEADS:
+        raise ModelError(f"The checkpoint has an unknown attention head {head!r}; update the app to load it.")
     model = MANet(
         payload["backbone"],
         num_classes=int(payload["num_classes"]),
         attention=tuple(payload["attention"]),
         pretrained=False,
         external_saliency=bool(payload.get("external_saliency", False)),
+        # Checkpoints from before the fine head name none: theirs is the coarse one.
+        attention_head=head,
     )
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

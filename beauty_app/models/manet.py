@@ -1,15 +1,25 @@
 """MANet: a classification network with saliency- and text-attention branches (Wang et al. 2020).
 
-backbone feature map F (B,C,h,w)
-  -> saliency branch: S = sigmoid(conv(F))  (B,1,h,w), where the product is
-  -> text branch:     T = sigmoid(conv(F))  (B,1,h,w), where printed text is
-  -> re-weighted features  F' = F * (1 + S + T)   (residual attention: a map can only add emphasis,
-                                                   so an untrained branch never erases the backbone)
+backbone feature map F (B,C,h,w), and an earlier, finer map E (B,C',H/8,W/8) at stride 8
+  -> saliency branch: S = sigmoid(head(E, F))  (B,1,H/8,W/8), where the product is
+  -> text branch:     T = sigmoid(head(E, F))  (B,1,H/8,W/8), where printed text is
+  -> re-weighted features  F' = F * (1 + pool(S) + pool(T))   (pool: area average onto F's grid;
+                    residual attention: a map can only add emphasis, so an untrained branch never
+                    erases the backbone)
   -> global average pooling -> dropout -> linear classifier (the 44 Perfect-30K categories)
 
 F' is the retrieval feature map (its GAP is the paper's "last pooling layer" feature) and S drives
-SR-MAC. Either branch can be switched off for the Table A1 ablations, and the saliency can come
-from outside ("MANet with DSS": a mask from a separate saliency detector instead of the branch).
+SR-MAC (which pools S onto F's grid itself). Either branch can be switched off for the Table A1
+ablations, and the saliency can come from outside ("MANet with DSS": a mask from a separate
+saliency detector instead of the branch).
+
+Attention heads (:data:`ATTENTION_HEADS`, recorded in checkpoints):
+
+* ``"fine"`` (the default): each branch fuses the stride-8 map E (a lateral 1x1 convolution) with F
+  (1x1, upsampled: what the product is) and predicts the map at stride 8, so it can follow a
+  product's outline and a label's lines (a 224 px input gives 28x28 maps, not 7x7).
+* ``"coarse"``: each branch reads F alone and predicts at F's resolution (stride 32 for
+  EfficientNet-Lite0 and ResNet50). Checkpoints written before the fine head existed have this head.
 """
 
 from __future__ import annotations
@@ -23,8 +33,15 @@ from torch import nn
 from .attention import ATTENTIONS, parse_attention  # noqa: F401 (re-exported)
 from .backbones import BackboneInfo, build_backbone
 
+#: Attention heads a MANet can have (see the module docstring).
+ATTENTION_HEADS = ("fine", "coarse")
+DEFAULT_ATTENTION_HEAD = "fine"
+#: The head of checkpoints that do not name one (all written before the fine head existed).
+LEGACY_ATTENTION_HEAD = "coarse"
+
+
 class AttentionBranch(nn.Module):
-    """A small convolutional head that predicts a one-channel spatial attention logit map."""
+    """The coarse head: a small convolutional head on the final feature map, one attention logit map."""
 
     def __init__(self, in_channels: int, hidden: int = 128):
         super().__init__()
@@ -42,13 +59,50 @@ class AttentionBranch(nn.Module):
         return self.body(features)
 
 
+class FineAttentionBranch(nn.Module):
+    """The fine head: the stride-8 map fused with the upsampled final map, one logit map at stride 8.
+
+    Top-down fusion as in a feature pyramid: the final map says what is a product (semantics), the
+    earlier map where its edges and strokes are (resolution).
+    """
+
+    def __init__(self, fine_channels: int, coarse_channels: int, hidden: int = 64):
+        super().__init__()
+        self.lateral = nn.Sequential(nn.Conv2d(fine_channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden))
+        self.top_down = nn.Sequential(nn.Conv2d(coarse_channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden))
+        self.body = nn.Sequential(
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, 1, kernel_size=1),
+        )
+
+    def forward(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        top = F.interpolate(self.top_down(coarse), size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        return self.body(self.lateral(fine) + top)
+
+
+def pool_to(attention: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """An attention map (B,1,h,w) averaged (or, when it is coarser, interpolated) onto a (H,W) grid."""
+    if tuple(attention.shape[-2:]) == tuple(size):
+        return attention
+    if attention.shape[-2] >= size[0] and attention.shape[-1] >= size[1]:
+        return F.adaptive_avg_pool2d(attention, size)
+    return F.interpolate(attention, size=size, mode="bilinear", align_corners=False)
+
+
 @dataclass
 class MANetOutput:
     """Everything one forward pass gives: retrieval features, attention maps and class logits.
 
-    `saliency` / `text` are probabilities in [0,1] at feature resolution (B,1,h,w); the
-    `*_logits` are the same before the sigmoid (for numerically stable losses). Maps that are
-    switched off are None. Use :func:`upsample_map` for input resolution.
+    `saliency` / `text` are probabilities in [0,1] at the attention head's resolution (B,1,h,w):
+    stride 8 for the fine head, the feature map's for the coarse head (:func:`pool_to` gives the
+    feature grid); the `*_logits` are the same before the sigmoid (for numerically stable losses).
+    Maps that are switched off are None. Use :func:`upsample_map` for input resolution.
     """
 
     features: torch.Tensor
@@ -73,6 +127,8 @@ class MANet(nn.Module):
         attention: which branches exist: any of "saliency", "text" (or "none"/"both").
         pretrained: passed to the backbone builder (True, False or a weight file).
         external_saliency: the saliency map is given to :meth:`forward` instead of predicted.
+        attention_head: ``"fine"`` (stride-8 maps fused from an earlier stage) or ``"coarse"``
+            (maps at the final feature map's resolution; checkpoints from before the fine head).
     """
 
     def __init__(
@@ -84,16 +140,26 @@ class MANet(nn.Module):
         external_saliency: bool = False,
         dropout: float = 0.2,
         allow_download: bool = True,
+        attention_head: str = DEFAULT_ATTENTION_HEAD,
     ):
         super().__init__()
+        if attention_head not in ATTENTION_HEADS:
+            raise ValueError(f"unknown attention head {attention_head!r}; choose {' or '.join(ATTENTION_HEADS)}")
         self.backbone_name = backbone
         self.attention = parse_attention(attention)
         self.external_saliency = bool(external_saliency)
+        self.attention_head = attention_head
         self.backbone = build_backbone(backbone, pretrained=pretrained, allow_download=allow_download)
         channels = self.info.out_channels
+
+        def branch() -> nn.Module:
+            if attention_head == "fine":
+                return FineAttentionBranch(self.info.fine_channels, channels)
+            return AttentionBranch(channels)
+
         learn_saliency = "saliency" in self.attention and not self.external_saliency
-        self.saliency_branch = AttentionBranch(channels) if learn_saliency else None
-        self.text_branch = AttentionBranch(channels) if "text" in self.attention else None
+        self.saliency_branch = branch() if learn_saliency else None
+        self.text_branch = branch() if "text" in self.attention else None
         self.num_classes = int(num_classes)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(channels, num_classes) if num_classes > 0 else None
@@ -114,8 +180,17 @@ class MANet(nn.Module):
             saliency: (B,1,H',W') external saliency in [0,1], required when the model was built
                 with `external_saliency=True` and ignored otherwise.
         """
-        features = self.backbone(images)
+        # Only a fine head needs the earlier map; the others keep the plain (cheaper to trace) forward.
+        uses_fine = self.attention_head == "fine" and (self.saliency_branch is not None or self.text_branch is not None)
+        if uses_fine:
+            fine, features = self.backbone.forward_levels(images)
+        else:
+            fine, features = None, self.backbone(images)
         size = features.shape[-2:]
+
+        def predict(branch: nn.Module) -> torch.Tensor:
+            return branch(fine, features) if uses_fine else branch(features)
+
         weight = None
         saliency_map = saliency_logits = text_map = text_logits = None
         if "saliency" in self.attention:
@@ -125,13 +200,13 @@ class MANet(nn.Module):
                 saliency_map = F.interpolate(saliency.float(), size=size, mode="area").clamp(0, 1)
                 saliency_map = saliency_map.to(features.dtype)
             else:
-                saliency_logits = self.saliency_branch(features)
+                saliency_logits = predict(self.saliency_branch)
                 saliency_map = torch.sigmoid(saliency_logits)
-            weight = saliency_map
+            weight = pool_to(saliency_map, size)
         if self.text_branch is not None:
-            text_logits = self.text_branch(features)
+            text_logits = predict(self.text_branch)
             text_map = torch.sigmoid(text_logits)
-            weight = text_map if weight is None else weight + text_map
+            weight = pool_to(text_map, size) if weight is None else weight + pool_to(text_map, size)
         if weight is not None:
             features = features * (1.0 + weight)
         return MANetOutput(features, None, saliency_map, text_map, saliency_logits, text_logits)

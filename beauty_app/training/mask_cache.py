@@ -24,7 +24,7 @@ from beauty_app.fileio import atomic_write_bytes
 from beauty_app.errors import ImageLoadError, UserError
 from beauty_app.imaging import load_image
 from beauty_app.jobs import JobControl, report
-from beauty_app.training.masks import MIN_SIDE, STATUS_OK, STATUS_UNREADABLE, compute_masks
+from beauty_app.training.masks import MIN_SIDE, STATUS_OK, STATUS_UNREADABLE, compute_masks, text_mask_source
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _paths(cache_dir: Path, item_id: str) -> tuple[Path, Path]:
     return cache_dir / f"{stem}.sal.png", cache_dir / f"{stem}.txt.png"
 
 
-def _read_index(cache_dir: Path, size: int | None = None) -> dict[str, dict]:
+def _read_index(cache_dir: Path, size: int | None = None, text_source: str | None = None) -> dict[str, dict]:
     path = cache_dir / INDEX_NAME
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -67,11 +67,17 @@ def _read_index(cache_dir: Path, size: int | None = None) -> dict[str, dict]:
         logger.info("Mask cache %s was made at %s px, not %s px; recomputing",
                     cache_dir, data.get("size"), size)
         return {}
+    # Indexes from before the detector name no source; theirs was the heuristic.
+    cached_source = data.get("text_source", "opencv-heuristic")
+    if text_source is not None and cached_source != text_source:
+        logger.info("Mask cache %s has text masks from %s, not %s; recomputing", cache_dir, cached_source, text_source)
+        return {}
     return data["items"]
 
 
-def _write_index(cache_dir: Path, size: int, items: dict[str, dict]) -> None:
-    text = json.dumps({"version": CACHE_VERSION, "size": size, "items": items}, indent=0, sort_keys=True)
+def _write_index(cache_dir: Path, size: int, items: dict[str, dict], text_source: str) -> None:
+    text = json.dumps({"version": CACHE_VERSION, "size": size, "text_source": text_source, "items": items},
+                      indent=0, sort_keys=True)
     atomic_write_bytes(cache_dir / INDEX_NAME, text.encode("utf-8"))
 
 
@@ -119,7 +125,10 @@ def build_mask_cache(items: Sequence[tuple[str, Path]], cache_dir: Path, *, size
     Writes ``<stem>.sal.png`` and ``<stem>.txt.png`` (``uint8`` {0, 255}, at the image size after
     loading with longest side ``size``) for each item whose saliency succeeded, and ``index.json``
     with every item's status. Items already in the index with the same path are skipped, so an
-    interrupted or cancelled run continues where it stopped. Unreadable images are retried.
+    interrupted or cancelled run continues where it stopped. Unreadable images are retried. The index
+    records the text-mask source (:func:`~beauty_app.training.masks.text_mask_source`); a cache made
+    by another source (the OpenCV heuristic before the PP-OCR detector was installed, say) is
+    recomputed.
 
     Args:
         items: ``(id, image path)`` pairs; later duplicates of an id are ignored.
@@ -144,7 +153,8 @@ def build_mask_cache(items: Sequence[tuple[str, Path]], cache_dir: Path, *, size
         reason = exc.strerror or exc
         raise UserError(f'The mask cache folder "{cache_dir}" cannot be created ({reason}).') from None
 
-    index = _read_index(cache_dir, size)
+    text_source = text_mask_source()
+    index = _read_index(cache_dir, size, text_source)
     statuses: dict[str, str] = {}
     todo: list[tuple[str, Path]] = []
     for item_id, path in items:
@@ -186,7 +196,7 @@ def build_mask_cache(items: Sequence[tuple[str, Path]], cache_dir: Path, *, size
             statuses[item_id] = entry["status"]
             done += 1
             if time.monotonic() - last_save > 5.0:
-                _write_index(cache_dir, size, index)
+                _write_index(cache_dir, size, index, text_source)
                 last_save = time.monotonic()
             report(job, "masks", done, total, f"{item_id}: {entry['status']}")
     finally:
@@ -196,7 +206,7 @@ def build_mask_cache(items: Sequence[tuple[str, Path]], cache_dir: Path, *, size
             for item_id, fut, _ in pending:
                 if fut is not None and fut.done() and not fut.cancelled() and fut.exception() is None:
                     index[item_id] = fut.result()
-        _write_index(cache_dir, size, index)
+        _write_index(cache_dir, size, index, text_source)
     n_ok = sum(s == STATUS_OK for s in statuses.values())
     logger.info("Mask cache %s: %d of %d images have a saliency mask", cache_dir, n_ok, total)
     return statuses

@@ -6,10 +6,13 @@ border) plus its sharp outline. Images whose border is not a plain backdrop (lif
 collages) or where the cut-out is implausibly small or large are *marked as failed* and left out
 of saliency supervision; a wrong mask would teach the saliency branch the wrong thing.
 
-Printed text (brand, product line, size) is found by :func:`detect_text_lines`: runs of strong
-local contrast that close into text lines, filtered by line geometry and kept only on the
-product. It is the one text-mask source both :func:`estimate_text_mask` and :func:`compute_masks`
-call, so a learned text detector can replace it there (keeping this heuristic as the fallback).
+Printed text (brand, product line, size) is found by :func:`detect_text_lines`, the one text-mask
+source both :func:`estimate_text_mask` and :func:`compute_masks` call. It uses PP-OCR's text
+detector (:mod:`beauty_app.training.text_detection`) when that is installed, keeping only boxes
+that lie on the product; otherwise :func:`heuristic_text_lines`: runs of strong local contrast that
+close into text lines, filtered by line geometry and kept only on the product.
+:func:`text_mask_source` names the source in use, so that cached masks of another source are
+not reused.
 
 Masks are cached as PNGs next to the mined training set by :mod:`beauty_app.training.mask_cache`
 and previewed as a contact sheet by :mod:`beauty_app.training.mask_preview`. No Qt here.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -64,6 +68,24 @@ _SHADOW_CHROMA = 2.5
 # Minimum morphological gradient (grey levels) of a printed letter's stroke edge.
 _TEXT_CONTRAST = 40
 _MIN_COVER, _MAX_COVER = 0.02, 0.95
+# The detector sees the working image enlarged to this shorter side (PP-OCR's own 736 finds the same
+# lines on 256 px catalog images at three times the cost).
+_DETECTOR_SIDE = 480
+# A detector box is kept when at least this share of it lies on the product: lettering on a label
+# does, a box spanning product and backdrop (or backdrop clutter) does not.
+_DETECTOR_MIN_ON_PRODUCT = 0.6
+# Boxes the detector is less sure of than this are dropped: regular stripes (comb teeth, brush
+# bristles, ribbing) give weak, patchy "text" probability, printed lines a solid one.
+_DETECTOR_MIN_SCORE = 0.6
+# A printed line is a thin band on its product. The detector also boxes whole grids of small, even
+# shapes (an eye-shadow palette's pans) as one "text" block: a box covering more than this share of
+# the product, or a squarish one (long side < _DETECTOR_MIN_ELONGATION x short side) covering more
+# than _DETECTOR_MAX_BLOCK of it, is such a block, not a line.
+_DETECTOR_MAX_LINE = 0.3
+_DETECTOR_MAX_BLOCK = 0.08
+_DETECTOR_MIN_ELONGATION = 1.5
+
+TEXT_SOURCE_HEURISTIC = "opencv-heuristic"
 
 
 @dataclass
@@ -322,11 +344,80 @@ def _glyph_like(strokes: np.ndarray, max_thick: int, max_line: int) -> np.ndarra
     return np.where(keep[labels], 255, 0).astype(np.uint8)
 
 
-def detect_text_lines(small: np.ndarray, saliency: np.ndarray | None) -> np.ndarray:
-    """The text-mask source: printed text lines as filled boxes, by an OpenCV heuristic.
+@lru_cache(maxsize=1)
+def _mask_detector():
+    """The PP-OCR detector for masks, or None: one thread per call, since the mask cache runs several."""
+    from . import text_detection
 
-    This is the function a learned text detector replaces (with this one as its fallback); its
-    callers resize to and from the working resolution and check the inputs.
+    if not text_detection.available():
+        logger.info("Text masks from the OpenCV heuristic: %s", text_detection.unavailable_reason())
+        return None
+    return text_detection.TextDetector(limit_side=_DETECTOR_SIDE, threads=1)
+
+
+def text_mask_source() -> str:
+    """Which source makes text masks here: ``"ppocr-det:<model file>"`` or ``"opencv-heuristic"``."""
+    detector = _mask_detector()
+    if detector is None:
+        return TEXT_SOURCE_HEURISTIC
+    rules = (_DETECTOR_SIDE, _DETECTOR_MIN_ON_PRODUCT, _DETECTOR_MIN_SCORE, _DETECTOR_MAX_LINE, _DETECTOR_MAX_BLOCK,
+             _DETECTOR_MIN_ELONGATION)
+    return f"ppocr-det:{detector.model.name}:" + ",".join(str(v) for v in rules)
+
+
+def detect_text_lines(small: np.ndarray, saliency: np.ndarray | None) -> np.ndarray:
+    """The text-mask source: printed text lines as filled boxes (PP-OCR when installed, else OpenCV).
+
+    Its callers resize to and from the working resolution and check the inputs.
+
+    Args:
+        small: ``uint8`` RGB image at working resolution (longest side at most 256 px).
+        saliency: Optional ``uint8`` {0, 255} product mask of the same size; text is then kept
+            only on the product.
+
+    Returns:
+        ``uint8`` {0, 255} mask of the same height and width; all zero when no text was found.
+    """
+    detector = _mask_detector()
+    if detector is None:
+        return heuristic_text_lines(small, saliency)
+    return detector_text_lines(detector, small, saliency)
+
+
+def detector_text_lines(detector, small: np.ndarray, saliency: np.ndarray | None) -> np.ndarray:
+    """Text boxes of a :class:`~beauty_app.training.text_detection.TextDetector`, restricted to the product.
+
+    A box is kept when its score is at least :data:`_DETECTOR_MIN_SCORE` and, given a product mask,
+    when most of it lies on the product and it is shaped like a line of text rather than a block
+    covering the product; the kept boxes are then cut to the product.
+    """
+    found = detector.detect(small)
+    out = np.zeros(small.shape[:2], np.uint8)
+    product_area = np.count_nonzero(saliency) if saliency is not None else 0
+    for box in found.boxes:
+        if box.score < _DETECTOR_MIN_SCORE:
+            continue
+        filled = np.zeros_like(out)
+        cv2.fillPoly(filled, [np.round(box.points).astype(np.int32)], 255)
+        area = np.count_nonzero(filled)
+        if area == 0:
+            continue
+        if saliency is not None:
+            if np.count_nonzero(filled & saliency) < _DETECTOR_MIN_ON_PRODUCT * area:
+                continue
+            sides = sorted((float(np.linalg.norm(box.points[0] - box.points[1])),
+                            float(np.linalg.norm(box.points[1] - box.points[2]))))
+            squarish = sides[1] < _DETECTOR_MIN_ELONGATION * max(sides[0], 1e-6)
+            if area > _DETECTOR_MAX_LINE * product_area or (squarish and area > _DETECTOR_MAX_BLOCK * product_area):
+                continue
+        out |= filled
+    if saliency is not None:
+        out &= saliency
+    return out
+
+
+def heuristic_text_lines(small: np.ndarray, saliency: np.ndarray | None) -> np.ndarray:
+    """Printed text lines as filled boxes, by an OpenCV heuristic (the fallback text-mask source).
 
     Args:
         small: ``uint8`` RGB image at working resolution (longest side at most 256 px; the

@@ -175,7 +175,29 @@ def test_the_bench_scores_the_apps_maps_and_writes_its_files(tmp_path, tiny_chec
 
 
 def test_the_command_line_reports_a_missing_photo_folder_in_one_sentence(tmp_path, capsys):
-    code = am.main(["--photos", str(tmp_path / "none"), "--model", "x.pt", "--out", str(tmp_path / "o")])
+    from beauty_app.cli.main import main
+
+    code = main(["bench", "maps", "--photos", str(tmp_path / "none"), "--model", "x.pt", "--out", str(tmp_path / "o")])
     assert code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err
+    assert err.startswith("beauty-app: error: ") and "\n" not in err
+
+
+def test_bench_maps_command_scores_a_folder_and_writes_the_sheet(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    from beauty_app.cli.main import main
+    from beauty_app.training import text_detection
+
+    monkeypatch.setattr(text_detection, "available", lambda: False)  # keep the test fast: no OCR
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (120, 90), (200, 120, 90)).save(photos / "a.jpg")
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("photo,x0,y0,x1,y1\na.jpg,0.1,0.1,0.5,0.9\n")
+    out = tmp_path / "out"
+    code = main(["bench", "maps", "--photos", str(photos), "--boxes", str(boxes), "--model", str(tiny_checkpoint),
+                 "--out", str(out), "--device", "cpu", "-q"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "saliency vs products" in printed and str(out / "maps_sheet.png") in printed
+    summary = json.loads((out / "maps.json").read_text())
+    assert summary["photos"] == 1 and summary["saliency"]["photos"] == 1 and summary["model"] == str(tiny_checkpoint)

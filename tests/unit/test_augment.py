@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from beauty_app.training.augment import CrossDomainAugmenter, Sample, cutout
+from beauty_app.training.augment import CrossDomainAugmenter, Sample, cutout, photo_backgrounds
 
 SIZE = 128
 
@@ -220,3 +220,35 @@ def test_pair_is_a_photo_and_a_catalog_view_of_the_same_image() -> None:
     # Without a mask the product cannot be cut out: two plain views, still of the same image.
     first, second = aug.pair(img, None, None, np.random.default_rng(3))
     assert not first.synthetic and not second.synthetic and first.saliency is None
+
+
+def test_packaged_photographs_are_the_default_backgrounds() -> None:
+    photos = photo_backgrounds()
+    assert len(photos) >= 2  # scikit-learn (a dependency) ships two in its wheel
+    assert all(p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3 and max(p.shape[:2]) <= 640 for p in photos)
+    assert len(CrossDomainAugmenter(size=SIZE).backgrounds) == len(photos)
+    assert CrossDomainAugmenter(size=SIZE, backgrounds=()).backgrounds == []
+
+
+def test_hands_shelves_and_framing_keep_the_targets_on_the_visible_product() -> None:
+    img = np.full((200, 160, 3), 255, np.uint8)
+    mask = np.zeros((200, 160), np.uint8)
+    mask[40:180, 40:120] = 255  # a box: convex, so a hole in its hull is something in front of it
+    img[mask > 0] = (220, 30, 30)
+    text = np.zeros_like(mask)
+    text[100:120, 50:110] = 255
+    aug = CrossDomainAugmenter(size=SIZE, p_photo=1.0)
+    centres, hidden = [], 0
+    for seed in range(40):
+        s = aug(img, mask, text, np.random.default_rng(seed))
+        assert s.synthetic and s.saliency.max() <= 1 and (s.text <= s.saliency + 1e-4).all()
+        ys, xs = np.nonzero(s.saliency > 0.5)
+        centres.append((xs.mean() / SIZE, ys.mean() / SIZE))
+        # A hand or another occluder in front of the product leaves a hole inside the product's hull.
+        hull = cv2.fillConvexPoly(np.zeros((SIZE, SIZE), np.uint8),
+                                  cv2.convexHull(np.stack([xs, ys], 1).astype(np.int32)), 1)
+        hidden += (hull.sum() - (s.saliency > 0.5).sum()) > 0.08 * hull.sum()  # warping alone: < 0.05
+    centres = np.asarray(centres)
+    # Products land all over the frame, not in the middle only.
+    assert centres.std(axis=0).min() > 0.08 and (np.abs(centres - 0.5) > 0.15).any(axis=1).mean() > 0.2
+    assert 5 <= hidden <= 30  # about 44% of samples have a hand or another occluder in front

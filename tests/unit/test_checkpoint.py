@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
 
 from beauty_app.errors import ModelError
-from beauty_app.models.checkpoint import load_model, read_checkpoint
+from beauty_app.models.checkpoint import load_model, read_checkpoint, save_checkpoint
+from beauty_app.models.manet import MANet
+from beauty_app.paths import demo_checkpoint
 from tests.conftest import make_tiny_checkpoint
 
 
@@ -65,3 +69,43 @@ def test_bad_specs_give_clear_errors(tmp_path):
         load_model(str(foreign))
     with pytest.raises(ModelError, match="Unknown backbone"):
         load_model("imagenet:alexnet")
+
+
+@pytest.mark.parametrize("head", ["fine", "coarse"])
+def test_checkpoints_record_the_attention_head(tmp_path, head):
+    model = MANet("tiny", num_classes=2, attention="both", attention_head=head)
+    path = save_checkpoint(tmp_path / "m.pt", model, class_names=["a", "b"], input_size=64,
+                           mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert read_checkpoint(path)["attention_head"] == head
+    assert load_model(str(path)).model.attention_head == head
+
+
+def test_checkpoint_without_a_head_is_the_coarse_one_and_an_unknown_head_is_refused(tmp_path):
+    model = MANet("tiny", num_classes=2, attention="both", attention_head="coarse")
+    path = save_checkpoint(tmp_path / "m.pt", model, class_names=["a", "b"], input_size=64,
+                           mean=(0.5,) * 3, std=(0.25,) * 3)
+    payload = torch.load(path, weights_only=True)
+    del payload["attention_head"]  # as written before the fine head existed
+    torch.save(payload, path)
+    assert load_model(str(path)).model.attention_head == "coarse"
+    payload["attention_head"] = "hexagonal"
+    torch.save(payload, path)
+    with pytest.raises(ModelError, match="attention head"):
+        load_model(str(path))
+
+
+@pytest.mark.skipif(not demo_checkpoint().is_file(), reason="the shipped demo model is not in model_store")
+def test_shipped_checkpoint_loads_with_its_head_and_gives_the_outputs_it_gave_before():
+    # The reference was computed by the code before the fine head existed (tests/data/*.json says how).
+    reference = json.loads((Path(__file__).parents[1] / "data" / "demo_manet_reference.json").read_text())
+    bundle = load_model(str(demo_checkpoint()))
+    assert "attention_head" not in read_checkpoint(demo_checkpoint())
+    assert bundle.model.attention_head == "coarse"
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 224), torch.linspace(-1, 1, 224), indexing="ij")
+    images = torch.stack([xx, yy, xx * yy], 0)[None].float()
+    images[..., 60:170, 80:150] += 1.5
+    with torch.no_grad():
+        out = bundle.model(images)
+    for name, got in (("saliency", out.saliency[0, 0]), ("text", out.text[0, 0]), ("logits", out.logits[0]),
+                      ("features_mean", out.features.mean(dim=(2, 3))[0, :32])):
+        torch.testing.assert_close(got, torch.tensor(reference[name]), atol=2e-5, rtol=1e-4)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from beauty_app.models.manet import MANet, parse_attention, upsample_map
+from beauty_app.models.backbones import BACKBONES, build_backbone
+from beauty_app.models.manet import ATTENTION_HEADS, MANet, parse_attention, pool_to, upsample_map
 
 
+@pytest.mark.parametrize("head", ATTENTION_HEADS)
 @pytest.mark.parametrize("attention", ["none", "saliency", "text", "both"])
-def test_outputs_for_every_attention_variant(attention):
+def test_outputs_for_every_attention_variant(attention, head):
     torch.manual_seed(0)
-    model = MANet("tiny", num_classes=4, attention=attention).eval()
+    model = MANet("tiny", num_classes=4, attention=attention, attention_head=head).eval()
     images = torch.randn(2, 3, 96, 96)
     out = model(images)
     assert out.logits.shape == (2, 4)
@@ -22,26 +24,36 @@ def test_outputs_for_every_attention_variant(attention):
     assert (out.text is not None) == ("text" in enabled)
     for attention_map in (out.saliency, out.text):
         if attention_map is not None:
-            assert attention_map.shape == (2, 1, *out.features.shape[-2:])
+            # The fine head predicts at stride 8, the coarse one on the feature map's grid (stride 16 here).
+            expected = (12, 12) if head == "fine" else tuple(out.features.shape[-2:])
+            assert attention_map.shape == (2, 1, *expected)
             full = upsample_map(attention_map, (96, 96))
             assert full.shape == (2, 1, 96, 96)
             assert full.min() >= 0 and full.max() <= 1
 
 
-def test_attention_reweights_features_residually():
+@pytest.mark.parametrize("head", ATTENTION_HEADS)
+def test_attention_reweights_features_residually(head):
     torch.manual_seed(0)
-    model = MANet("tiny", num_classes=3, attention="saliency").eval()
+    model = MANet("tiny", num_classes=3, attention="saliency", attention_head=head).eval()
     images = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         raw = model.backbone(images)
         out = model(images)
-    # F' = F * (1 + S): attention only adds emphasis, never erases the backbone's features.
-    assert torch.allclose(out.features, raw * (1 + out.saliency), atol=1e-6)
+    # F' = F * (1 + S): attention only adds emphasis, never erases the backbone's features. The fine
+    # map (8x8 here) is averaged onto the feature map's 4x4 grid first.
+    weight = pool_to(out.saliency, raw.shape[-2:])
+    assert weight.shape[-2:] == raw.shape[-2:]
+    if head == "fine":
+        assert out.saliency.shape[-2:] == (8, 8)
+        assert torch.allclose(weight, torch.nn.functional.avg_pool2d(out.saliency, 2), atol=1e-6)
+    assert torch.allclose(out.features, raw * (1 + weight), atol=1e-6)
 
 
-def test_gradients_reach_every_parameter():
+@pytest.mark.parametrize("head", ATTENTION_HEADS)
+def test_gradients_reach_every_parameter(head):
     torch.manual_seed(0)
-    model = MANet("tiny", num_classes=3, attention="both").train()
+    model = MANet("tiny", num_classes=3, attention="both", attention_head=head).train()
     out = model(torch.randn(4, 3, 64, 64))
     loss = torch.nn.functional.cross_entropy(out.logits, torch.tensor([0, 1, 2, 0]))
     loss = loss + out.saliency_logits.mean() + out.text_logits.mean()
@@ -73,3 +85,34 @@ def test_parse_attention_rejects_unknown_names():
     assert parse_attention("text,saliency") == ("saliency", "text")
     with pytest.raises(ValueError):
         parse_attention("colour")
+
+
+def test_unknown_attention_head_is_refused():
+    with pytest.raises(ValueError, match="attention head"):
+        MANet("tiny", num_classes=2, attention="both", attention_head="medium")
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_backbones_give_the_fine_level_and_the_same_final_map(name):
+    torch.manual_seed(0)
+    backbone = build_backbone(name).eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fine, final = backbone.forward_levels(images)
+        plain = backbone(images)
+    info = backbone.info
+    assert fine.shape == (1, info.fine_channels, 64 // info.fine_stride, 64 // info.fine_stride)
+    assert torch.equal(final, plain)
+
+
+def test_srmac_uses_the_fine_map_as_the_reweighting_does():
+    from beauty_app.retrieval.pooling import srmac
+
+    torch.manual_seed(0)
+    model = MANet("tiny", num_classes=2, attention="both").eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 96, 96))
+    grid = out.features.shape[-2:]
+    assert out.saliency.shape[-2:] != grid
+    # SR-MAC shrinks the map onto the feature grid by area averaging, exactly as MANet's re-weighting.
+    torch.testing.assert_close(srmac(out.features, out.saliency), srmac(out.features, pool_to(out.saliency, grid)))

@@ -14,7 +14,7 @@ from beauty_app.demo.products import generate_demo
 from beauty_app.errors import UserError
 from beauty_app.imaging import load_image
 from beauty_app.jobs import Cancelled, JobControl
-from beauty_app.training import mask_cache, masks
+from beauty_app.training import mask_cache, masks, text_detection
 from beauty_app.training.mask_cache import build_mask_cache, load_cached_masks, mask_stem
 from beauty_app.training.mask_preview import mask_contact_sheet
 from beauty_app.training.masks import (
@@ -23,6 +23,18 @@ from beauty_app.training.masks import (
     estimate_saliency_mask,
     estimate_text_mask,
 )
+
+
+TEXT_SOURCES = ["heuristic", pytest.param("detector", marks=pytest.mark.skipif(
+    not text_detection.available(), reason="PP-OCR text detector not installed"))]
+
+
+@pytest.fixture(params=TEXT_SOURCES)
+def text_source(request, monkeypatch) -> str:
+    """Runs a text-mask test with each source: the OpenCV heuristic, and PP-OCR where installed."""
+    if request.param == "heuristic":
+        monkeypatch.setattr(masks, "_mask_detector", lambda: None)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +128,7 @@ def test_bad_arrays_are_programming_errors() -> None:
 
 
 # ----------------------------------------------------------------------------- text
-def test_text_masks_land_on_the_products(catalog) -> None:
+def test_text_masks_land_on_the_products(catalog, text_source) -> None:
     found, inside, total = 0, 0, 0
     for _, _, img, gt in catalog:
         res = compute_masks(img)
@@ -133,7 +145,7 @@ def test_text_masks_land_on_the_products(catalog) -> None:
     assert inside >= 0.95 * total
 
 
-def test_text_lines_are_found_and_plain_shapes_are_not() -> None:
+def test_text_lines_are_found_and_plain_shapes_are_not(text_source) -> None:
     img = Image.new("RGB", (256, 256), "white")
     from PIL import ImageDraw, ImageFont
 
@@ -270,3 +282,60 @@ def test_text_masks_come_from_one_replaceable_source(monkeypatch) -> None:
     assert result.ok and result.text.shape == (300, 200) and result.text[:140].all()
     # Both calls ran at the working resolution (longest side 256), the second with the product mask.
     assert seen == [((256, 171, 3), None), ((256, 171, 3), (256, 171))]
+
+
+class _StubDetector:
+    """Returns fixed boxes, as PP-OCR's detector would."""
+
+    model = Path("stub.onnx")
+
+    def __init__(self, boxes):
+        self.boxes = [text_detection.TextBox(np.float32(points), score) for points, score in boxes]
+
+    def detect(self, image):
+        return text_detection.TextDetection(np.zeros(image.shape[:2], np.float32), self.boxes)
+
+
+def _rect(x0, y0, x1, y1):
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+def test_detector_boxes_are_kept_only_as_text_lines_on_the_product() -> None:
+    small = np.full((200, 200, 3), 255, np.uint8)
+    product = np.zeros((200, 200), np.uint8)
+    product[40:180, 40:160] = 255  # 140 x 120 px
+    detector = _StubDetector([
+        (_rect(60, 60, 140, 75), 0.9),  # a label line: kept
+        (_rect(60, 90, 140, 100), 0.55),  # unsure (comb teeth, bristles): dropped
+        (_rect(0, 100, 60, 115), 0.9),  # mostly on the backdrop: dropped
+        (_rect(45, 110, 155, 175), 0.9),  # a block over a third of the product (a palette's pans): dropped
+        (_rect(70, 120, 110, 150), 0.9),  # squarish and 7% of the product: a short word, kept
+    ])
+    out = masks.detector_text_lines(detector, small, product)
+    assert out[60:75, 60:140].all() and out[120:150, 70:110].all()
+    assert np.count_nonzero(out) == 81 * 16 + 41 * 31  # fillPoly includes both edges
+    without_product = masks.detector_text_lines(detector, small, None)
+    assert without_product[100:115, 0:60].all() and not without_product[90:100].any()
+
+
+def test_the_cache_records_its_text_source_and_recomputes_for_another(catalog, tmp_path, monkeypatch) -> None:
+    items = _items(catalog, 2)
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(mask_cache, "text_mask_source", lambda: "source-a")
+    build_mask_cache(items, cache, workers=1)
+    assert json.loads((cache / "index.json").read_text())["text_source"] == "source-a"
+    calls = []
+    real = masks.compute_masks
+    monkeypatch.setattr(mask_cache, "compute_masks", lambda img, **kw: calls.append(1) or real(img, **kw))
+    build_mask_cache(items, cache, workers=1)
+    assert calls == []  # same source: everything cached
+    monkeypatch.setattr(mask_cache, "text_mask_source", lambda: "source-b")
+    build_mask_cache(items, cache, workers=1)
+    assert len(calls) == 2 and json.loads((cache / "index.json").read_text())["text_source"] == "source-b"
+
+
+def test_text_mask_source_names_the_detector_when_installed(monkeypatch) -> None:
+    monkeypatch.setattr(masks, "_mask_detector", lambda: None)
+    assert masks.text_mask_source() == masks.TEXT_SOURCE_HEURISTIC
+    monkeypatch.setattr(masks, "_mask_detector", lambda: _StubDetector([]))
+    assert masks.text_mask_source().startswith("ppocr-det:stub.onnx")
