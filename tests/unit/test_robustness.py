@@ -38,6 +38,7 @@ from beauty_app.models.checkpoint import load_model, read_checkpoint, save_check
 from beauty_app.models.manet import MANet
 from beauty_app.retrieval.build import build_index
 from beauty_app.retrieval.extractor import DECODE_MAX_SIDE, FeatureExtractor
+from beauty_app.retrieval.index import store as index_store
 from beauty_app.retrieval.index import DB_NAME, FAISS_NAME, CatalogIndex, ItemRecord, faiss_to_bytes, make_faiss_index
 from beauty_app.retrieval.search import SearchSession
 
@@ -480,7 +481,7 @@ def test_killed_checkpoint_saves_never_replace_a_good_checkpoint(tmp_path):
 DIM = 16
 
 
-def small_index(directory: Path, whitening: int | None = None) -> np.ndarray:
+def small_index(directory: Path, whitening: int | None = None, skipped=()) -> np.ndarray:
     """An index of 40 random unit vectors (with comparison vectors), returned as well."""
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(40, DIM)).astype(np.float32)
@@ -489,7 +490,7 @@ def small_index(directory: Path, whitening: int | None = None) -> np.ndarray:
                for i, v in enumerate(vectors)]
     settings = {"model_spec": "m.pt", "model_fingerprint": "fp", "pooling": "srmac", "dim": DIM}
     with CatalogIndex.create(directory, settings) as index:
-        index.add_items(records)
+        index.add_items(records, skipped)
         index.finalize(whitening=whitening)
     return vectors
 
@@ -506,22 +507,95 @@ def edit_db(directory: Path, sql: str, *params) -> None:
         db.execute(sql, params)
 
 
-@pytest.mark.parametrize("sql, params", [
-    ("UPDATE items SET vector = ? WHERE id = 'c007'", (np.ones(DIM, np.float32).tobytes(),)),
-    ("UPDATE items SET description = 'edited' WHERE id = 'c003'", ()),
-    ("UPDATE items SET path = '/elsewhere/x.jpg' WHERE id = 'c003'", ()),
-    ("DELETE FROM items WHERE id = 'c010'", ()),
-    ("UPDATE blobs SET value = zeroblob(length(value)) WHERE key = 'whitening'", ()),
-    ("UPDATE settings SET value = '8' WHERE key = 'dim'", ()),
-    ("UPDATE settings SET value = '{not json' WHERE key = 'pooling'", ()),
-])
-def test_edited_database_is_refused_with_a_hint_to_rebuild(tmp_path, capsys, sql, params):
-    small_index(tmp_path / "idx", whitening=8)
-    edit_db(tmp_path / "idx", sql, *params)
-    with pytest.raises(IndexStoreError, match="rebuild"):
+def copy_vector_and_bump_revision(db) -> None:
+    db.execute("UPDATE items SET vector = (SELECT vector FROM items WHERE id = 'c001') WHERE id = 'c007'")
+    db.execute("UPDATE settings SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'revision'")
+
+
+def edit_db_with(directory: Path, edit) -> None:
+    with contextlib.closing(sqlite3.connect(directory / DB_NAME)) as db, db:
+        edit(db)
+
+
+#: Edits of a finalised index refused on open (no catalog row is read there), and the words that name each.
+EDITS_REFUSED_ON_OPEN = [
+    (copy_vector_and_bump_revision, "setting 'revision' was edited"),
+    ("DELETE FROM settings WHERE key = 'content_sha256'", "content checksum setting (content_sha256)"),
+    ("UPDATE settings SET value = '\"0123\"' WHERE key = 'faiss_sha256'", "setting 'faiss_sha256' was edited"),
+    ("UPDATE settings SET value = '8' WHERE key = 'dim'", "setting 'dim' was edited"),
+    ("DELETE FROM settings WHERE key = 'index_plan'", "setting 'index_plan' was deleted"),
+    ("UPDATE blobs SET value = zeroblob(length(value)) WHERE key = 'whitening'", "stored whitening"),
+    ("DELETE FROM skipped", "list of skipped files"),
+    ("UPDATE chunk_digests SET vectors = 'x'", "table of catalog row checksums"),
+    ("UPDATE settings SET value = '{\"settings\": {}}' WHERE key = 'integrity'", "checksum record"),
+    ("UPDATE settings SET value = '{not json' WHERE key = 'pooling'", "damaged"),
+]
+
+
+@pytest.mark.parametrize("edit, named", EDITS_REFUSED_ON_OPEN, ids=[words for _, words in EDITS_REFUSED_ON_OPEN])
+def test_edited_settings_and_checksums_are_refused_on_open_and_named(tmp_path, capsys, edit, named):
+    small_index(tmp_path / "idx", whitening=8, skipped=[("bad.jpg", "not an image")])
+    edit_db_with(tmp_path / "idx", edit if callable(edit) else lambda db: db.execute(edit))
+    with pytest.raises(IndexStoreError, match="rebuild") as refused:
         CatalogIndex.open(tmp_path / "idx")
+    assert named in str(refused.value)
     code, _, err = run_cli(capsys, "catalog", "info", "--index", tmp_path / "idx")
-    one_line_error(code, err, "rebuild it")
+    one_line_error(code, err, named, "rebuild it")
+
+
+#: Edits of catalog rows: refused when the rows are read (hits, the browser's pages, vectors), and by `catalog verify`.
+EDITS_REFUSED_WHEN_READ = [
+    ("UPDATE items SET description = 'edited' WHERE id = 'c003'", "descriptions of catalog rows 0-1023"),
+    ("UPDATE items SET path = '/elsewhere/x.jpg' WHERE id = 'c003'", "image paths of catalog rows 0-1023"),
+    ("UPDATE items SET category = 'perfume' WHERE id = 'c003'", "categories of catalog rows 0-1023"),
+    ("DELETE FROM items WHERE id = 'c010'", "ids or row numbers"),
+]
+
+
+@pytest.mark.parametrize("sql, named", EDITS_REFUSED_WHEN_READ, ids=[words for _, words in EDITS_REFUSED_WHEN_READ])
+def test_edited_rows_are_refused_when_read_and_by_verify(tmp_path, capsys, sql, named):
+    vectors = small_index(tmp_path / "idx")
+    edit_db(tmp_path / "idx", sql)
+    with CatalogIndex.open(tmp_path / "idx") as index:  # opening reads no row...
+        with pytest.raises(IndexStoreError, match="rebuild") as refused:
+            index.search(vectors[3:4], k=5)  # ...the hits' rows are checked when read
+        assert named in str(refused.value) and "edited" in str(refused.value)
+        with pytest.raises(IndexStoreError, match=named):
+            list(index.iter_items(limit=10))  # the browser's pages too
+    code, _, err = run_cli(capsys, "catalog", "verify", "--index", tmp_path / "idx")
+    one_line_error(code, err, named, "rebuild it")
+
+
+def test_a_copied_vector_is_never_ranked_and_is_named_by_verify(tmp_path, capsys):
+    """A vector copied over another without touching the settings: the search structure (its own checksum,
+    recorded in the settings) still ranks as finalised; whatever reads the vectors refuses them."""
+    vectors = small_index(tmp_path / "idx")
+    expected = answers(tmp_path / "idx", vectors)
+    edit_db(tmp_path / "idx", "UPDATE items SET vector = (SELECT vector FROM items WHERE id = 'c001') WHERE id = 'c007'")
+    assert answers(tmp_path / "idx", vectors) == expected
+    code, _, err = run_cli(capsys, "catalog", "verify", "--index", tmp_path / "idx")
+    one_line_error(code, err, "stored vectors of catalog rows 0-1023", "rebuild it")
+    with CatalogIndex.open(tmp_path / "idx") as index:
+        with pytest.raises(IndexStoreError, match="stored vectors"):
+            index.search(vectors[:1], k=3, query_expansion=2)  # reads the neighbours' vectors
+    (tmp_path / "idx" / FAISS_NAME).unlink()  # a rebuild reads every vector: refused, not rebuilt from the edit
+    with CatalogIndex.open(tmp_path / "idx") as index:
+        with pytest.raises(IndexStoreError, match="stored vectors"):
+            index.search(vectors[:1], k=3)
+    with pytest.raises(IndexStoreError, match="stored vectors"):
+        with CatalogIndex.open(tmp_path / "idx", writable=True) as index:  # nor sealed by a later change
+            index.add_items([ItemRecord("c900", "/cat/new.jpg", "new", "", vectors[0])], staged=True)
+            index.commit_staged()
+
+
+def test_verify_passes_an_intact_index_and_checks_every_chunk(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(index_store, "CHUNK_ROWS", 8)  # 40 rows in 5 chunks (recorded in the index)
+    small_index(tmp_path / "idx")
+    code, out, _ = run_cli(capsys, "catalog", "verify", "--index", tmp_path / "idx")
+    assert code == 0 and "40 catalog rows" in out and "intact" in out
+    edit_db(tmp_path / "idx", "UPDATE alt_vectors SET vector = zeroblob(length(vector)) WHERE id = 'c037'")
+    code, _, err = run_cli(capsys, "catalog", "verify", "--index", tmp_path / "idx")
+    one_line_error(code, err, "mac vectors of catalog rows 32-39", "checksum")
 
 
 def test_edited_comparison_vectors_are_refused_not_ranked(tmp_path):
