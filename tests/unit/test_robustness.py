@@ -370,6 +370,69 @@ def test_sigkilled_add_leaves_the_previous_index_usable(tmp_path, tiny_checkpoin
         assert session.search_image(photos[-1], k=1).hits[0].id == photos[-1].stem
 
 
+def write_synthetic_shards(root: Path, rows: int, world: int = 2, dim: int = 16) -> None:
+    """Shards as `catalog build --shard-out` writes them (rows rank, rank + world, ...), without a model."""
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(rows, dim)).astype(np.float32)
+    for rank in range(world):
+        shard = {"rank": rank, "world": world, "catalog_size": rows, "catalog_sha256": "synthetic"}
+        settings = {"model_spec": "m.pt", "model_fingerprint": "fp", "pooling": "srmac", "dim": dim, "shard": shard}
+        with CatalogIndex.create(root / f"shard-{rank:05d}-of-{world:05d}", settings) as index:
+            index.add_items([ItemRecord(f"c{i:05d}", f"/c/{i}.jpg", f"product {i}", "", vectors[i], b"t",
+                                        {"mac": vectors[i][::-1].copy()}, position=i)
+                             for i in range(rank, rows, world)])
+            index.update_settings({"shard_done": True})
+
+
+def test_sigkilled_merge_is_finished_by_the_next_merge(tmp_path):
+    from beauty_app.retrieval.shards import merge_shards, merge_staging_dir
+
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    write_synthetic_shards(tmp_path / "shards", 6000)
+    merge_shards([tmp_path / "shards"], tmp_path / "reference")
+    out = tmp_path / "out"
+    staging_db = merge_staging_dir(out) / DB_NAME
+    command = cli_command("catalog", "merge", "--shards", tmp_path / "shards", "--out", out, "-q")
+    target = rng.randint(256, 3000)
+    plans = [(lambda: staging_db.exists(), rng.uniform(0.0, 0.02)),  # while the staging database is being made
+             (lambda: row_count(staging_db, "items") >= target, rng.uniform(0.0, 0.01))]
+    killed_mid_way = 0
+    for ready, delay in plans:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            killed = kill_when(proc, ready, delay)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        if killed:
+            assert not out.exists(), f"a killed merge left a half-built index (seed {seed})"
+            killed_mid_way += 1
+    assert killed_mid_way, f"every merge finished before it could be killed (seed {seed})"
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, f"{finished.stderr} (seed {seed})"
+    assert not merge_staging_dir(out).exists()
+    with CatalogIndex.open(tmp_path / "reference") as expected, CatalogIndex.open(out) as merged:
+        ids = [item["id"] for item in expected.iter_items()]
+        assert [item["id"] for item in merged.iter_items()] == ids == [f"c{i:05d}" for i in range(6000)]
+        np.testing.assert_array_equal(merged.raw_vectors(), expected.raw_vectors())
+        assert merged.alternate_poolings() == ["mac"] and merged.verify() == 6000
+
+
+def test_a_merge_into_an_unreadable_staging_folder_starts_again(tmp_path):
+    from beauty_app.retrieval.shards import merge_shards, merge_staging_dir
+
+    write_synthetic_shards(tmp_path / "shards", 400)
+    staging = merge_staging_dir(tmp_path / "out")
+    staging.mkdir()
+    (staging / DB_NAME).write_bytes(b"")  # killed before the database had its tables (was: "no such table")
+    summary = merge_shards([tmp_path / "shards"], tmp_path / "out")
+    assert summary.indexed == 400 and not staging.exists()
+    with CatalogIndex.open(tmp_path / "out") as index:
+        assert index.count() == 400
+
+
 #: Where a forked checkpoint writer is stopped and killed: (save number within the child, moment).
 #: Every moment of a save is hit, in an order that makes each kill follow a different one.
 CHECKPOINT_KILL_POINTS = [("half written", 2), ("written, not synced", 1), ("synced, not renamed", 3),
