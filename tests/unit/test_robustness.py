@@ -772,6 +772,88 @@ def test_two_processes_cannot_write_the_same_index(tmp_path, built_index, capsys
 
 
 # =============================================================================================
+# Read-only media
+
+READ_ONLY_CHECK = r"""
+import json, subprocess, sys
+import numpy as np
+from beauty_app.errors import IndexStoreError
+from beauty_app.retrieval.index import CatalogIndex, ItemRecord
+index_dir = sys.argv[1]
+vectors = np.load(sys.argv[2])
+report = {}
+with CatalogIndex.open(index_dir) as index:
+    report["hits"] = [hit.id for hit in index.search(vectors[:3], k=1)[0]] + [hit.id for hit in index.search(vectors[3:4], k=1)[0]]
+    report["filtered"] = index.count_items("product 1")
+    report["verify"] = index.verify()
+    try:
+        index.finalize()
+    except IndexStoreError as exc:
+        report["finalize"] = str(exc)
+for name, attempt in [("open_writable", lambda: CatalogIndex.open(index_dir, writable=True)),
+                      ("create", lambda: CatalogIndex.create(index_dir, {"model_spec": "m.pt", "model_fingerprint": "fp",
+                                                                         "pooling": "srmac", "dim": 16}))]:
+    try:
+        attempt()
+    except IndexStoreError as exc:
+        report[name] = str(exc)
+remove = subprocess.run([sys.executable, "-m", "beauty_app", "catalog", "remove", "--index", index_dir, "c001"],
+                        capture_output=True, text=True)
+report["remove"] = [remove.returncode, remove.stderr]
+print(json.dumps(report))
+"""
+
+
+def check_read_only_report(report: dict) -> None:
+    assert report["hits"] == ["c000", "c003"] and report["filtered"] == 11 and report["verify"] == 40
+    for refusal in ("finalize", "open_writable", "create"):
+        assert "read-only" in report[refusal] and "cannot be read" not in report[refusal], report
+    code, err = report["remove"]
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "read-only media" in err, err
+    assert "Traceback" not in err and "rebuild it" not in err
+
+
+def test_an_index_on_a_read_only_mount_is_searched_and_refuses_changes(tmp_path):
+    """A real read-only file system: a bind mount remounted read-only in a private mount namespace."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed")
+    vectors = small_index(tmp_path / "index")
+    np.save(tmp_path / "vectors.npy", vectors)
+    (tmp_path / "check.py").write_text(READ_ONLY_CHECK)
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    script = (f"mount --bind {tmp_path / 'index'} {mounted} && mount -o remount,bind,ro {mounted} && "
+              f"touch {mounted}/probe 2>/dev/null && exit 99; "
+              f"exec {sys.executable} {tmp_path / 'check.py'} {mounted} {tmp_path / 'vectors.npy'}")
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    if result.returncode != 0 and "mount" in result.stderr and "Traceback" not in result.stderr:
+        pytest.skip(f"no private read-only mount here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    check_read_only_report(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert not any(p.name.endswith(("-wal", "-shm")) for p in (tmp_path / "index").iterdir())
+
+
+def test_a_read_only_folder_is_detected_and_opened_immutable(tmp_path, capsys, monkeypatch):
+    """Without a read-only mount: the folder is reported unwritable (as os.access reports EROFS or a
+    missing permission for a user other than root), so the index opens with SQLite's immutable flag."""
+    from beauty_app.retrieval.index import catalog_index, store as index_store
+
+    vectors = small_index(tmp_path / "index")
+    monkeypatch.setattr(catalog_index, "media_is_writable", lambda directory: False)
+    opened = []
+    connect = index_store.CatalogStore.connect
+    monkeypatch.setattr(index_store.CatalogStore, "connect", staticmethod(
+        lambda path, readonly=False, immutable=False: opened.append(immutable) or connect(path, readonly, immutable)))
+    with CatalogIndex.open(tmp_path / "index") as index:
+        assert [hit.id for hit in index.search(vectors[:1], k=1)[0]] == ["c000"]
+        with pytest.raises(IndexStoreError, match="read-only"):
+            index.remove_items(["c001"])
+    assert opened == [True]
+    code, _, err = run_cli(capsys, "catalog", "remove", "--index", tmp_path / "index", "c001")
+    one_line_error(code, err, "read-only media", "writable copy")
+
+
+# =============================================================================================
 # Untrusted files
 
 
