@@ -354,8 +354,11 @@ class CatalogIndex:
             revision = int(settings.get("revision", 0)) + 1
             values = {"complete": True, "revision": revision, "faiss_revision": revision, "count": count,
                       "index_plan": replace(plan, n=count).as_dict()}
-            if len(changed) and (rewrite or not self._structure_takes_changes_in_place(plan)):
-                index = self._load_structure(settings)  # the file with the changes applied (or rebuilt)
+            in_place = self._structure_takes_changes_in_place(plan)
+            if len(changed) and (rewrite or not in_place):
+                # The file with the changes applied; a structure that cannot take them (a removal from
+                # a flat or HNSW one) is rebuilt from the stored vectors with its recorded plan.
+                index = self._load_structure(settings) if in_place else self._rebuild_faiss(settings)
                 tmp, sha256 = structures.write_structure_file(self.directory / FAISS_NAME, index)
                 values.update(faiss_sha256=sha256, index_bytes=tmp.stat().st_size)
                 store.write_settings(values)
