@@ -608,9 +608,9 @@ def test_edited_settings_and_checksums_are_refused_on_open_and_named(tmp_path, c
 
 #: Edits of catalog rows: refused when the rows are read (hits, the browser's pages, vectors), and by `catalog verify`.
 EDITS_REFUSED_WHEN_READ = [
-    ("UPDATE items SET description = 'edited' WHERE id = 'c003'", "descriptions of catalog rows 0-1023"),
-    ("UPDATE items SET path = '/elsewhere/x.jpg' WHERE id = 'c003'", "image paths of catalog rows 0-1023"),
-    ("UPDATE items SET category = 'perfume' WHERE id = 'c003'", "categories of catalog rows 0-1023"),
+    ("UPDATE items SET description = 'edited' WHERE id = 'c003'", "descriptions of catalog rows 0-255"),
+    ("UPDATE items SET path = '/elsewhere/x.jpg' WHERE id = 'c003'", "image paths of catalog rows 0-255"),
+    ("UPDATE items SET category = 'perfume' WHERE id = 'c003'", "categories of catalog rows 0-255"),
     ("DELETE FROM items WHERE id = 'c010'", "ids or row numbers"),
 ]
 
@@ -637,7 +637,7 @@ def test_a_copied_vector_is_never_ranked_and_is_named_by_verify(tmp_path, capsys
     edit_db(tmp_path / "idx", "UPDATE items SET vector = (SELECT vector FROM items WHERE id = 'c001') WHERE id = 'c007'")
     assert answers(tmp_path / "idx", vectors) == expected
     code, _, err = run_cli(capsys, "catalog", "verify", "--index", tmp_path / "idx")
-    one_line_error(code, err, "stored vectors of catalog rows 0-1023", "rebuild it")
+    one_line_error(code, err, "stored vectors of catalog rows 0-255", "rebuild it")
     with CatalogIndex.open(tmp_path / "idx") as index:
         with pytest.raises(IndexStoreError, match="stored vectors"):
             index.search(vectors[:1], k=3, query_expansion=2)  # reads the neighbours' vectors
