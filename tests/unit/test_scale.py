@@ -292,6 +292,7 @@ def test_deep_pages_cost_what_the_first_page_costs(tmp_path):
         index.add_items([ItemRecord(f"c{i:06d}", f"/c/{i}.jpg", f"product {i}", "", v) for i, v in enumerate(vectors)])
         index.finalize("flat")
     with CatalogIndex.open(tmp_path / "idx") as index:
+        index.verify()  # every chunk checked once now: the steps below are paging's alone
         first = vm_steps(index, lambda: list(index.iter_items(limit=200)))
         offset = 0
         while offset + 200 < n:  # scroll like the browser: each page continues the previous one
@@ -307,6 +308,7 @@ def test_deep_pages_cost_what_the_first_page_costs(tmp_path):
     with CatalogIndex.open(tmp_path / "idx", writable=True) as index:
         index.remove_items(["c000005"])  # a gap: a jump must walk with OFFSET again, and stay exact
         index.finalize()
+        index.verify()
         assert next(reader.iter_items(limit=1, offset=100))["id"] == "c000101"
         reader.close()
         gapped = vm_steps(index, lambda: list(index.iter_items(limit=200, offset=offset - 1)))
