@@ -305,3 +305,21 @@ def test_a_legacy_index_with_an_edited_row_is_refused_not_upgraded(tmp_path):
         db.execute("UPDATE items SET description = 'edited' WHERE id = 'c003'")
     with pytest.raises(IndexStoreError, match="does not match its recorded checksum"):
         CatalogIndex.open(directory)
+
+
+def test_the_browser_filter_uses_the_trigram_index_once_finalised(tmp_path):
+    def fts_matches(index, text):
+        return index._db.execute("SELECT count(*) FROM items_text WHERE items_text MATCH ?", (f'"{text}"',)).fetchone()[0]
+
+    with CatalogIndex.create(tmp_path / "idx", _settings()) as index:
+        index.add_items(_records(50))
+        assert fts_matches(index, "product 1") == 0  # filled when the build is finalised, not row by row
+        assert index.count_items("product 1") == 11  # meanwhile the browser scans
+        index.finalize()
+        assert fts_matches(index, "product 1") == 11 == index.count_items("PRODUCT 1")
+        index.add_items([ItemRecord("n1", "/n.jpg", "product 100 new", "", _records(1)[0].vector)], staged=True)
+        index.commit_staged()
+        index.remove_items(["c010"])
+        index.finalize()
+        assert fts_matches(index, "product 1") == 11 == index.count_items("product 1")  # +product 100, -product 10
+        assert [item["id"] for item in index.iter_items("uct 10", limit=5)] == ["n1"]

@@ -2,8 +2,9 @@
 
 A filter of three or more characters is answered by the index's FTS5 trigram table
 (``items_text``: any substring of id, description or category, without case), so counting its
-matches and paging through them read the matching rows only; shorter filters, and indexes without
-that table (an old index on read-only media, a SQLite without FTS5), scan the table with LIKE.
+matches and paging through them read the matching rows only; shorter filters, an unfinished build
+(the table is filled when the build is finalised) and indexes without that table (an old index on
+read-only media, a SQLite without FTS5), scan the table with LIKE.
 Every row served is checked against its chunk's checksum (once per chunk, see :mod:`.store`).
 """
 
@@ -79,7 +80,9 @@ class CatalogBrowser:
             return None
         if self._has_text_index is None:
             self._has_text_index = self._store.has_text_index()
-        return '"' + filter_text.replace('"', '""') + '"' if self._has_text_index else None
+        # Until a build is finalised the text index is not filled (see store._TEXT_INDEX_TRIGGERS).
+        current = self._has_text_index and self._store.sealed
+        return '"' + filter_text.replace('"', '""') + '"' if current else None
 
     def _first_row_if_dense(self) -> int | None:
         """The first row number when rows are numbered without gaps (no removals), else None.

@@ -164,20 +164,24 @@ _TEXT_INDEX = """
 CREATE VIRTUAL TABLE IF NOT EXISTS items_text USING fts5(
     id, description, category, content='items', content_rowid='row', tokenize='trigram');
 """
+_SEALED = "WHEN EXISTS (SELECT 1 FROM settings WHERE key = 'content_sha256')"
+# Kept up to date row by row once the index is finalised; a build fills it in one go when it
+# finalises (cheaper than a trigger per stored row), and the browser scans until then.
 _TEXT_INDEX_TRIGGERS = """
-CREATE TEMP TRIGGER IF NOT EXISTS items_text_inserted AFTER INSERT ON items BEGIN
+CREATE TEMP TRIGGER IF NOT EXISTS items_text_inserted AFTER INSERT ON items {sealed} BEGIN
     INSERT INTO items_text(rowid, id, description, category) VALUES (new.row, new.id, new.description, new.category);
 END;
-CREATE TEMP TRIGGER IF NOT EXISTS items_text_deleted AFTER DELETE ON items BEGIN
+CREATE TEMP TRIGGER IF NOT EXISTS items_text_deleted AFTER DELETE ON items {sealed} BEGIN
     INSERT INTO items_text(items_text, rowid, id, description, category)
     VALUES ('delete', old.row, old.id, old.description, old.category);
 END;
-CREATE TEMP TRIGGER IF NOT EXISTS items_text_updated AFTER UPDATE OF id, description, category ON items BEGIN
+CREATE TEMP TRIGGER IF NOT EXISTS items_text_updated AFTER UPDATE OF id, description, category ON items {sealed}
+BEGIN
     INSERT INTO items_text(items_text, rowid, id, description, category)
     VALUES ('delete', old.row, old.id, old.description, old.category);
     INSERT INTO items_text(rowid, id, description, category) VALUES (new.row, new.id, new.description, new.category);
 END;
-"""
+""".format(sealed=_SEALED)
 
 
 def text_index_available() -> bool:
@@ -848,6 +852,8 @@ class CatalogStore:
                     on_vectors(self._decode_vectors([row[5] for row in found]))
             if not check:
                 self.db.execute("DELETE FROM dirty_chunks")
+                if self.has_text_index():  # filled in one go for the rows stored before sealing
+                    self.db.execute("INSERT INTO items_text(items_text) VALUES ('rebuild')")
 
     def verify_all(self, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Check every chunk (rows, vectors, comparison vectors) and SQLite's own structure; returns the rows checked."""
