@@ -489,6 +489,9 @@ def test_scale_bench_runs_every_phase_in_its_own_process(tmp_path):
     assert measures["finalise peak RSS (MiB)"] > measures["  of which the process before finalising (Python, torch, faiss imported)"] > 0
     paging = {row[0]: row[1] for row in report.tables[1].rows}
     assert len(paging) == 8 and all(isinstance(v, float) and v >= 0 for v in paging.values())
+    waits = {row[0].strip(): row[1] for row in report.tables[2].rows}
+    assert waits["added rows found at rank 1 (of 10)"] == 10 and report.results["filter_counts"]["rare"]["matches"] == 1
+    assert report.results["filter_counts"]["common"]["matches"] == 3000 and report.results["filter_counts"]["text_index"]
     again = run_scale_bench(tmp_path, ScaleSettings(size=3000, dim=16, queries=20))  # reuses the stored vectors
     assert "populate" not in again.results and again.results["database_bytes"] == report.results["database_bytes"]
 

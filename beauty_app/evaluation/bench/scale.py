@@ -268,9 +268,10 @@ def _add(directory: str, settings: dict) -> dict:
     return times
 
 
-def _prepare(work: Path, size: int, settings: ScaleSettings, plain: dict, echo, results: dict, key: str) -> Path:
+def _prepare(work: Path, size: int, settings: ScaleSettings, plain: dict, echo, results: dict, key: str,
+             name: str = "index") -> Path:
     """A populated index of `size` rows in `work` (reused from an earlier run with the same settings)."""
-    directory = work / f"index-{size}x{settings.dim}"
+    directory = work / f"{name}-{size}x{settings.dim}"
     marker = directory / "scale-settings.json"
     wanted = {"size": size, "dim": settings.dim, "seed": settings.seed}
     if settings.reuse and marker.is_file() and \
@@ -306,7 +307,7 @@ def run_scale_bench(out_dir: str | os.PathLike, settings: ScaleSettings | None =
     results["paging"], _ = in_fresh_process(_paging, str(directory), plain)
     results["filter_counts"], _ = in_fresh_process(_filter_counts, str(directory), plain)
     add_size = min(settings.add_size, settings.size)
-    add_dir = _prepare(work, add_size, settings, plain, echo, results, "populate_add")
+    add_dir = _prepare(work, add_size, settings, plain, echo, results, "populate_add", name="add-index")
     with_size = {**plain, "size": add_size}
     if not json.loads((add_dir / "scale-settings.json").read_text()).get("finalized"):
         echo(f"finalising the {add_size:,}-row index")
