@@ -1,4 +1,4 @@
-"""`beauty-app bench ...`: the accuracy tables, speed, ANN, build-memory and attention-map benchmarks.
+"""`beauty-app bench ...`: the accuracy tables, speed, ANN, build-memory, scale and attention-map benchmarks.
 
 Options left out are None here and take the defaults of the bench's settings dataclass
 (:class:`beauty_app.evaluation.bench.AccuracySettings` and its siblings), so the defaults live in one
@@ -66,6 +66,17 @@ def _build_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-index", action="store_true", help="keep the built index in --out/build-work/index")
 
 
+def _scale_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("a Perfect-500K-sized index")
+    g.add_argument("--size", type=positive_int, help="catalog rows (default 500,000)")
+    g.add_argument("--add-size", type=positive_int, help="rows of the index that --added images are added to (default 100,000)")
+    g.add_argument("--added", type=positive_int, help="images added (default 10)")
+    g.add_argument("--dim", type=positive_int, help="vector dimension (EfficientNet-Lite0: 1280)")
+    g.add_argument("--memory-budget", help="search structure budget (default 1GiB)")
+    g.add_argument("--queries", dest="scale_queries", type=positive_int, help="single queries timed (default 200)")
+    g.add_argument("--no-reuse", action="store_true", help="store the vectors again even if a database is there")
+
+
 def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, type=folder_or_new, help="folder for <name>.json, <name>.md and cached work "
                    "(default %(default)s)")
@@ -75,7 +86,7 @@ def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `bench accuracy|speed|ann|build|all` to the top-level sub-commands."""
+    """Add `bench accuracy|speed|ann|build|scale|all` to the top-level sub-commands."""
     bench = add_command(subparsers, "bench", help="benchmarks: the paper's accuracy tables, speed, ANN indexes")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
 
@@ -112,6 +123,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_option(p)
     p.set_defaults(func=cmd_bench_maps)
 
+    p = add_command(sub, "scale", help="a 500,000-row index of synthetic vectors: finalise, open, search, browse, "
+                       "filter counts, and adding 10 images to a 100,000-row index")
+    _scale_args(p)
+    _common(p, device=False)
+    p.set_defaults(func=cmd_bench, benches=("scale",))
+
     p = add_command(sub, "all", help="accuracy, speed and ann one after another")
     _accuracy_args(p)
     _speed_args(p)
@@ -143,6 +160,12 @@ def _settings(args: argparse.Namespace, name: str):
             images=args.images, data=args.data, model=args.model, pooling=args.pooling, batch_size=args.batch_size,
             workers=args.workers, device=args.device, interval_s=args.interval,
             keep_index=args.keep_index or None, **common))
+    if name == "scale":
+        from ..evaluation.bench.scale import ScaleSettings
+
+        return ScaleSettings(**_given(
+            size=args.size, add_size=args.add_size, added=args.added, dim=args.dim, memory_budget=args.memory_budget,
+            queries=args.scale_queries, reuse=False if args.no_reuse else None, **common))
     if name == "speed":
         from ..evaluation.bench import SpeedSettings
 
@@ -165,6 +188,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     runners = {"accuracy": bench.run_accuracy_bench, "speed": bench.run_speed_bench, "ann": bench.run_ann_bench,
                "build": run_build_bench}
+    if "scale" in args.benches:
+        from ..evaluation.bench.scale import run_scale_bench
+
+        runners["scale"] = run_scale_bench
     command = bench.command_line()
 
     def echo(message: str) -> None:

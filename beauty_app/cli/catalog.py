@@ -1,4 +1,4 @@
-"""`beauty-app catalog build|merge|add|remove|info`: make and maintain a catalog index."""
+"""`beauty-app catalog build|merge|add|remove|info|verify`: make and maintain a catalog index."""
 
 from __future__ import annotations
 
@@ -68,6 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--skipped", action="store_true", help="list skipped files with reasons")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_catalog_info)
+
+    verify = add_command(actions, "verify", help="check every row, vector and file of an index against its "
+                         "checksums (opening an index checks its settings; rows are checked when read)")
+    verify.add_argument("--index", required=True)
+    verify.set_defaults(func=cmd_catalog_verify)
 
 
 def _add_index_options(p: argparse.ArgumentParser) -> None:
@@ -256,4 +261,15 @@ def cmd_catalog_info(args: argparse.Namespace) -> int:
     if args.skipped:
         for item, reason in skipped:
             print(f"  skipped {item}: {reason}")
+    return 0
+
+
+def cmd_catalog_verify(args: argparse.Namespace) -> int:
+    """Check a whole index: every chunk of rows against its checksums, SQLite's structure, the faiss file."""
+    from ..retrieval.index import CatalogIndex
+
+    with CatalogIndex.open(args.index) as index:
+        rows = index.verify()
+    print(f"The index in {args.index} is intact: its settings, {rows} catalog rows with their vectors and comparison "
+          f"vectors, and its search structure match their checksums.")
     return 0

@@ -9,7 +9,10 @@ report totals; no tensors cross the network.
 
 `catalog merge --shards DIR... --out INDEX` then streams the shards back in catalog order into
 one index and finalises it (search structure, recall, checksums), so the result has the same rows
-in the same order as a build in one process. See docs/scale.md for multi-node commands.
+in the same order as a build in one process. It writes into a staging folder beside INDEX
+(``.INDEX.merging``) and renames it to INDEX when the index is complete, so a killed merge never
+leaves a half-built INDEX; run again, it continues in the staging folder (or starts it anew if the
+kill left it unreadable). See docs/scale.md for multi-node commands.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import hashlib
 import heapq
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -211,15 +215,12 @@ def merge_shards(shard_paths: Sequence[str | Path], out_dir: str | Path, *, inde
         settings = {key: first.get(key) for key in _MODEL_SETTINGS}
         settings.update(catalog=first.get("catalog"), merged_from={
             "world": shard_info["world"], "catalog_sha256": shard_info["catalog_sha256"]})
-        if (out_dir / DB_NAME).is_file():
-            with CatalogIndex.open(out_dir) as existing:
-                if existing.settings().get("merged_from") != settings["merged_from"]:
-                    raise IndexStoreError(f"{out_dir} already holds another index; choose a new --out folder.")
+        target = _merge_target(out_dir, settings["merged_from"])
         summary = BuildSummary()
         skipped = {item: reason for shard in shards for item, reason in shard.skipped()}
         summary.skipped = sorted(skipped.items())
         total = sum(shard.count() for shard in shards)
-        with CatalogIndex.create(out_dir, settings) as index:
+        with CatalogIndex.create(target, settings) as index:
             index.add_items([], summary.skipped)
             report(job, "merge", 0, total, f"merging {len(shards)} shards")
             done = 0
@@ -248,8 +249,46 @@ def merge_shards(shard_paths: Sequence[str | Path], out_dir: str | Path, *, inde
                            recall_target=recall_target)
             report(job, "finalize", 1, 1, "done")
             summary.info = {**index.info(), "merged_shards": len(shards)}
+        if target != out_dir:
+            os.replace(target, out_dir)  # the finished index appears at once, whole
+            summary.info["directory"] = str(out_dir)
     finally:
         for shard in shards:
             shard.close()
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def merge_staging_dir(out_dir: Path) -> Path:
+    """Where a merge into `out_dir` writes until the index is complete."""
+    return out_dir.with_name(f".{out_dir.name}.merging")
+
+
+def _merge_target(out_dir: Path, merged_from: dict) -> Path:
+    """The folder the merge writes into: `out_dir` itself if it holds this merge's finished index (run again),
+    else the staging folder, continued when it holds this merge, started anew when a kill left it unreadable."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        try:
+            with CatalogIndex.open(out_dir) as existing:
+                same = existing.settings().get("merged_from") == merged_from
+        except IndexStoreError:
+            same = False
+        if not same:
+            raise IndexStoreError(f"{out_dir} already holds another index or files; choose a new --out folder.")
+        return out_dir
+    if out_dir.exists():
+        out_dir.rmdir()  # an empty folder: the staging folder takes its place at the end
+    staging = merge_staging_dir(out_dir)
+    if (staging / DB_NAME).is_file():
+        try:
+            with CatalogIndex.open(staging) as existing:
+                recorded = existing.settings().get("merged_from")
+        except IndexStoreError as exc:
+            log.warning("the interrupted merge in %s cannot be continued (%s); starting it again", staging, exc)
+            recorded = None
+        if recorded == merged_from:
+            log.info("continuing the interrupted merge in %s", staging)
+            return staging
+    if staging.exists():
+        shutil.rmtree(staging)  # our own folder, of a merge of other shards or killed before it held anything
+    return staging

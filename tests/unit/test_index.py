@@ -196,3 +196,130 @@ def test_faiss_is_imported_by_the_structures_module_only():
             if any(name == "faiss" or name.startswith("faiss.") for name in names):
                 importers.add(source.relative_to(package).as_posix())
     assert importers == {"retrieval/index/structures.py"}
+
+
+# ---------------------------------------------------------------------------- changes cost what they touch
+def _ivf_index(tmp_path, n=3000, dim=DIM):
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with CatalogIndex.create(tmp_path / "idx", _settings()) as index:
+        index.add_items([ItemRecord(f"c{i:05d}", f"/c/{i}.jpg", f"product {i}", "", v, None, {"mac": v[::-1].copy()})
+                         for i, v in enumerate(vectors)])
+        index.finalize("ivf")
+    return tmp_path / "idx", vectors
+
+
+def test_adding_to_a_large_index_reads_only_the_chunks_it_touches(tmp_path, monkeypatch):
+    from beauty_app.retrieval.index import store as index_store
+
+    directory, vectors = _ivf_index(tmp_path)
+    faiss_before = (directory / FAISS_NAME).read_bytes()
+    new = _records(10, seed=4, prefix="n")
+    read: list[int] = []
+    original = index_store.CatalogStore._chunk_items
+    monkeypatch.setattr(index_store.CatalogStore, "_chunk_items",
+                        lambda self, chunk, columns: read.append(chunk) or original(self, chunk, columns))
+    with CatalogIndex.open(directory, writable=True) as index:
+        index.add_items(new, staged=True)
+        index.commit_staged()
+        index.remove_items(["c00005"])
+        index.finalize()
+        assert set(read) <= {0, 11}  # rows 1-3000 fill chunks 0-11 of 256: the new rows go to 11, c00005 is in 0
+        assert index.settings()["index_plan"]["kind"] == "ivf"
+    assert (directory / FAISS_NAME).read_bytes() == faiss_before  # the file is kept; loading applies the change
+    with CatalogIndex.open(directory) as index:
+        assert index.faiss_index().ntotal == 3009 == index.count()
+        assert [hits[0].id for hits in index.search(np.stack([r.vector for r in new]), k=1)] == [r.id for r in new]
+        found = [hits[0].id for hits in index.search(vectors[:40], k=1)]
+        assert found[5] != "c00005" and found[:5] + found[6:] == [f"c{i:05d}" for i in range(40) if i != 5]
+        assert index.verify() == 3009
+
+
+def test_in_place_changes_give_the_rows_a_full_rebuild_gives(tmp_path):
+    """Removed, replaced and added rows: every remaining catalog vector still finds itself, nothing removed is found,
+    and position i of the structure holds the vector of the i-th row, as a structure rebuilt from the database does."""
+    directory, vectors = _ivf_index(tmp_path)
+    rng = np.random.default_rng(8)
+    with CatalogIndex.open(directory, writable=True) as index:
+        gone = [f"c{i:05d}" for i in rng.choice(3000, 60, replace=False)]
+        index.remove_items(gone)
+        replaced = -vectors[100]
+        index.add_items([ItemRecord("c00100", "/c/new.jpg", "replaced", "", replaced)], staged=True)
+        index.add_items(_records(30, seed=5, prefix="n"), staged=True)
+        index.commit_staged()
+        index.finalize()
+    with CatalogIndex.open(directory) as index:
+        structure = index.faiss_index()
+        rows = index.store.rows()
+        in_place = structure.search(index.prepare_queries(vectors[:300]), 3)[1]
+        assert index.search(replaced[None], k=1)[0][0].id == "c00100"
+        assert structure.ntotal == len(rows) == 3000 - 60 + 30
+        structure.make_direct_map()  # refuses ids outside 0..ntotal-1; then each position can be read back
+        space = index._search_vectors_at(rows)
+        for position in range(0, len(rows), 37):  # position i holds the i-th row's vector, as a rebuild would
+            np.testing.assert_allclose(structure.reconstruct(position), space[position], atol=1e-6)
+        ids = [hits[0].id for hits in index.search(vectors[:300], k=1)]
+        assert not set(ids) & set(gone)
+        assert all(found == f"c{i:05d}" for i, found in enumerate(ids) if f"c{i:05d}" not in gone and i != 100)
+        assert (in_place >= 0).all()
+
+
+def test_an_index_of_the_previous_format_is_upgraded_once(tmp_path, caplog):
+    import json
+    import sqlite3
+
+    directory, records = _make(tmp_path, n=50)
+    with CatalogIndex.open(directory) as index:
+        before = [h.id for h in index.search(records[3].vector[None], k=5)[0]]
+        legacy = index.store.legacy_content_digest()
+    with sqlite3.connect(directory / "catalog.sqlite") as db:  # what the previous version wrote
+        for table in ("chunk_digests", "alt_chunk_digests", "structure_changes", "dirty_chunks", "items_text"):
+            db.execute(f"DROP TABLE {table}")
+        db.execute("DELETE FROM settings WHERE key IN ('integrity', 'chunk_rows')")
+        db.executemany("UPDATE settings SET value = ? WHERE key = ?",
+                       [("1", "format_version"), (json.dumps(legacy), "content_sha256")])
+    caplog.set_level("INFO")
+    with CatalogIndex.open(directory) as index:  # a reader: upgraded under the write lock, in place
+        assert [h.id for h in index.search(records[3].vector[None], k=5)[0]] == before
+        assert index.settings()["format_version"] == 2 and index.verify() == 50
+        assert index.count_items("product 1") == 11  # the browser's text index was made too
+    assert caplog.text.count("upgraded the index") == 1
+    caplog.clear()
+    with CatalogIndex.open(directory) as index:
+        index.search(records[3].vector[None], k=5)
+    assert "upgraded" not in caplog.text
+
+
+def test_a_legacy_index_with_an_edited_row_is_refused_not_upgraded(tmp_path):
+    import json
+    import sqlite3
+
+    directory, _ = _make(tmp_path, n=20)
+    with CatalogIndex.open(directory) as index:
+        legacy = index.store.legacy_content_digest()
+    with sqlite3.connect(directory / "catalog.sqlite") as db:
+        db.execute("DELETE FROM settings WHERE key IN ('integrity', 'chunk_rows')")
+        db.executemany("UPDATE settings SET value = ? WHERE key = ?",
+                       [("1", "format_version"), (json.dumps(legacy), "content_sha256")])
+        db.execute("UPDATE items SET description = 'edited' WHERE id = 'c003'")
+    with pytest.raises(IndexStoreError, match="does not match its recorded checksum"):
+        CatalogIndex.open(directory)
+
+
+def test_the_browser_filter_uses_the_trigram_index_once_finalised(tmp_path):
+    def fts_matches(index, text):
+        return index._db.execute("SELECT count(*) FROM items_text WHERE items_text MATCH ?", (f'"{text}"',)).fetchone()[0]
+
+    with CatalogIndex.create(tmp_path / "idx", _settings()) as index:
+        index.add_items(_records(50))
+        assert fts_matches(index, "product 1") == 0  # filled when the build is finalised, not row by row
+        assert index.count_items("product 1") == 11  # meanwhile the browser scans
+        index.finalize()
+        assert fts_matches(index, "product 1") == 11 == index.count_items("PRODUCT 1")
+        index.add_items([ItemRecord("n1", "/n.jpg", "product 100 new", "", _records(1)[0].vector)], staged=True)
+        index.commit_staged()
+        index.remove_items(["c010"])
+        index.finalize()
+        assert fts_matches(index, "product 1") == 11 == index.count_items("product 1")  # +product 100, -product 10
+        assert [item["id"] for item in index.iter_items("uct 10", limit=5)] == ["n1"]

@@ -39,6 +39,7 @@ from beauty_app.models.checkpoint import load_model, read_checkpoint, save_check
 from beauty_app.models.manet import MANet
 from beauty_app.retrieval.build import build_index
 from beauty_app.retrieval.extractor import DECODE_MAX_SIDE, FeatureExtractor
+from beauty_app.retrieval.index import store as index_store
 from beauty_app.retrieval.index import DB_NAME, FAISS_NAME, CatalogIndex, ItemRecord, faiss_to_bytes, make_faiss_index
 from beauty_app.retrieval.search import SearchSession
 
@@ -375,6 +376,69 @@ def test_sigkilled_add_leaves_the_previous_index_usable(tmp_path, tiny_checkpoin
         assert session.search_image(photos[-1], k=1).hits[0].id == photos[-1].stem
 
 
+def write_synthetic_shards(root: Path, rows: int, world: int = 2, dim: int = 16) -> None:
+    """Shards as `catalog build --shard-out` writes them (rows rank, rank + world, ...), without a model."""
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(rows, dim)).astype(np.float32)
+    for rank in range(world):
+        shard = {"rank": rank, "world": world, "catalog_size": rows, "catalog_sha256": "synthetic"}
+        settings = {"model_spec": "m.pt", "model_fingerprint": "fp", "pooling": "srmac", "dim": dim, "shard": shard}
+        with CatalogIndex.create(root / f"shard-{rank:05d}-of-{world:05d}", settings) as index:
+            index.add_items([ItemRecord(f"c{i:05d}", f"/c/{i}.jpg", f"product {i}", "", vectors[i], b"t",
+                                        {"mac": vectors[i][::-1].copy()}, position=i)
+                             for i in range(rank, rows, world)])
+            index.update_settings({"shard_done": True})
+
+
+def test_sigkilled_merge_is_finished_by_the_next_merge(tmp_path):
+    from beauty_app.retrieval.shards import merge_shards, merge_staging_dir
+
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    write_synthetic_shards(tmp_path / "shards", 6000)
+    merge_shards([tmp_path / "shards"], tmp_path / "reference")
+    out = tmp_path / "out"
+    staging_db = merge_staging_dir(out) / DB_NAME
+    command = cli_command("catalog", "merge", "--shards", tmp_path / "shards", "--out", out, "-q")
+    target = rng.randint(256, 3000)
+    plans = [(lambda: staging_db.exists(), rng.uniform(0.0, 0.02)),  # while the staging database is being made
+             (lambda: row_count(staging_db, "items") >= target, rng.uniform(0.0, 0.01))]
+    killed_mid_way = 0
+    for ready, delay in plans:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            killed = kill_when(proc, ready, delay)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        if killed:
+            assert not out.exists(), f"a killed merge left a half-built index (seed {seed})"
+            killed_mid_way += 1
+    assert killed_mid_way, f"every merge finished before it could be killed (seed {seed})"
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, f"{finished.stderr} (seed {seed})"
+    assert not merge_staging_dir(out).exists()
+    with CatalogIndex.open(tmp_path / "reference") as expected, CatalogIndex.open(out) as merged:
+        ids = [item["id"] for item in expected.iter_items()]
+        assert [item["id"] for item in merged.iter_items()] == ids == [f"c{i:05d}" for i in range(6000)]
+        np.testing.assert_array_equal(merged.raw_vectors(), expected.raw_vectors())
+        assert merged.alternate_poolings() == ["mac"] and merged.verify() == 6000
+
+
+def test_a_merge_into_an_unreadable_staging_folder_starts_again(tmp_path):
+    from beauty_app.retrieval.shards import merge_shards, merge_staging_dir
+
+    write_synthetic_shards(tmp_path / "shards", 400)
+    staging = merge_staging_dir(tmp_path / "out")
+    staging.mkdir()
+    (staging / DB_NAME).write_bytes(b"")  # killed before the database had its tables (was: "no such table")
+    summary = merge_shards([tmp_path / "shards"], tmp_path / "out")
+    assert summary.indexed == 400 and not staging.exists()
+    with CatalogIndex.open(tmp_path / "out") as index:
+        assert index.count() == 400
+
+
 #: Where a forked checkpoint writer is stopped and killed: (save number within the child, moment).
 #: Every moment of a save is hit, in an order that makes each kill follow a different one.
 CHECKPOINT_KILL_POINTS = [("half written", 2), ("written, not synced", 1), ("synced, not renamed", 3),
@@ -486,7 +550,7 @@ def test_killed_checkpoint_saves_never_replace_a_good_checkpoint(tmp_path):
 DIM = 16
 
 
-def small_index(directory: Path, whitening: int | None = None) -> np.ndarray:
+def small_index(directory: Path, whitening: int | None = None, skipped=()) -> np.ndarray:
     """An index of 40 random unit vectors (with comparison vectors), returned as well."""
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(40, DIM)).astype(np.float32)
@@ -495,7 +559,7 @@ def small_index(directory: Path, whitening: int | None = None) -> np.ndarray:
                for i, v in enumerate(vectors)]
     settings = {"model_spec": "m.pt", "model_fingerprint": "fp", "pooling": "srmac", "dim": DIM}
     with CatalogIndex.create(directory, settings) as index:
-        index.add_items(records)
+        index.add_items(records, skipped)
         index.finalize(whitening=whitening)
     return vectors
 
@@ -512,22 +576,95 @@ def edit_db(directory: Path, sql: str, *params) -> None:
         db.execute(sql, params)
 
 
-@pytest.mark.parametrize("sql, params", [
-    ("UPDATE items SET vector = ? WHERE id = 'c007'", (np.ones(DIM, np.float32).tobytes(),)),
-    ("UPDATE items SET description = 'edited' WHERE id = 'c003'", ()),
-    ("UPDATE items SET path = '/elsewhere/x.jpg' WHERE id = 'c003'", ()),
-    ("DELETE FROM items WHERE id = 'c010'", ()),
-    ("UPDATE blobs SET value = zeroblob(length(value)) WHERE key = 'whitening'", ()),
-    ("UPDATE settings SET value = '8' WHERE key = 'dim'", ()),
-    ("UPDATE settings SET value = '{not json' WHERE key = 'pooling'", ()),
-])
-def test_edited_database_is_refused_with_a_hint_to_rebuild(tmp_path, capsys, sql, params):
-    small_index(tmp_path / "idx", whitening=8)
-    edit_db(tmp_path / "idx", sql, *params)
-    with pytest.raises(IndexStoreError, match="rebuild"):
+def copy_vector_and_bump_revision(db) -> None:
+    db.execute("UPDATE items SET vector = (SELECT vector FROM items WHERE id = 'c001') WHERE id = 'c007'")
+    db.execute("UPDATE settings SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'revision'")
+
+
+def edit_db_with(directory: Path, edit) -> None:
+    with contextlib.closing(sqlite3.connect(directory / DB_NAME)) as db, db:
+        edit(db)
+
+
+#: Edits of a finalised index refused on open (no catalog row is read there), and the words that name each.
+EDITS_REFUSED_ON_OPEN = [
+    (copy_vector_and_bump_revision, "setting 'revision' was edited"),
+    ("DELETE FROM settings WHERE key = 'content_sha256'", "content checksum setting (content_sha256)"),
+    ("UPDATE settings SET value = '\"0123\"' WHERE key = 'faiss_sha256'", "setting 'faiss_sha256' was edited"),
+    ("UPDATE settings SET value = '8' WHERE key = 'dim'", "setting 'dim' was edited"),
+    ("DELETE FROM settings WHERE key = 'index_plan'", "setting 'index_plan' was deleted"),
+    ("UPDATE blobs SET value = zeroblob(length(value)) WHERE key = 'whitening'", "stored whitening"),
+    ("DELETE FROM skipped", "list of skipped files"),
+    ("UPDATE chunk_digests SET vectors = 'x'", "table of catalog row checksums"),
+    ("UPDATE settings SET value = '{\"settings\": {}}' WHERE key = 'integrity'", "checksum record"),
+    ("UPDATE settings SET value = '{not json' WHERE key = 'pooling'", "damaged"),
+]
+
+
+@pytest.mark.parametrize("edit, named", EDITS_REFUSED_ON_OPEN, ids=[words for _, words in EDITS_REFUSED_ON_OPEN])
+def test_edited_settings_and_checksums_are_refused_on_open_and_named(tmp_path, capsys, edit, named):
+    small_index(tmp_path / "idx", whitening=8, skipped=[("bad.jpg", "not an image")])
+    edit_db_with(tmp_path / "idx", edit if callable(edit) else lambda db: db.execute(edit))
+    with pytest.raises(IndexStoreError, match="rebuild") as refused:
         CatalogIndex.open(tmp_path / "idx")
+    assert named in str(refused.value)
     code, _, err = run_cli(capsys, "catalog", "info", "--index", tmp_path / "idx")
-    one_line_error(code, err, "rebuild it")
+    one_line_error(code, err, named, "rebuild it")
+
+
+#: Edits of catalog rows: refused when the rows are read (hits, the browser's pages, vectors), and by `catalog verify`.
+EDITS_REFUSED_WHEN_READ = [
+    ("UPDATE items SET description = 'edited' WHERE id = 'c003'", "descriptions of catalog rows 0-255"),
+    ("UPDATE items SET path = '/elsewhere/x.jpg' WHERE id = 'c003'", "image paths of catalog rows 0-255"),
+    ("UPDATE items SET category = 'perfume' WHERE id = 'c003'", "categories of catalog rows 0-255"),
+    ("DELETE FROM items WHERE id = 'c010'", "ids or row numbers"),
+]
+
+
+@pytest.mark.parametrize("sql, named", EDITS_REFUSED_WHEN_READ, ids=[words for _, words in EDITS_REFUSED_WHEN_READ])
+def test_edited_rows_are_refused_when_read_and_by_verify(tmp_path, capsys, sql, named):
+    vectors = small_index(tmp_path / "idx")
+    edit_db(tmp_path / "idx", sql)
+    with CatalogIndex.open(tmp_path / "idx") as index:  # opening reads no row...
+        with pytest.raises(IndexStoreError, match="rebuild") as refused:
+            index.search(vectors[3:4], k=5)  # ...the hits' rows are checked when read
+        assert named in str(refused.value) and "edited" in str(refused.value)
+        with pytest.raises(IndexStoreError, match=named):
+            list(index.iter_items(limit=10))  # the browser's pages too
+    code, _, err = run_cli(capsys, "catalog", "verify", "--index", tmp_path / "idx")
+    one_line_error(code, err, named, "rebuild it")
+
+
+def test_a_copied_vector_is_never_ranked_and_is_named_by_verify(tmp_path, capsys):
+    """A vector copied over another without touching the settings: the search structure (its own checksum,
+    recorded in the settings) still ranks as finalised; whatever reads the vectors refuses them."""
+    vectors = small_index(tmp_path / "idx")
+    expected = answers(tmp_path / "idx", vectors)
+    edit_db(tmp_path / "idx", "UPDATE items SET vector = (SELECT vector FROM items WHERE id = 'c001') WHERE id = 'c007'")
+    assert answers(tmp_path / "idx", vectors) == expected
+    code, _, err = run_cli(capsys, "catalog", "verify", "--index", tmp_path / "idx")
+    one_line_error(code, err, "stored vectors of catalog rows 0-255", "rebuild it")
+    with CatalogIndex.open(tmp_path / "idx") as index:
+        with pytest.raises(IndexStoreError, match="stored vectors"):
+            index.search(vectors[:1], k=3, query_expansion=2)  # reads the neighbours' vectors
+    (tmp_path / "idx" / FAISS_NAME).unlink()  # a rebuild reads every vector: refused, not rebuilt from the edit
+    with CatalogIndex.open(tmp_path / "idx") as index:
+        with pytest.raises(IndexStoreError, match="stored vectors"):
+            index.search(vectors[:1], k=3)
+    with pytest.raises(IndexStoreError, match="stored vectors"):
+        with CatalogIndex.open(tmp_path / "idx", writable=True) as index:  # nor sealed by a later change
+            index.add_items([ItemRecord("c900", "/cat/new.jpg", "new", "", vectors[0])], staged=True)
+            index.commit_staged()
+
+
+def test_verify_passes_an_intact_index_and_checks_every_chunk(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(index_store, "CHUNK_ROWS", 8)  # 40 rows in 5 chunks (recorded in the index)
+    small_index(tmp_path / "idx")
+    code, out, _ = run_cli(capsys, "catalog", "verify", "--index", tmp_path / "idx")
+    assert code == 0 and "40 catalog rows" in out and "intact" in out
+    edit_db(tmp_path / "idx", "UPDATE alt_vectors SET vector = zeroblob(length(vector)) WHERE id = 'c037'")
+    code, _, err = run_cli(capsys, "catalog", "verify", "--index", tmp_path / "idx")
+    one_line_error(code, err, "mac vectors of catalog rows 32-39", "checksum")
 
 
 def test_edited_comparison_vectors_are_refused_not_ranked(tmp_path):
@@ -638,6 +775,88 @@ def test_two_processes_cannot_write_the_same_index(tmp_path, built_index, capsys
         holder.communicate(input="", timeout=30)
     code, out, _ = run_cli(capsys, "catalog", "remove", "--index", index_dir, "c000000")
     assert code == 0 and out.startswith("Removed 1 of 1")
+
+
+# =============================================================================================
+# Read-only media
+
+READ_ONLY_CHECK = r"""
+import json, subprocess, sys
+import numpy as np
+from beauty_app.errors import IndexStoreError
+from beauty_app.retrieval.index import CatalogIndex, ItemRecord
+index_dir = sys.argv[1]
+vectors = np.load(sys.argv[2])
+report = {}
+with CatalogIndex.open(index_dir) as index:
+    report["hits"] = [hit.id for hit in index.search(vectors[:3], k=1)[0]] + [hit.id for hit in index.search(vectors[3:4], k=1)[0]]
+    report["filtered"] = index.count_items("product 1")
+    report["verify"] = index.verify()
+    try:
+        index.finalize()
+    except IndexStoreError as exc:
+        report["finalize"] = str(exc)
+for name, attempt in [("open_writable", lambda: CatalogIndex.open(index_dir, writable=True)),
+                      ("create", lambda: CatalogIndex.create(index_dir, {"model_spec": "m.pt", "model_fingerprint": "fp",
+                                                                         "pooling": "srmac", "dim": 16}))]:
+    try:
+        attempt()
+    except IndexStoreError as exc:
+        report[name] = str(exc)
+remove = subprocess.run([sys.executable, "-m", "beauty_app", "catalog", "remove", "--index", index_dir, "c001"],
+                        capture_output=True, text=True)
+report["remove"] = [remove.returncode, remove.stderr]
+print(json.dumps(report))
+"""
+
+
+def check_read_only_report(report: dict) -> None:
+    assert report["hits"] == ["c000", "c003"] and report["filtered"] == 11 and report["verify"] == 40
+    for refusal in ("finalize", "open_writable", "create"):
+        assert "read-only" in report[refusal] and "cannot be read" not in report[refusal], report
+    code, err = report["remove"]
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "read-only media" in err, err
+    assert "Traceback" not in err and "rebuild it" not in err
+
+
+def test_an_index_on_a_read_only_mount_is_searched_and_refuses_changes(tmp_path):
+    """A real read-only file system: a bind mount remounted read-only in a private mount namespace."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed")
+    vectors = small_index(tmp_path / "index")
+    np.save(tmp_path / "vectors.npy", vectors)
+    (tmp_path / "check.py").write_text(READ_ONLY_CHECK)
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    script = (f"mount --bind {tmp_path / 'index'} {mounted} && mount -o remount,bind,ro {mounted} && "
+              f"touch {mounted}/probe 2>/dev/null && exit 99; "
+              f"exec {sys.executable} {tmp_path / 'check.py'} {mounted} {tmp_path / 'vectors.npy'}")
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    if result.returncode != 0 and "mount" in result.stderr and "Traceback" not in result.stderr:
+        pytest.skip(f"no private read-only mount here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    check_read_only_report(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert not any(p.name.endswith(("-wal", "-shm")) for p in (tmp_path / "index").iterdir())
+
+
+def test_a_read_only_folder_is_detected_and_opened_immutable(tmp_path, capsys, monkeypatch):
+    """Without a read-only mount: the folder is reported unwritable (as os.access reports EROFS or a
+    missing permission for a user other than root), so the index opens with SQLite's immutable flag."""
+    from beauty_app.retrieval.index import catalog_index, store as index_store
+
+    vectors = small_index(tmp_path / "index")
+    monkeypatch.setattr(catalog_index, "media_is_writable", lambda directory: False)
+    opened = []
+    connect = index_store.CatalogStore.connect
+    monkeypatch.setattr(index_store.CatalogStore, "connect", staticmethod(
+        lambda path, readonly=False, immutable=False: opened.append(immutable) or connect(path, readonly, immutable)))
+    with CatalogIndex.open(tmp_path / "index") as index:
+        assert [hit.id for hit in index.search(vectors[:1], k=1)[0]] == ["c000"]
+        with pytest.raises(IndexStoreError, match="read-only"):
+            index.remove_items(["c001"])
+    assert opened == [True]
+    code, _, err = run_cli(capsys, "catalog", "remove", "--index", tmp_path / "index", "c001")
+    one_line_error(code, err, "read-only media", "writable copy")
 
 
 # =============================================================================================

@@ -194,7 +194,7 @@ def old_content_digest(directory: Path) -> str:
 
 @pytest.mark.parametrize("index_type, whitening", [("flat", None), ("flat", 12), ("ivf", None), ("ivf", True)])
 def test_chunked_finalize_equals_the_whole_catalog_result(tmp_path, monkeypatch, index_type, whitening):
-    monkeypatch.setattr(index_store, "CHUNK_BYTES", 1)  # 256-row chunks: the 3000 rows take 12
+    monkeypatch.setattr(index_store, "CHUNK_ROWS", 256)  # 256-row chunks: the 3000 rows take 12
     vectors = clustered(3000)
     make_index(tmp_path / "idx", vectors, index_type=index_type, whitening=whitening)
     # What finalising the whole catalog at once gives: whitening from all vectors, then the index.
@@ -208,7 +208,8 @@ def test_chunked_finalize_equals_the_whole_catalog_result(tmp_path, monkeypatch,
         got_scores, got = index.faiss_index().search(prepared, 7)
         np.testing.assert_array_equal(got, want)
         np.testing.assert_allclose(got_scores, want_scores, atol=1e-4)
-        assert index.settings()["content_sha256"] == old_content_digest(tmp_path / "idx")
+        assert index.settings()["chunk_rows"] == 256 and index.verify() == 3000
+        assert index._db.execute("SELECT count(*) FROM chunk_digests").fetchone()[0] == 12
         if reference is not None:  # the streamed covariance is the full one
             learned = index.whitening()
             np.testing.assert_allclose(learned.mean, reference.mean, atol=1e-6)
@@ -216,7 +217,7 @@ def test_chunked_finalize_equals_the_whole_catalog_result(tmp_path, monkeypatch,
 
 
 def test_finalize_never_holds_every_vector(tmp_path, monkeypatch):
-    monkeypatch.setattr(index_store, "CHUNK_BYTES", 256 * 1024)
+    monkeypatch.setattr(index_store, "CHUNK_ROWS", 1024)  # 1 MiB of 256-d vectors a chunk
     dim, n = 256, 30_000  # 30 MB of vectors
     rng = np.random.default_rng(0)
     with CatalogIndex.create(tmp_path / "idx", settings(dim)) as index:
@@ -291,6 +292,7 @@ def test_deep_pages_cost_what_the_first_page_costs(tmp_path):
         index.add_items([ItemRecord(f"c{i:06d}", f"/c/{i}.jpg", f"product {i}", "", v) for i, v in enumerate(vectors)])
         index.finalize("flat")
     with CatalogIndex.open(tmp_path / "idx") as index:
+        index.verify()  # every chunk checked once now: the steps below are paging's alone
         first = vm_steps(index, lambda: list(index.iter_items(limit=200)))
         offset = 0
         while offset + 200 < n:  # scroll like the browser: each page continues the previous one
@@ -306,6 +308,7 @@ def test_deep_pages_cost_what_the_first_page_costs(tmp_path):
     with CatalogIndex.open(tmp_path / "idx", writable=True) as index:
         index.remove_items(["c000005"])  # a gap: a jump must walk with OFFSET again, and stay exact
         index.finalize()
+        index.verify()
         assert next(reader.iter_items(limit=1, offset=100))["id"] == "c000101"
         reader.close()
         gapped = vm_steps(index, lambda: list(index.iter_items(limit=200, offset=offset - 1)))
@@ -409,19 +412,25 @@ def test_in_memory_build_matches_the_catalog_build(tmp_path, small_exact_thresho
         np.testing.assert_array_equal(stored.faiss_index().search(queries, 7)[1], index.search(queries, 7)[1])
 
 
-def test_updates_replan_the_search_structure_for_the_new_size(tmp_path, small_exact_threshold):
-    vectors = clustered(4000)
+def test_updates_change_the_structure_in_place_and_replan_when_the_size_is_far_off(tmp_path, small_exact_threshold):
+    vectors = clustered(12000)
     make_index(tmp_path / "idx", vectors[:3000], index_type="auto", memory_budget=170_000)
     with CatalogIndex.open(tmp_path / "idx", writable=True) as index:
         assert index.settings()["index_plan"]["n"] == 3000 and index.settings()["index_plan"]["kind"] == "ivfsq8"
-        index.add_items([ItemRecord(f"n{i}", "n.jpg", "", "", v) for i, v in enumerate(vectors[3000:])], staged=True)
+        index.add_items([ItemRecord(f"n{i}", "n.jpg", "", "", v) for i, v in enumerate(vectors[3000:4000])], staged=True)
         index.commit_staged()
-        index.finalize()  # keeps auto and the recorded budget
+        index.finalize()  # keeps auto and the recorded budget; 63 lists would be planned, 55 are near enough
         stored = index.settings()
         assert stored["index_type"] == "auto" and stored["memory_budget"] == 170_000
-        assert stored["index_plan"]["n"] == 4000 and stored["index_plan"]["nlist"] == 63
+        assert stored["index_plan"]["n"] == 4000 and stored["index_plan"]["nlist"] == 55  # not retrained
         assert "n200" in [hit.id for hit in index.search(vectors[3200:3201], 7)[0]]
         assert 0 < index.info()["recall_at_7"] <= 1
+        index.add_items([ItemRecord(f"m{i}", "m.jpg", "", "", v) for i, v in enumerate(vectors[4000:])], staged=True)
+        index.commit_staged()
+        index.finalize()  # three times the size: the budget now calls for another structure, retrained
+        stored = index.settings()
+        assert stored["index_plan"]["n"] == 12000 and stored["index_plan"]["kind"] == "ivfpq"
+        assert index.faiss_index().ntotal == 12000 and index.verify() == 12000
 
 
 def test_catalog_build_reports_progress_as_json_lines(tmp_path, tiny_checkpoint, demo_data, capsys):
@@ -480,6 +489,9 @@ def test_scale_bench_runs_every_phase_in_its_own_process(tmp_path):
     assert measures["finalise peak RSS (MiB)"] > measures["  of which the process before finalising (Python, torch, faiss imported)"] > 0
     paging = {row[0]: row[1] for row in report.tables[1].rows}
     assert len(paging) == 8 and all(isinstance(v, float) and v >= 0 for v in paging.values())
+    waits = {row[0].strip(): row[1] for row in report.tables[2].rows}
+    assert waits["added rows found at rank 1 (of 10)"] == 10 and report.results["filter_counts"]["rare"]["matches"] == 1
+    assert report.results["filter_counts"]["common"]["matches"] == 3000 and report.results["filter_counts"]["text_index"]
     again = run_scale_bench(tmp_path, ScaleSettings(size=3000, dim=16, queries=20))  # reuses the stored vectors
     assert "populate" not in again.results and again.results["database_bytes"] == report.results["database_bytes"]
 

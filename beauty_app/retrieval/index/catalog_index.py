@@ -2,13 +2,20 @@
 
 The facade callers hold. It opens the directory (lock, database checks), keeps the search
 structure in step with the database (:mod:`.structures` builds, repairs and saves it), applies
-the whitening and ranks queries. Rows, staging and checksums are the store's
+the whitening and ranks queries.
+
+A change to a finalised index costs what it touches: the store rehashes only the changed chunks,
+and the search structure is the file last written plus the rows changed since (recorded by the
+store in the same transactions), applied in place when it is loaded (inverted-file structures:
+faiss add/remove with ids, no retraining). The file is rewritten when those changes pile up or
+the catalog has grown so much that its list count is far off (then it is retrained). Rows, staging and checksums are the store's
 (:mod:`.store`); paging for the catalog browser is :mod:`.browse`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import time
@@ -23,7 +30,7 @@ from ..ann import DEFAULT_RECALL_TARGET, RECALL_K, IndexPlan, format_bytes, plan
 from . import structures
 from .browse import CatalogBrowser
 from .lock import WriteLock
-from .store import DB_NAME, FORMAT_VERSION, CatalogStore, ItemRecord
+from .store import DB_NAME, FORMAT_VERSION, LEGACY_FORMAT_VERSION, CatalogStore, ItemRecord
 from .structures import FAISS_NAME, IndexBuilder, SearchStructure, make_faiss_index, sample_positions
 from .whitening import PCAWhitening, normalize
 
@@ -69,19 +76,27 @@ class CatalogIndex:
         `settings` must hold model_spec, model_fingerprint, pooling and dim; other keys are kept.
         """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if exc.errno in _READ_ONLY_ERRORS:
+                raise IndexStoreError(f"{directory} cannot be created ({exc.strerror}); choose a writable "
+                                      f"--out folder.") from None
+            raise
         lock = WriteLock(directory).__enter__()
         try:
             structures.remove_stale_temporaries(directory)
             store = CatalogStore(directory, CatalogStore.connect(directory / DB_NAME))
             store.ensure_schema()
+            store.ensure_text_index()
             index = cls(directory, store, lock)
             existing = store.settings()
             if existing:
                 store.check_compatible(existing, settings)
             else:
                 store.update_settings({**settings, "format_version": FORMAT_VERSION, "complete": False,
-                                       "revision": 0, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+                                       "revision": 0, "chunk_rows": store.chunk_rows,
+                                       "created": time.strftime("%Y-%m-%d %H:%M:%S")})
             return index
         except BaseException:
             lock.__exit__()
@@ -89,29 +104,67 @@ class CatalogIndex:
 
     @classmethod
     def open(cls, directory: str | os.PathLike, writable: bool = False) -> CatalogIndex:
-        """Open an existing index; checks integrity and refuses unfinished or foreign directories."""
+        """Open an existing index; checks its integrity record and refuses unfinished or foreign directories.
+
+        Opening reads no catalog row: settings, whitening, skipped list and the per-chunk checksum
+        tables are checked against the integrity record (an edit is refused and named), and rows
+        are checked against their chunk's checksums when they are read (`catalog verify` checks
+        them all). An index on read-only media opens read-only (SQLite ``immutable``): it can be
+        searched, and changing it is refused with one sentence. An index of the previous format is
+        checked as that format was and upgraded in place once, when its folder is writable.
+        """
         directory = Path(directory)
         db_path = directory / DB_NAME
         if not db_path.is_file():
             raise IndexStoreError(f"{directory} is not a BeautyLens index (no {DB_NAME}); build one with `catalog build`.")
+        read_only_media = not media_is_writable(directory)
+        if writable and read_only_media:
+            raise IndexStoreError(read_only_refusal(directory))
         lock = WriteLock(directory).__enter__() if writable else None
         try:
-            store = CatalogStore(directory, CatalogStore.connect(db_path, readonly=not writable))
-            store.check_integrity()
+            connection = CatalogStore.connect(db_path, readonly=not writable, immutable=read_only_media)
+            store = CatalogStore(directory, connection, writable=writable)
             if writable:
-                store.ensure_schema()  # tables added since the index was made (the staging tables)
+                store.ensure_schema()  # tables added since the index was made, and this writer's triggers
             index = cls(directory, store, lock)
             settings = store.settings()
-            if settings.get("format_version") != FORMAT_VERSION:
+            if settings.get("format_version") not in (FORMAT_VERSION, LEGACY_FORMAT_VERSION):
                 raise IndexStoreError(f"{directory} holds an index of an unsupported format; rebuild it.")
-            store.verify_content(settings)
+            store.verify_record(settings)
+            if settings.get("format_version") == LEGACY_FORMAT_VERSION:
+                index._upgrade_legacy(read_only_media)
             if lock is not None:
+                store.ensure_text_index()
                 structures.remove_stale_temporaries(directory)
             return index
         except BaseException:
             if lock is not None:
                 lock.__exit__()
             raise
+
+    def _upgrade_legacy(self, read_only_media: bool) -> None:
+        """Give an index of the previous format per-chunk checksums, in place (once), when it may be written."""
+        if read_only_media:
+            log.info("%s holds an index of the previous format on read-only media: every open checks every row",
+                     self.directory)
+            return
+        if self._lock is None:
+            try:
+                with CatalogIndex.open(self.directory, writable=True):
+                    pass  # the writable open below upgraded it; this connection sees the result
+            except IndexStoreError as exc:  # another writer holds it: upgraded another time
+                log.info("index %s not upgraded now: %s", self.directory, exc)
+            self.store._settings_cache = None
+            return
+        started = time.perf_counter()
+        settings = self.store.settings()
+        if settings.get("faiss_revision") != settings.get("revision"):
+            # An update of the old format was interrupted: its faiss file is of an older revision.
+            with self.store.writing():
+                self.store.db.execute("DELETE FROM settings WHERE key = 'faiss_sha256'")
+        self.store.upgrade()
+        log.warning("upgraded the index in %s to per-chunk checksums (once, %.1f s): opening and updating it no "
+                    "longer reads every row", self.directory, time.perf_counter() - started)
 
     def close(self) -> None:
         self._db.close()
@@ -195,12 +248,16 @@ class CatalogIndex:
 
     def finalize(self, index_type: str | None = None, whitening: int | bool | None = None, *,
                  memory_budget: int | None = None, recall_target: float | None = None) -> None:
-        """Learn whitening (optional), build and save the faiss index, and mark the index complete.
+        """Bring the search structure and checksums up to date with the rows, and mark the index complete.
 
-        Everything is streamed from the database in chunks of about CHUNK_BYTES: whitening is
-        learned from running sums, approximate indexes are trained on a sample and filled chunk by
-        chunk, and the content checksum is taken in the same pass. Memory is the search structure
-        plus a chunk and the training sample, whatever the catalog size.
+        On a finalised index with the same settings this costs what changed: the changed chunks were
+        rehashed when they were written, and the search structure takes the changed rows in place
+        (see :meth:`_finalize_in_place`). Otherwise (a new index, other settings, whitening to learn,
+        or a catalog whose size is far from what the structure was trained for) everything is
+        streamed from the database a chunk at a time: whitening is learned from running sums,
+        approximate indexes are trained on a sample and filled chunk by chunk, and the per-chunk
+        checksums are recorded (or, for a finalised index, checked) in the same pass. Memory is the
+        search structure plus a chunk and the training sample, whatever the catalog size.
 
         Args:
             index_type: auto | flat | ivf | hnsw | pq (default: keep the current setting, else flat).
@@ -211,14 +268,21 @@ class CatalogIndex:
             recall_target: recall@7 against exact search that auto tunes nprobe for (default 0.95).
         """
         store = self.store
+        store.refuse_if_read_only()
         settings = store.settings()
+        same = (index_type in (None, settings.get("index_type")) and whitening is None
+                and memory_budget in (None, settings.get("memory_budget"))
+                and recall_target in (None, settings.get("recall_target")))
         index_type = index_type or settings.get("index_type", "flat")
         if memory_budget is None:
             memory_budget = settings.get("memory_budget")
         recall_target = float(recall_target or settings.get("recall_target") or DEFAULT_RECALL_TARGET)
+        if same and settings.get("complete") and store.sealed and self._finalize_in_place(settings):
+            return
+        sealed = store.sealed
         store.forget_rows()
         rows = store.rows()
-        with self._db:  # one transaction: whitening, checksums and the new structure's record
+        with store.writing(), store.checks_deferred():  # one transaction; the pass below checks every chunk
             if whitening is False:
                 store.set_whitening_blob(None)
             elif whitening is not None:
@@ -234,25 +298,88 @@ class CatalogIndex:
             held_out, training = sample_positions(plan)
             builder = IndexBuilder(plan, self._search_vectors_at(rows[training]),
                                    self._search_vectors_at(rows[held_out]), held_out)
-            digest = store.content_digest(on_vectors=lambda vectors: builder.add(self._apply_whitening(vectors)))
+            store.digest_all(on_vectors=lambda vectors: builder.add(self._apply_whitening(vectors)), check=sealed)
             index, plan, measured = builder.finish(recall_target)
             tmp, faiss_sha256 = structures.write_structure_file(self.directory / FAISS_NAME, index)
             revision = int(settings.get("revision", 0)) + 1
             store.write_settings({
                 "index_type": index_type, "complete": True, "revision": revision, "count": len(rows),
                 "faiss_revision": revision, "faiss_sha256": faiss_sha256, "search_dim": search_dim,
-                "content_sha256": digest, "index_plan": plan.as_dict(), "index_bytes": tmp.stat().st_size,
+                "index_plan": plan.as_dict(), "index_bytes": tmp.stat().st_size,
                 "memory_budget": memory_budget, "recall_target": recall_target,
                 f"recall_at_{RECALL_K}": None if measured is None else round(float(measured), 4),
                 "recall_queries": len(held_out) if not plan.exact else 0,
-                "alt_sha256": {pooling: store.alt_digest(pooling) for pooling in store.alternate_poolings()},
+                "chunk_rows": store.chunk_rows,
             })
+            store.db.execute("DELETE FROM settings WHERE key = 'alt_sha256'")  # format 1's
+            store.clear_structure_changes()
+            store.write_integrity()
             # The faiss file is replaced before the transaction commits; if we are killed between
-            # the two, the revision check on open notices the mismatch and rebuilds it.
+            # the two, its checksum no longer matches the record and it is rebuilt on open.
             os.replace(tmp, self.directory / FAISS_NAME)
         self._faiss = index
         store.forget_rows()
         self._alt_cache = {}
+
+    #: Rows changed since the structure file was written, as a share of the catalog, before it is rewritten.
+    REWRITE_SHARE = 0.05
+
+    def _finalize_in_place(self, settings: dict) -> bool:
+        """Finalise a change of a finalised index without reading the catalog; False if it needs a full pass.
+
+        The structure file is kept while the changed rows are few: loading it applies them
+        (:meth:`faiss_index`). The list count is kept unless the catalog size calls for one more
+        than twice or less than half as large (then the full pass retrains).
+        """
+        store = self.store
+        count = store.count()
+        if count == 0:
+            return False
+        plan = self._plan(settings)
+        try:
+            fresh = plan_index(settings.get("index_type", "flat"), count, self._search_dim(),
+                               settings.get("memory_budget"))
+        except UserError:
+            return False  # the full pass says why in one sentence
+        if fresh.kind != plan.kind or (plan.nlist and not plan.nlist / 2 <= fresh.nlist <= plan.nlist * 2):
+            log.info("catalog size %d calls for %s instead of %s: retraining", count, fresh.describe(), plan.describe())
+            return False
+        changed, _ = store.structure_changes()
+        if settings.get("faiss_sha256") is None:
+            return False
+        rewrite = len(changed) > max(256, int(self.REWRITE_SHARE * count))
+        self._faiss = None
+        self._alt_cache = {}
+        with store.writing():
+            revision = int(settings.get("revision", 0)) + 1
+            values = {"complete": True, "revision": revision, "faiss_revision": revision, "count": count,
+                      "index_plan": replace(plan, n=count).as_dict()}
+            in_place = self._structure_takes_changes_in_place(plan)
+            if len(changed) and (rewrite or not in_place):
+                # The file with the changes applied; a structure that cannot take them (a removal from
+                # a flat or HNSW one) is rebuilt from the stored vectors with its recorded plan.
+                index = self._load_structure(settings) if in_place else self._rebuild_faiss(settings)
+                tmp, sha256 = structures.write_structure_file(self.directory / FAISS_NAME, index)
+                values.update(faiss_sha256=sha256, index_bytes=tmp.stat().st_size)
+                store.write_settings(values)
+                store.clear_structure_changes()
+                os.replace(tmp, self.directory / FAISS_NAME)
+                self._faiss = index
+            else:
+                store.write_settings(values)
+        store.forget_rows()
+        return True
+
+    def _structure_takes_changes_in_place(self, plan: IndexPlan) -> bool:
+        """Inverted-file structures take any change at load; others only rows appended at the end."""
+        if plan.kind.startswith("ivf"):
+            return True
+        changed, was_present = self.store.structure_changes()
+        if was_present.any():
+            return False
+        rows = self.store.rows()
+        old = np.setdiff1d(rows, changed, assume_unique=True)
+        return not len(old) or not len(changed) or changed.min() > old.max()
 
     # ----------------------------------------------------------------- reading
     def count(self) -> int:
@@ -282,8 +409,17 @@ class CatalogIndex:
         return self._browser.iter_items(filter_text, limit, offset, after_row)
 
     def count_items(self, filter_text: str = "") -> int:
-        """How many rows :meth:`iter_items` lists for `filter_text` (a filter scans the table)."""
+        """How many rows :meth:`iter_items` lists for `filter_text` (the trigram index counts a filter's matches)."""
         return self._browser.count_items(filter_text)
+
+    def verify(self) -> int:
+        """Check every catalog row, vector and comparison vector against its chunk's checksum, SQLite's own
+        structure, and the search structure file; returns the rows checked. Raises IndexStoreError naming an edit."""
+        checked = self.store.verify_all()
+        if self.complete:
+            self._faiss = None
+            self.faiss_index()
+        return checked
 
     # ----------------------------------------------------------------- whitening
     def whitening(self) -> PCAWhitening | None:
@@ -320,19 +456,48 @@ class CatalogIndex:
                 f"The index in {self.directory} is unfinished (an interrupted build or update); "
                 f"run `catalog build --resume` to finish it."
             )
+        self._faiss = self._load_structure(settings)
+        return self._faiss
+
+    def _load_structure(self, settings: dict) -> SearchStructure:
+        """The structure file with the rows changed since it was written applied; rebuilt when damaged or stale."""
         path = self.directory / FAISS_NAME
-        index, problem = structures.read_structure_file(path, settings, self.count())
+        store = self.store
+        if store.sealed:
+            index, problem = structures.read_written_structure(path, settings.get("faiss_sha256")), None
+            if index is None:
+                problem = "is missing, damaged or not the one recorded"
+            elif not self._apply_changes(index):
+                index, problem = None, "cannot take the changed rows in place"
+            elif index.ntotal != len(store.rows()):
+                index, problem = None, "does not match the database"
+        else:  # an index of the previous format on read-only media: its own rules
+            index, problem = structures.read_structure_file(path, settings, self.count())
         if problem is not None:
             log.warning("index file %s %s; rebuilding it from the stored vectors", path, problem)
             index = self._rebuild_faiss(settings)
             if self._lock is not None:
                 # We may write: repair the file and its record, so the next open trusts it again.
-                with self._db:
+                with store.writing():
                     tmp, sha256 = structures.write_structure_file(path, index)
+                    store.write_settings({"faiss_sha256": sha256, "faiss_revision": settings.get("revision")})
+                    store.clear_structure_changes()
                     os.replace(tmp, path)
-                    self.store.write_settings({"faiss_sha256": sha256, "faiss_revision": settings.get("revision")})
-        self._faiss = index
         return index
+
+    def _apply_changes(self, index: SearchStructure) -> bool:
+        """Apply the rows changed since the structure file was written (recorded by the store) to `index`."""
+        changed, was_present = self.store.structure_changes()
+        if not len(changed):
+            return True
+        rows = self.store.rows()
+        kept = np.setdiff1d(rows, changed, assume_unique=True)
+        old_rows = np.union1d(kept, changed[was_present])
+        if index.ntotal != len(old_rows):
+            return False
+        added = changed[np.isin(changed, rows)]
+        vectors = self._search_vectors_at(added)
+        return structures.update_in_place(index, old_rows, rows, changed[was_present], added, vectors)
 
     def _plan(self, settings: dict | None = None) -> IndexPlan:
         """The search structure recorded when the index was finalised (indexes from before plans: by type)."""
@@ -441,3 +606,17 @@ class CatalogIndex:
             "complete": bool(settings.get("complete")),
             "created": settings.get("created"),
         }
+
+
+#: errno values that mean "this place cannot be written" (read-only file system, no permission).
+_READ_ONLY_ERRORS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def media_is_writable(directory: Path) -> bool:
+    """Whether this process may create files in `directory` (False on read-only media or without permission)."""
+    return os.access(directory, os.W_OK)
+
+
+def read_only_refusal(directory: Path) -> str:
+    return (f"The index in {directory} is on read-only media or not writable: it can be searched, but adding, "
+            f"removing or rebuilding needs a writable copy (copy the folder elsewhere).")

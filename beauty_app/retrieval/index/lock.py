@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -37,8 +38,15 @@ class WriteLock:
         self._handle = None
 
     def __enter__(self) -> WriteLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+")
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise IndexStoreError(
+                    f"The index {self.path.parent} is on read-only media or not writable ({exc.strerror}): it can be "
+                    f"searched, but changing it needs a writable copy (copy the folder elsewhere).") from None
+            raise
         try:
             _lock(handle)
         except OSError:

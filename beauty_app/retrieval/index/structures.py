@@ -244,12 +244,13 @@ _HEADER = struct.Struct("<4siq")  # fourcc, dimension, number of vectors: the st
 MAX_STRUCTURE_DIM = 65_536
 
 
-def check_structure_header(path: Path, count: int) -> str | None:
+def check_structure_header(path: Path, count: int | None) -> str | None:
     """What is wrong with a faiss file's header, read before faiss allocates what it declares; None if fine.
 
     A 77-byte file can declare 1.5 billion vectors, and faiss would allocate for them before
     noticing the file is short. The header must declare a sane dimension, one vector per catalog
-    row, and no more vectors than the file can hold.
+    row (unless `count` is None: a structure that is brought up to date in place), and no more
+    vectors than the file can hold.
     """
     try:
         with open(path, "rb") as handle:
@@ -262,7 +263,7 @@ def check_structure_header(path: Path, count: int) -> str | None:
     fourcc, dim, total = _HEADER.unpack(head)
     if not 0 < dim <= MAX_STRUCTURE_DIM or total < 0:
         return "has an impossible header (damaged or edited)"
-    if total != count:
+    if count is not None and total != count:
         return "does not match the database"
     least = _MIN_BYTES_PER_VECTOR.get(fourcc, lambda d: 1 / 8)(dim)
     if total * least > size:
@@ -292,3 +293,68 @@ def read_structure_file(path: Path, settings: dict, count: int) -> tuple[SearchS
     if index.ntotal != count:
         return None, "does not match the database"
     return index, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Changing a written structure in place (`catalog add` / `remove` on a large index)
+
+
+def read_written_structure(path: Path, sha256: str | None) -> SearchStructure | None:
+    """The structure file last written (whatever revision the database is at now), if it has checksum `sha256`."""
+    if sha256 is None or not path.is_file() or file_sha256(path) != sha256:
+        return None
+    if check_structure_header(path, None) is not None:
+        return None
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError:
+        return None
+
+
+def _inverted_lists(index: SearchStructure):
+    """The IVF structure's array inverted lists (whose ids can be renumbered in place), else None."""
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    return (ivf, lists) if isinstance(lists, faiss.ArrayInvertedLists) else None
+
+
+def update_in_place(index: SearchStructure, old_rows: np.ndarray, new_rows: np.ndarray, removed_rows: np.ndarray,
+                    added_rows: np.ndarray, added_vectors: np.ndarray) -> bool:
+    """Bring a structure over `old_rows` to `new_rows` without retraining; False if its type cannot be.
+
+    Position i of a structure is the i-th catalog row in row order. Inverted-file structures hold
+    each position as an id in their lists, so rows are removed by id, the remaining ids renumbered
+    to their new positions, and new or changed rows added under theirs (faiss add with ids: no
+    retraining, the coarse quantiser and codes are kept). Other structures are only appended to:
+    that works when every added row comes after the old ones and none was removed.
+
+    Args:
+        old_rows, new_rows: sorted database rows before and after (the structure holds old_rows).
+        removed_rows: rows of old_rows to take out (removed or changed).
+        added_rows, added_vectors: rows of new_rows to put in, with their search-space vectors.
+    """
+    added_vectors = np.ascontiguousarray(added_vectors, np.float32)
+    ivf = _inverted_lists(index)
+    if ivf is None:
+        appends_only = not len(removed_rows) and (not len(old_rows) or not len(added_rows)
+                                                  or added_rows.min() > old_rows.max())
+        if not appends_only:
+            return False
+        order = np.argsort(added_rows)
+        if len(order):
+            index.add(added_vectors[order])
+        return True
+    structure, lists = ivf
+    if len(removed_rows):
+        structure.remove_ids(np.searchsorted(old_rows, removed_rows).astype(np.int64))
+    for number in range(structure.nlist):  # renumber: old position -> new position of the same row
+        size = lists.list_size(number)
+        if size:
+            ids = faiss.rev_swig_ptr(lists.get_ids(number), size)
+            ids[:] = np.searchsorted(new_rows, old_rows[ids])
+    if len(added_rows):
+        index.add_with_ids(added_vectors, np.searchsorted(new_rows, added_rows).astype(np.int64))
+    return True
