@@ -1,4 +1,5 @@
-"""`beauty-app bench ...`: the accuracy tables, speed, ANN, build-memory, scale and attention-map benchmarks.
+"""`beauty-app bench ...`: the accuracy tables, training recipes, speed, ANN, build-memory, scale and attention-map
+benchmarks.
 
 Options left out are None here and take the defaults of the bench's settings dataclass
 (:class:`beauty_app.evaluation.bench.AccuracySettings` and its siblings), so the defaults live in one
@@ -28,6 +29,21 @@ def _accuracy_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input-size", type=input_side, help="training and retrieval input side in pixels")
     g.add_argument("--backbone", choices=BACKBONE_CHOICES)
     g.add_argument("--qe", type=non_negative_int, help="query expansion for the last Table A3 row (0 = leave out)")
+    g.add_argument("--train-workers", type=non_negative_int, help="data loading processes while training")
+    g.add_argument("--fp32", action="store_true", help="no mixed precision in training and feature extraction")
+
+
+def _recipes_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training recipes (cross-domain instance retrieval)")
+    g.add_argument("--products", type=positive_int, help="products in the training catalog")
+    g.add_argument("--eval-products", type=positive_int,
+                   help="unseen products in the evaluation catalog (one query photo each)")
+    g.add_argument("--iterations", type=positive_int, help="end-to-end iterations per model (paper: 500)")
+    g.add_argument("--stage1-iterations", type=non_negative_int, help="at most this many saliency-branch iterations")
+    g.add_argument("--train-batch-size", type=positive_int,
+                   help="images per training step (the instance recipe: half as many photo/catalog pairs)")
+    g.add_argument("--input-size", type=input_side, help="training and retrieval input side in pixels")
+    g.add_argument("--backbone", choices=BACKBONE_CHOICES)
     g.add_argument("--train-workers", type=non_negative_int, help="data loading processes while training")
     g.add_argument("--fp32", action="store_true", help="no mixed precision in training and feature extraction")
 
@@ -86,7 +102,7 @@ def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `bench accuracy|speed|ann|build|scale|all` to the top-level sub-commands."""
+    """Add `bench accuracy|recipes|speed|ann|build|scale|maps|all` to the top-level sub-commands."""
     bench = add_command(subparsers, "bench", help="benchmarks: the paper's accuracy tables, speed, ANN indexes")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
 
@@ -95,6 +111,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _accuracy_args(p)
     _common(p)
     p.set_defaults(func=cmd_bench, benches=("accuracy",))
+
+    p = add_command(sub, "recipes", help="cross-domain instance retrieval (MAP@7 +- s.e., paired differences): "
+                       "off-the-shelf, fine-tuned, MANet on the paper recipe and on the instance recipe")
+    _recipes_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_bench, benches=("recipes",))
 
     p = add_command(sub, "speed", help="catalog indexing images/s and query latency, against a naive baseline")
     _speed_args(p)
@@ -153,6 +175,14 @@ def _settings(args: argparse.Namespace, name: str):
             stage1_iterations=args.stage1_iterations, batch_size=args.train_batch_size, input_size=args.input_size,
             backbone=args.backbone, qe=args.qe, workers=args.train_workers, device=args.device,
             amp=False if args.fp32 else None, **common))
+    if name == "recipes":
+        from ..evaluation.bench import RecipeSettings
+
+        return RecipeSettings(**_given(
+            products=args.products, eval_products=args.eval_products, iterations=args.iterations,
+            stage1_iterations=args.stage1_iterations, batch_size=args.train_batch_size, input_size=args.input_size,
+            backbone=args.backbone, workers=args.train_workers, device=args.device,
+            amp=False if args.fp32 else None, **common))
     if name == "build":
         from ..evaluation.bench import BuildSettings
 
@@ -186,7 +216,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..evaluation.bench import run_build_bench
     from .progress import progress_bar
 
-    runners = {"accuracy": bench.run_accuracy_bench, "speed": bench.run_speed_bench, "ann": bench.run_ann_bench,
+    runners = {"accuracy": bench.run_accuracy_bench, "recipes": bench.run_recipes_bench, "speed": bench.run_speed_bench,
+               "ann": bench.run_ann_bench,
                "build": run_build_bench}
     if "scale" in args.benches:
         from ..evaluation.bench.scale import run_scale_bench

@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     mine.add_argument("--workers", type=positive_int, default=2, help="threads decoding images (default 2)")
     mine.add_argument("--allow-outside-root", action="store_true",
                       help="let catalog CSV paths point outside the CSV's folder")
+    mine.add_argument("--coherence-model", default=None, metavar="SPEC",
+                      help="measure how alike each category's images look with this model's features (e.g. "
+                           "imagenet:efficientnet_lite0) and drop proposed categories that look no more alike than "
+                           "random images (proper names spread over unrelated products)")
+    mine.add_argument("--min-coherence", type=float, default=None, metavar="X",
+                      help="least coherence score a proposed category keeps (default 0.1; 0 = as alike as chance)")
     mine.add_argument("--json", action="store_true", help="print the summary as JSON")
     mine.set_defaults(func=cmd_dataset_mine)
 
@@ -89,12 +95,16 @@ def cmd_dataset_masks(args: argparse.Namespace) -> int:
 def cmd_dataset_mine(args: argparse.Namespace) -> int:
     """Run the mining and print a short summary (or JSON with ``--json``)."""
     from ..training.mining import mine_dataset
+    from ..training.propose import MIN_COHERENCE, backbone_embedder
 
+    coherence = backbone_embedder(args.coherence_model) if args.coherence_model else None
+    min_coherence = MIN_COHERENCE if args.min_coherence is None else args.min_coherence
     with progress_bar(not args.quiet) as job:
         ds = mine_dataset(args.catalog, args.out, n_categories=args.categories, per_category=args.per_category,
                           keywords=args.keywords, min_images=args.min_images, val_fraction=args.val_fraction,
                           seed=args.seed, stats_images=args.stats_images, workers=args.workers,
-                          allow_outside_root=args.allow_outside_root, job=job)
+                          allow_outside_root=args.allow_outside_root, coherence=coherence,
+                          min_coherence=min_coherence, job=job)
     stats = ds.stats
     dropped = stats["dropped"]
     if args.json:
@@ -116,7 +126,9 @@ def cmd_dataset_mine(args: argparse.Namespace) -> int:
     print(f"Left out: {dropped['unmatched']} descriptions naming no category, {dropped['ambiguous']} naming several, "
           f"{dropped['unreadable']} unreadable images"
           + (f", {len(dropped['small_categories'])} categories under {args.min_images} images" if
-             dropped["small_categories"] else "") + ".")
+             dropped["small_categories"] else "")
+          + (f", visually incoherent categories {', '.join(dropped['incoherent'])}" if dropped["incoherent"] else "")
+          + ".")
     print(f"Report: {ds.root / 'report.md'}\nKeywords: {ds.root / 'keywords.txt'} "
           "(edit and re-run with --keywords FILE)")
     return 0

@@ -52,7 +52,8 @@ from beauty_app.imaging import load_image
 from beauty_app.jobs import JobControl
 from beauty_app.training.keywords import KeywordSet, PhraseMatcher, split_clauses
 from beauty_app.training.mining_report import report_markdown
-from beauty_app.training.propose import StageProgress, check_positive, propose_categories
+from beauty_app.training.propose import (MIN_COHERENCE, Coherence, Embedder, StageProgress, category_coherence,
+                                          check_positive, drop_incoherent, propose_categories)
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +240,8 @@ def mine_dataset(
     stats_images: int = 2000,
     workers: int = 2,
     allow_outside_root: bool = False,
+    coherence: Embedder | None = None,
+    min_coherence: float = MIN_COHERENCE,
     job: JobControl | None = None,
 ) -> MinedDataset:
     """Mine a labelled classification set from a catalog's descriptions and write it to a folder.
@@ -257,6 +260,12 @@ def mine_dataset(
         stats_images: Most images used for mean/std.
         workers: Threads decoding images.
         allow_outside_root: Accept catalog paths outside the CSV's folder.
+        coherence: Image features (e.g. :func:`~beauty_app.training.propose.backbone_embedder`)
+            to measure each category's visual coherence with; proposed categories below
+            ``min_coherence`` (proper names spread over unrelated products) are dropped, given
+            keywords are only measured. ``None``: not measured.
+        min_coherence: Least coherence score a proposed category keeps (see
+            :func:`~beauty_app.training.propose.category_coherence`).
         job: Optional progress/cancel control (stage ``"mine"``).
 
     Returns:
@@ -287,6 +296,17 @@ def mine_dataset(
     kw, keyword_source = _keywords_for(keywords, descriptions, n_categories, min_images, progress)
 
     labels = _drop_ambiguous(_label(descriptions, kw, progress), kw)
+    coherence_scores: dict[str, Coherence] = {}
+    incoherent: list[str] = []
+    if coherence is not None:
+        coherence_scores = category_coherence(
+            {n: [entries[i].path for i in ix] for n, ix in labels.by_category.items()},
+            [e.path for e in entries], coherence, seed=seed)
+        if keyword_source == "tfidf":
+            kw, incoherent = drop_incoherent(kw, coherence_scores, min_coherence)
+            if incoherent:  # their descriptions may now name one category only: label again
+                progress.plan(len(entries))
+                labels = _drop_ambiguous(_label(descriptions, kw, progress), kw)
     chosen, small, beyond_cap = _choose_categories(labels, kw, n_categories, min_images)
     progress.plan(sum(min(per_category, len(labels.by_category[n])) for n in chosen) - check_estimate)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mine") if workers > 1 else None
@@ -335,18 +355,36 @@ def mine_dataset(
             "small_categories": small,
             "beyond_n_categories": beyond_cap,
             "too_few_readable": selection.too_few_readable,
+            "incoherent": incoherent,
         },
+        "coherence": {name: {"images": c.images, "within": round(c.within, 4), "baseline": round(c.baseline, 4),
+                             "score": round(c.score, 4)} for name, c in coherence_scores.items()},
         "settings": {"n_categories": n_categories, "per_category": per_category, "min_images": min_images,
                      "val_fraction": val_fraction, "seed": seed, "stats_images": stats_images},
     }
     dataset = MinedDataset(out.absolute(), classes, train, val, _triple(stats["mean"]), _triple(stats["std"]),
                            stats)
     report_md = report_markdown(dataset, kw, entries, labels.matched, labels.ambiguous, selection.unreadable,
-                                catalog.skipped)
+                                catalog.skipped) + _coherence_markdown(coherence_scores, incoherent, min_coherence)
     _write_dataset(out, dataset, kw, report_md, proposed=keyword_source == "tfidf")
     dataset.root = out.resolve()
     logger.info("Mined %d classes, %d train / %d val images into %s", len(classes), len(train), len(val), out)
     return dataset
+
+
+def _coherence_markdown(scores: dict[str, Coherence], dropped: list[str], min_score: float) -> str:
+    """The report's table of visual coherence per category (empty when it was not measured)."""
+    if not scores:
+        return ""
+    lines = ["", "## Visual coherence", "",
+             "Mean pairwise cosine of each category's images (off-the-shelf features) against random catalog "
+             f"images; score 0 = as alike as chance, 1 = identical. Proposed categories under {min_score:g} "
+             "are dropped (a name spread over unrelated products is a poor category).", "",
+             "| category | images | within | random | score | |", "|---|---:|---:|---:|---:|---|"]
+    for name, c in sorted(scores.items(), key=lambda item: -item[1].score):
+        lines.append(f"| {name} | {c.images} | {c.within:.3f} | {c.baseline:.3f} | {c.score:.3f} | "
+                     f"{'dropped' if name in dropped else ''} |")
+    return "\n".join(lines) + "\n"
 
 
 def _read_descriptions(catalog_csv: str | os.PathLike[str], entries: Sequence[CatalogEntry]) -> list[str]:

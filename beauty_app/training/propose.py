@@ -2,10 +2,17 @@
 
 :func:`propose_keywords` turns descriptions into a :class:`~beauty_app.training.keywords.KeywordSet`:
 the paper's "TF-IDF, then count categories by hand", with the hand knowledge in the built-in
-keyword list. It runs in four named steps, each a function of the previous one's result:
-:func:`_describe_corpus` (TF-IDF scores, title heads, postings), :func:`_candidates` (known and
-new terms in score order), :func:`_accept_candidates` (the ones that name enough descriptions on
-their own) and :func:`_settle` (drop what ends up too small, keep the best ``n_categories``).
+keyword list. It runs in named steps, each a function of the previous one's result:
+:func:`_describe_corpus` (TF-IDF scores, title heads and tails, postings), :func:`_candidates`
+(known and new terms in score order), :func:`_merge_fragments` (words cut off by fixed-length
+descriptions join the term they complete), :func:`_accept_candidates` (the ones that name enough
+descriptions on their own) and :func:`_settle` (drop what ends up too small, keep the best
+``n_categories``).
+
+Text cannot tell a product kind from a proper name that ends many titles (a brand, a shade, a
+person): :func:`category_coherence` measures how alike a category's images look to an
+off-the-shelf backbone (:func:`backbone_embedder`) against random catalog images, and
+:func:`drop_incoherent` removes the categories whose images look no more alike than chance.
 
 :class:`StageProgress` lives here because :func:`~beauty_app.training.mining.mine_dataset` passes
 its own into :func:`propose_categories`, so that proposal and mining share one monotonic "mine"
@@ -14,11 +21,13 @@ progress stage.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -34,6 +43,10 @@ MIN_OWN_SHARE = 0.5
 """A candidate category must be the only category in at least this share of the descriptions it matches."""
 MERGE_SHARE = 0.5
 """A phrase that covers more than this share of an accepted word's descriptions absorbs it ("hair dryer" + "dryer")."""
+FRAGMENT_END_SHARE = 0.9
+"""A new term that ends the whole description in at least this share of the descriptions containing it,
+and is the beginning of a more frequent term, is a cut-off fragment of that term ("rosew" of "rosewood").
+A cut makes a fragment only at the end; a real word ("lip" beside "lipstick") also stands inside titles."""
 MAX_NEW_TERMS_PER_CATEGORY = 20
 """At most ``n_categories`` times this many new terms are tried, which bounds the time on huge catalogs."""
 
@@ -184,7 +197,7 @@ def propose_categories(descriptions: Sequence[str], n_categories: int, min_image
     check_positive(n_categories=n_categories, min_images=min_images)
     vocab = KeywordSet.default() if vocabulary == "default" else vocabulary or KeywordSet({})
     corpus = _describe_corpus(descriptions)
-    candidates = _candidates(corpus, vocab, n_categories, min_images)
+    candidates = _merge_fragments(corpus, _candidates(corpus, vocab, n_categories, min_images))
     progress.plan(len(candidates) + len(corpus.docs))
     accepted, scores = _accept_candidates(corpus, candidates, vocab, min_images, progress)
     accepted = _settle(corpus, accepted, scores, vocab, n_categories, min_images)
@@ -208,6 +221,8 @@ class _Corpus:
         score: Each term's TF-IDF summed over all descriptions.
         doc_freq: Descriptions containing each term.
         head_count: Descriptions whose title ends with the term (see :func:`_head_terms`).
+        tail_count: Descriptions whose last word or last two words are the term (where a
+            fixed-length cut leaves a fragment).
         postings: Word -> descriptions containing it.
     """
 
@@ -217,6 +232,7 @@ class _Corpus:
     score: np.ndarray
     doc_freq: np.ndarray
     head_count: Counter[str]
+    tail_count: Counter[str]
     postings: dict[str, list[int]]
 
     def docs_with(self, phrases: Iterable[str]) -> set[int]:
@@ -263,15 +279,18 @@ def _describe_corpus(descriptions: Sequence[str]) -> _Corpus:
         ) from None
 
     head_count: Counter[str] = Counter()
+    tail_count: Counter[str] = Counter()
     for i in docs:
         head_count.update(set(_head_terms(segs[i])))
+        last = segs[i][-1]
+        tail_count.update({last[-1], " ".join(last[-2:])})
 
     postings: dict[str, list[int]] = {}
     for i in docs:
         for tok in {t for seg in segs[i] for t in seg}:
             postings.setdefault(tok, []).append(i)
     return _Corpus(segs, docs, vectorizer.vocabulary_, np.asarray(tfidf.sum(axis=0)).ravel(),
-                   tfidf.getnnz(axis=0), head_count, postings)
+                   tfidf.getnnz(axis=0), head_count, tail_count, postings)
 
 
 def _candidates(corpus: _Corpus, vocab: KeywordSet, n_categories: int, min_images: int) -> list[Candidate]:
@@ -295,6 +314,51 @@ def _candidates(corpus: _Corpus, vocab: KeywordSet, n_categories: int, min_image
             new_terms.append((corpus.term_score(term), term, [term], True))
     new_terms.sort(key=lambda c: (-c[0], c[1]))
     return known + new_terms[: n_categories * MAX_NEW_TERMS_PER_CATEGORY]
+
+
+def _completion(corpus: _Corpus, term: str, sorted_terms: list[str]) -> str | None:
+    """The term that ``term`` is a cut-off fragment of, or None when it is a word of its own.
+
+    A fragment ends most of its descriptions (the cut) and begins a more frequent term; the most
+    frequent such term is the one it was cut from.
+    """
+    col = corpus.term_index[term]
+    if corpus.tail_count[term] < FRAGMENT_END_SHARE * corpus.doc_freq[col]:
+        return None
+    start = bisect.bisect_right(sorted_terms, term)
+    end = bisect.bisect_left(sorted_terms, term + "\uffff", lo=start)
+    longer = sorted_terms[start:end]  # every term that starts with `term`, itself excluded
+    if not longer:
+        return None
+    best = max(longer, key=lambda t: (corpus.doc_freq[corpus.term_index[t]], t))
+    return best if corpus.doc_freq[corpus.term_index[best]] > corpus.doc_freq[col] else None
+
+
+def _merge_fragments(corpus: _Corpus, candidates: list[Candidate]) -> list[Candidate]:
+    """Step 2b: new terms cut off by fixed-length descriptions join the candidate they were cut from.
+
+    Catalogs that cut descriptions at a fixed length leave "rosew", "rosewo" and "rosewood bl"
+    for one name "rosewood blush"; each ends its descriptions and begins a more frequent term, its
+    completion (:func:`_completion`). A fragment becomes a synonym of the candidate that has its
+    completion as a synonym, else of the one candidate with a synonym starting with it ("rosewood"
+    in "rosewood blush"), so its images keep their label; it is dropped when no single candidate
+    claims it ("hydr" of a product line shared by several categories).
+    """
+    sorted_terms = sorted(corpus.term_index)
+    completions = {i: _completion(corpus, name, sorted_terms) for i, (_, name, _, new) in enumerate(candidates)
+                   if new and name in corpus.term_index}
+    fragments = {i: completion for i, completion in completions.items() if completion is not None}
+    if not fragments:
+        return candidates
+    merged = [(score, name, list(synonyms), new) for score, name, synonyms, new in candidates]
+    for i, completion in fragments.items():
+        whole = [j for j, c in enumerate(candidates) if j not in fragments and completion in c[2]]
+        if not whole:
+            whole = [j for j, c in enumerate(candidates) if j not in fragments
+                     and any(syn.startswith(completion + " ") for syn in c[2])]
+        if len(whole) == 1:
+            merged[whole[0]][2].append(candidates[i][1])
+    return [c for i, c in enumerate(merged) if i not in fragments]
 
 
 def _accept_candidates(corpus: _Corpus, candidates: list[Candidate], vocab: KeywordSet, min_images: int,
@@ -361,3 +425,115 @@ def _settle(corpus: _Corpus, accepted: dict[str, list[str]], scores: dict[str, f
         if len(keep) == len(accepted):
             return accepted
         accepted = {n: accepted[n] for n in keep}
+
+
+# --- visual coherence: a product kind looks alike, a proper name spread over many kinds does not ---
+MIN_COHERENCE = 0.1
+"""Least :attr:`Coherence.score` a proposed category keeps: its images must look more alike than random ones."""
+COHERENCE_IMAGES = 24
+"""Images per category (and in the random baseline) whose features are compared."""
+
+Embedder = Callable[[Sequence[Path]], np.ndarray]
+"""Image files -> (n, d) L2-normalised feature vectors, one row per file in order."""
+
+
+@dataclass(frozen=True)
+class Coherence:
+    """How alike a category's images look, against random catalog images.
+
+    Attributes:
+        images: Images compared.
+        within: Mean pairwise cosine similarity of the category's images.
+        baseline: Mean pairwise cosine similarity of random catalog images.
+        score: ``(within - baseline) / (1 - baseline)``: 0 as alike as chance, 1 identical.
+    """
+
+    images: int
+    within: float
+    baseline: float
+    score: float
+
+
+def backbone_embedder(spec: str = "imagenet:efficientnet_lite0", *, input_size: int = 128,
+                      device: str = "cpu", batch_size: int = 16) -> Embedder:
+    """An :data:`Embedder` of global-average-pooled features of an (off-the-shelf) model.
+
+    Args:
+        spec: Model spec (``imagenet:<backbone>`` or a checkpoint path).
+        input_size: Network input side; small suffices to compare shapes and colours.
+        device: Where the network runs.
+        batch_size: Images per forward pass.
+    """
+    from beauty_app.models.checkpoint import load_model
+    from beauty_app.retrieval.extractor import FeatureExtractor
+
+    extractor = FeatureExtractor(load_model(spec, device=device), "gap", batch_size=batch_size,
+                                 input_size=input_size, use_amp=False)
+
+    def embed(paths: Sequence[Path]) -> np.ndarray:
+        vectors, failures = extractor.extract_paths(paths)
+        if failures:  # keep rows aligned with paths: an unreadable image compares as nothing
+            failed = {str(item) for item, _ in failures}
+            full = np.zeros((len(paths), vectors.shape[1]), np.float32)
+            full[[i for i, p in enumerate(paths) if str(p) not in failed]] = vectors
+            return full
+        return vectors
+
+    return embed
+
+
+def _mean_pairwise_cosine(vectors: np.ndarray) -> float:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors[norms[:, 0] > 0] / norms[norms[:, 0] > 0]
+    n = len(unit)
+    if n < 2:
+        return float("nan")
+    gram = unit @ unit.T
+    return float((gram.sum() - np.trace(gram)) / (n * (n - 1)))
+
+
+def category_coherence(category_images: Mapping[str, Sequence[Path]], all_images: Sequence[Path],
+                       embed: Embedder, *, per_category: int = COHERENCE_IMAGES, seed: int = 0,
+                       ) -> dict[str, Coherence]:
+    """Visual coherence of each category: how much more alike its images look than random ones.
+
+    Args:
+        category_images: Category -> the images its descriptions name (unambiguously).
+        all_images: Every catalog image (the random baseline is drawn from them).
+        embed: Feature function, e.g. :func:`backbone_embedder`.
+        per_category: Most images compared per category and in the baseline (a seeded sample).
+        seed: Seed of the samples.
+
+    Returns:
+        Category -> :class:`Coherence` (categories with fewer than two images are left out).
+    """
+    rng = np.random.default_rng(seed)
+
+    def sample(paths: Sequence[Path]) -> list[Path]:
+        if len(paths) <= per_category:
+            return list(paths)
+        return [paths[i] for i in sorted(rng.choice(len(paths), per_category, replace=False))]
+
+    baseline = _mean_pairwise_cosine(embed(sample(list(all_images))))
+    out: dict[str, Coherence] = {}
+    for name, paths in category_images.items():
+        chosen = sample(list(paths))
+        if len(chosen) < 2:
+            continue
+        within = _mean_pairwise_cosine(embed(chosen))
+        score = (within - baseline) / (1.0 - baseline) if baseline < 1.0 else 0.0
+        out[name] = Coherence(len(chosen), within, baseline, float(score))
+    return out
+
+
+def drop_incoherent(keywords: KeywordSet, coherence: Mapping[str, Coherence],
+                    min_score: float = MIN_COHERENCE) -> tuple[KeywordSet, list[str]]:
+    """The keywords without the categories whose images look no more alike than ``min_score``.
+
+    Returns:
+        (kept keywords, names dropped); categories without a measurement are kept.
+    """
+    dropped = [name for name in keywords.categories
+               if name in coherence and not coherence[name].score >= min_score]  # NaN scores drop too
+    kept = KeywordSet({n: s for n, s in keywords.categories.items() if n not in dropped}, keywords.ignore)
+    return kept, dropped

@@ -155,7 +155,7 @@ def _train_variant(key: str, attention: str, external: bool, settings: AccuracyS
     return out, result.elapsed_s
 
 
-def _offshelf_spec(settings: AccuracySettings, models_dir: Path, mined) -> str:
+def offshelf_spec(settings: AccuracySettings, models_dir: Path, mined) -> str:
     """The off-the-shelf model: ImageNet weights, or (tiny test backbone) a saved untrained network."""
     if settings.backbone != "tiny":
         return f"imagenet:{settings.backbone}"
@@ -172,8 +172,11 @@ def _offshelf_spec(settings: AccuracySettings, models_dir: Path, mined) -> str:
     return str(path)
 
 
-class _Retrieval:
-    """Builds (or reuses) one index per (model, pooling) on the evaluation catalog and scores it."""
+class EvaluationRetrieval:
+    """Builds (or reuses) one index per (model, pooling) on the evaluation catalog and scores it.
+
+    Also used by :mod:`.recipes`; every score's per-query APs stay in :attr:`per_query` for paired differences.
+    """
 
     def __init__(self, eval_data, indexes_dir: Path, settings: AccuracySettings, device, job, echo: Echo):
         self.eval_data = eval_data
@@ -184,6 +187,7 @@ class _Retrieval:
         self.echo = echo
         self._bundles: dict[str, object] = {}
         self.timings: dict[str, float] = {}
+        self.per_query: dict[str, dict[str, float]] = {}
 
     def bundle(self, spec: str):
         from beauty_app.models.checkpoint import load_model
@@ -227,7 +231,9 @@ class _Retrieval:
                            use_amp=self.settings.amp) as session:
             result = evaluate(session, self.eval_data.queries_dir, self.eval_data.truth_csv, k=7,
                               query_expansion=query_expansion, job=self.job)
-        self.timings[f"{name}-{pooling}{'-qe' if query_expansion else ''}"] = round(time.perf_counter() - started, 1)
+        key = f"{name}-{pooling}{'-qe' if query_expansion else ''}"
+        self.timings[key] = round(time.perf_counter() - started, 1)
+        self.per_query[key] = dict(result.result.per_query)
         aps = np.array(list(result.result.per_query.values()), dtype=np.float64)
         se = float(aps.std(ddof=1) / math.sqrt(len(aps))) if len(aps) > 1 else None
         return {"map": float(result.result.value), "se": se, "queries": len(aps)}
@@ -328,8 +334,8 @@ def run_accuracy_bench(out_dir: str | os.PathLike, settings: AccuracySettings | 
     a1.notes += ordering_notes(ours_a1, {k: v for k, v in PAPER_A1.items() if k != "dss_text"}, a1_labels)
 
     # Table A2: six poolings on the off-the-shelf backbone and on the end-to-end MANet's feature map.
-    retrieval = _Retrieval(eval_data, work / "indexes" / eval_dir.name, settings, device, job, echo)
-    offshelf = _offshelf_spec(settings, models_dir, mined)
+    retrieval = EvaluationRetrieval(eval_data, work / "indexes" / eval_dir.name, settings, device, job, echo)
+    offshelf = offshelf_spec(settings, models_dir, mined)
     weights = "untrained" if settings.backbone == "tiny" else "ImageNet"  # tiny: the test stand-in
     manet = str(checkpoints["e2e_both"])
     a2_results: dict[str, dict[str, dict | None]] = {"offshelf": {}, "manet": {}}

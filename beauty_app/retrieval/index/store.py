@@ -167,21 +167,21 @@ CREATE VIRTUAL TABLE IF NOT EXISTS items_text USING fts5(
 _SEALED = "WHEN EXISTS (SELECT 1 FROM settings WHERE key = 'content_sha256')"
 # Kept up to date row by row once the index is finalised; a build fills it in one go when it
 # finalises (cheaper than a trigger per stored row), and the browser scans until then.
-_TEXT_INDEX_TRIGGERS = """
-CREATE TEMP TRIGGER IF NOT EXISTS items_text_inserted AFTER INSERT ON items {sealed} BEGIN
+_TEXT_INDEX_TRIGGERS = f"""
+CREATE TEMP TRIGGER IF NOT EXISTS items_text_inserted AFTER INSERT ON items {_SEALED} BEGIN
     INSERT INTO items_text(rowid, id, description, category) VALUES (new.row, new.id, new.description, new.category);
 END;
-CREATE TEMP TRIGGER IF NOT EXISTS items_text_deleted AFTER DELETE ON items {sealed} BEGIN
+CREATE TEMP TRIGGER IF NOT EXISTS items_text_deleted AFTER DELETE ON items {_SEALED} BEGIN
     INSERT INTO items_text(items_text, rowid, id, description, category)
     VALUES ('delete', old.row, old.id, old.description, old.category);
 END;
-CREATE TEMP TRIGGER IF NOT EXISTS items_text_updated AFTER UPDATE OF id, description, category ON items {sealed}
+CREATE TEMP TRIGGER IF NOT EXISTS items_text_updated AFTER UPDATE OF id, description, category ON items {_SEALED}
 BEGIN
     INSERT INTO items_text(items_text, rowid, id, description, category)
     VALUES ('delete', old.row, old.id, old.description, old.category);
     INSERT INTO items_text(rowid, id, description, category) VALUES (new.row, new.id, new.description, new.category);
 END;
-""".format(sealed=_SEALED)
+"""
 
 
 def text_index_available() -> bool:
