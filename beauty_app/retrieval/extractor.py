@@ -8,6 +8,7 @@ regions the GUI draws).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,7 +25,7 @@ from ..models.checkpoint import ModelBundle
 from ..models.manet import upsample_map
 from . import pooling as pooling_ops
 from .pipeline import DECODE_MAX_SIDE, THUMBNAIL_SIDE, DecodeStats, decode_stream, make_thumbnail
-from .runtime import InferenceRuntime, TorchRuntime, choose_runtime, make_runtime
+from .runtime import AUTO, RUNTIME_ENV, InferenceRuntime, TorchRuntime, choose_runtime, make_runtime
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
 class PipelineStats:
     """Where an indexing run's time went in the main process (for the speed bench).
 
-    ``network_s`` is the time inside the runtime (on CUDA, until its outputs are on the host);
-    ``gpu_busy_s`` the GPU time of those calls measured with CUDA events; ``decode``'s wait is
-    the time the main process waited for decoded images.
+    ``network_s`` is the device's work: the runtime's forward pass, pooling and the copy of the
+    vectors to the host; ``gpu_busy_s`` the GPU time of forward and pooling (CUDA events);
+    ``decode``'s wait is the time the main process waited for decoded images.
     """
 
     images: int = 0
     network_s: float = 0.0
+    network_cpu_s: float = 0.0  # CPU time of the calling thread in there (torch runs part of its work on it)
     gpu_busy_s: float = 0.0
     decode: DecodeStats = field(default_factory=DecodeStats)
     runtime: str = ""
@@ -191,11 +193,11 @@ class FeatureExtractor:
         With ``runtime="auto"`` a job under :data:`RUNTIME_MIN_IMAGES` images uses eager torch, whose
         set-up is free; larger ones use the runtime measured fastest on this machine for this model.
         """
-        if self.scales != (1.0,) or (self.runtime_name == "auto" and count < RUNTIME_MIN_IMAGES):
+        requested = os.environ.get(RUNTIME_ENV) or AUTO if self.runtime_name == AUTO else self.runtime_name
+        if self.scales != (1.0,) or (requested == AUTO and count < RUNTIME_MIN_IMAGES):
             name = "torch"  # runtimes other than torch take scale 1 only (multi-scale resizes the batch)
         else:
-            name = choose_runtime(self.bundle, self.input_size, use_amp=self.use_amp,
-                                  requested=None if self.runtime_name == "auto" else self.runtime_name)
+            name = choose_runtime(self.bundle, self.input_size, use_amp=self.use_amp, requested=requested)
         if name not in self._runtimes:
             self._runtimes[name] = (TorchRuntime(self.bundle, use_amp=self.use_amp) if name == "torch" else
                                     make_runtime(name, self.bundle, self.input_size, use_amp=self.use_amp))
@@ -210,21 +212,23 @@ class FeatureExtractor:
             vectors = self.pooled(runtime.normalise(pixels), poolings)
             self.stats.network_s += time.perf_counter() - started
             return vectors
-        started = time.perf_counter()
+        # Timed as the device's work: forward, pooling and the copy of the vectors to the host (on a
+        # GPU all of it runs there); what the main process does around it is the pipeline's cost.
+        started, cpu_started = time.perf_counter(), time.thread_time()
         if self.device.type == "cuda":
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             begin.record()
-            features, saliency = runtime.features(pixels)
-            end.record()
-            end.synchronize()
-            self.stats.gpu_busy_s += begin.elapsed_time(end) / 1000
-        else:
-            features, saliency = runtime.features(pixels)
-        self.stats.network_s += time.perf_counter() - started
         with torch.inference_mode():
-            vectors = {name: F.normalize(pooling_ops.POOLINGS[name](features, saliency), dim=1)
-                       for name in poolings}
-            return {name: vector.cpu().numpy().astype(np.float32) for name, vector in vectors.items()}
+            features, saliency = runtime.features(pixels)
+            pooled = {name: F.normalize(pooling_ops.POOLINGS[name](features, saliency), dim=1) for name in poolings}
+        if self.device.type == "cuda":
+            end.record()
+        vectors = {name: vector.cpu().numpy().astype(np.float32) for name, vector in pooled.items()}
+        if self.device.type == "cuda":
+            self.stats.gpu_busy_s += begin.elapsed_time(end) / 1000  # the copy above waited for `end`
+        self.stats.network_s += time.perf_counter() - started
+        self.stats.network_cpu_s += time.thread_time() - cpu_started
+        return vectors
 
     def pooled_in_pieces(self, pixels: torch.Tensor, poolings: Sequence[str],
                          runtime: InferenceRuntime | None = None) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ without it, eager torch is used.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib.util
 import json
@@ -24,7 +25,7 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -239,33 +240,45 @@ def calibration_pixels(input_size: int, count: int = 8) -> torch.Tensor:
     return (image * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
-def measure_runtimes(bundle: ModelBundle, input_size: int, names: Sequence[str], *, use_amp: bool = True,
-                     batch: int = 8, rounds: int = 3) -> dict[str, dict]:
+def measure_runtimes(bundle: ModelBundle, input_size: int, runtimes: dict[str, Callable[[], InferenceRuntime]], *,
+                     batch: int = 8, rounds: int = 3, batch_one: Sequence[str] = ()) -> dict[str, dict]:
     """Time runtimes on one batch, in turns (so background load weighs on all), and check their features.
 
-    Returns {name: {"ms_per_image": median, "cosine": lowest per-image cosine to eager fp32} or
-    {"error": why it could not run}}.
+    Args:
+        runtimes: label -> a function that builds the runtime (its set-up time is measured too).
+        batch_one: labels run one image at a time (the naive loop's way).
+
+    Returns {label: {"ms_per_image": median, "cosine": lowest per-image cosine to eager fp32,
+    "prepare_s": set-up seconds} or {"error": why it could not run}}.
     """
     pixels = calibration_pixels(input_size, batch)
     reference = TorchRuntime(bundle, use_amp=False).features(pixels)
     results: dict[str, dict] = {}
-    runtimes: dict[str, InferenceRuntime] = {}
-    for name in names:
+    built: dict[str, InferenceRuntime] = {}
+
+    def run(label: str):
+        if label not in batch_one:
+            return built[label].features(pixels)
+        parts = [built[label].features(pixels[i:i + 1]) for i in range(len(pixels))]
+        return tuple(None if part[0] is None else torch.cat([p[k] for p in parts])
+                     for k, part in enumerate(zip(*parts)))
+
+    for label, factory in runtimes.items():
         try:
             started = time.perf_counter()
-            runtimes[name] = make_runtime(name, bundle, input_size, use_amp=use_amp)
-            results[name] = {"cosine": feature_cosines(reference, runtimes[name].features(pixels)),
-                             "prepare_s": time.perf_counter() - started, "seconds": []}
+            built[label] = factory()
+            results[label] = {"cosine": feature_cosines(reference, run(label)),
+                              "prepare_s": time.perf_counter() - started, "seconds": []}
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot run this model is left out, said why
-            log.warning("runtime %s left out: %s", name, exc)
-            results[name] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+            log.warning("runtime %s left out: %s", label, exc)
+            results[label] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
     for _ in range(rounds):
-        for name, runtime in runtimes.items():
+        for label in built:
             started = time.perf_counter()
-            runtime.features(pixels)
-            results[name]["seconds"].append(time.perf_counter() - started)
-    for name in runtimes:
-        results[name]["ms_per_image"] = statistics.median(results[name].pop("seconds")) * 1000 / batch
+            run(label)
+            results[label]["seconds"].append(time.perf_counter() - started)
+    for label in built:
+        results[label]["ms_per_image"] = statistics.median(results[label].pop("seconds")) * 1000 / batch
     return results
 
 
@@ -329,7 +342,8 @@ def choose_runtime(bundle: ModelBundle, input_size: int, *, use_amp: bool = True
     if key in known and known[key].get("choice") in candidates:
         return known[key]["choice"]
     log.info("measuring inference runtimes for this machine and model (once): %s", ", ".join(candidates))
-    results = measure_runtimes(bundle, input_size, candidates, use_amp=use_amp)
+    results = measure_runtimes(bundle, input_size, {
+        name: functools.partial(make_runtime, name, bundle, input_size, use_amp=use_amp) for name in candidates})
     choice = fastest_faithful(results)
     log.info("runtime chosen: %s (%s)", choice, results)
     known[key] = {"choice": choice, "results": results, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
