@@ -176,14 +176,29 @@ class OnnxRuntime(InferenceRuntime):
         return torch.from_numpy(outputs[0]), torch.from_numpy(outputs[1]) if len(outputs) > 1 else None
 
 
+def _import_openvino():
+    """OpenVINO's runtime without its model-conversion tools (we read ONNX files).
+
+    Importing those tools sends a usage event to Intel (no consent asked) on a non-daemon thread
+    that keeps a closing app waiting; a None entry in sys.modules makes that optional import fail,
+    which openvino's own package import tolerates.
+    """
+    import sys
+
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino.tools.ovc", None)
+    import openvino
+
+    return openvino
+
+
 class OpenVinoRuntime(InferenceRuntime):
     """OpenVINO on the CPU; bf16 inside where the processor has it and amp is on, else fp32."""
 
     name = "openvino"
 
     def __init__(self, bundle: ModelBundle, input_size: int, *, use_amp: bool = True, threads: int | None = None):
-        import openvino
-
+        openvino = _import_openvino()
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cpu_threads()}
         if not use_amp:
             config["INFERENCE_PRECISION_HINT"] = "f32"
