@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import logging
 import multiprocessing
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -110,13 +109,15 @@ def _identity(sample):
 
 
 def _worker_context():
-    """How worker processes start: fork from the main thread (fast); from another thread (the GUI's
-    worker) a fork could copy a lock another thread holds, so there a fork server starts them."""
-    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork") or \
-            "fork" not in multiprocessing.get_all_start_methods():
-        return None  # the platform's own (spawn on macOS and Windows)
-    if threading.current_thread() is threading.main_thread():
-        return multiprocessing.get_context("fork")
+    """How worker processes start: from a fork server where the platform has one.
+
+    A plain fork copies the parent's thread pools and locks mid-use (OpenVINO's TBB, ONNX Runtime,
+    Qt): a speed bench that had loaded OpenVINO and then forked decoders crashed later in the
+    parent. The fork server is a clean process started once (it imports this module, with torch),
+    and each worker is forked from it quickly.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None  # the platform's own (spawn on Windows)
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     return context
