@@ -293,9 +293,10 @@ def run_speed_bench(out_dir: str | os.PathLike, settings: SpeedSettings | None =
     runtime_table.notes += [
         "Forward pass (uint8 pixels -> normalised -> features + saliency) on 16 product-like images, median of 3 "
         "rounds taken in turns; batches of 16 except the naive row. Cosine: lowest per-image cosine of the "
-        "feature and saliency maps to eager fp32; a runtime ships only at >= 0.99.",
+        "GAP, MAC, R-MAC and SR-MAC vectors to eager fp32's; `auto` ships a runtime only at >= 0.99.",
         f"`--runtime auto` picked {runtime_name} here (measured once per machine and model, cached); the ONNX "
-        "export and OpenVINO compile are in set-up, paid once per process (the export once per model).",
+        "export and OpenVINO compile are in set-up, paid once per process (the export once per model). "
+        "Eager rows are hit hardest by other jobs' load (OpenMP barriers); compare rows of one run only.",
     ]
     results = {"indexing_images_per_s": {"ours": ours_rate, "naive": naive_rate,
                                          "ours_builds": [first.rate, second.rate]},
