@@ -306,6 +306,6 @@ def run_speed_bench(out_dir: str | os.PathLike, settings: SpeedSettings | None =
                "vector_agreement_cosine": agreement, "catalog_images": len(catalog.entries), "queries": len(queries),
                "autocast": str(autocast_dtype(device, True)), "torch_threads": torch.get_num_threads(),
                "runtime": runtime_name, "runtimes": runtimes}
-    bench = BenchReport("speed", "Speed: catalog indexing and query latency", [main, runtime_table, breakdown],
+    bench = BenchReport("speed", "Speed: catalog indexing and query latency", [main, breakdown, runtime_table],
                         machine_info(str(device)), asdict(settings), results, command)
     return finish_report(bench, started, load_before)
