@@ -55,7 +55,21 @@ def _speed_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="model spec (default: the shipped demo MANet, else the ImageNet backbone)")
     g.add_argument("--pooling", choices=POOLING_CHOICES)
     g.add_argument("--batch-size", type=positive_int, help="our indexing batch size")
-    g.add_argument("--workers", type=positive_int, help="our decoding threads")
+    g.add_argument("--workers", type=positive_int, help="our decoding processes")
+    g.add_argument("--runtime", help="our indexing runtime: auto (default), torch, torch-channels-last, "
+                   "torch-compile, onnxruntime, openvino")
+    g.add_argument("--compile", action="store_true", help="also time torch.compile (minutes on a small CPU)")
+    g.add_argument("--openvino", action="store_true", help="also time OpenVINO (experimental: with it loaded, "
+                   "a later step of the bench crashed on the dev machine)")
+
+
+def _pipeline_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("indexing pipeline")
+    g.add_argument("--images", type=positive_int, help="catalog images to index")
+    g.add_argument("--model", help="model spec (default: a random tiny MANet standing in for a fast GPU)")
+    g.add_argument("--batch-size", type=positive_int)
+    g.add_argument("--workers", type=positive_int, help="decoding processes")
+    g.add_argument("--runtime", help="indexing runtime (default torch)")
 
 
 def _ann_args(p: argparse.ArgumentParser, queries_flag: str = "--queries") -> None:
@@ -102,7 +116,7 @@ def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `bench accuracy|recipes|speed|ann|build|scale|maps|all` to the top-level sub-commands."""
+    """Add `bench accuracy|recipes|speed|pipeline|ann|build|scale|maps|all` to the top-level sub-commands."""
     bench = add_command(subparsers, "bench", help="benchmarks: the paper's accuracy tables, speed, ANN indexes")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
 
@@ -122,6 +136,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _speed_args(p)
     _common(p)
     p.set_defaults(func=cmd_bench, benches=("speed",))
+
+    p = add_command(sub, "pipeline", help="indexing around the network: main-process ms/image outside it, "
+                       "decode scaling from 1 to 2 processes, GPU busy share on CUDA")
+    _pipeline_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_bench, benches=("pipeline",))
 
     p = add_command(sub, "ann", help="flat / IVF / HNSW / PQ: latency, recall@7 and memory on synthetic vectors")
     _ann_args(p)
@@ -201,7 +221,14 @@ def _settings(args: argparse.Namespace, name: str):
 
         return SpeedSettings(**_given(
             catalog_size=args.catalog_size, queries=args.queries, device=args.device, model=args.model,
-            pooling=args.pooling, batch_size=args.batch_size, workers=args.workers, **common))
+            pooling=args.pooling, batch_size=args.batch_size, workers=args.workers, runtime=args.runtime,
+            compile=args.compile or None, openvino=args.openvino or None, **common))
+    if name == "pipeline":
+        from ..evaluation.bench import PipelineSettings
+
+        return PipelineSettings(**_given(images=args.images, device=args.device, model=args.model,
+                                         batch_size=args.batch_size, workers=args.workers, runtime=args.runtime,
+                                         **common))
     from ..evaluation.bench import AnnSettings, parse_sizes
 
     types = None if args.types is None else tuple(t.strip() for t in args.types.split(",") if t.strip())
@@ -213,12 +240,11 @@ def _settings(args: argparse.Namespace, name: str):
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benches asked for; each writes <name>.json and <name>.md to --out and prints its tables."""
     from ..evaluation import bench
-    from ..evaluation.bench import run_build_bench
+    from ..evaluation.bench import run_build_bench, run_pipeline_bench
     from .progress import progress_bar
 
     runners = {"accuracy": bench.run_accuracy_bench, "recipes": bench.run_recipes_bench, "speed": bench.run_speed_bench,
-               "ann": bench.run_ann_bench,
-               "build": run_build_bench}
+               "ann": bench.run_ann_bench, "build": run_build_bench, "pipeline": run_pipeline_bench}
     if "scale" in args.benches:
         from ..evaluation.bench.scale import run_scale_bench
 

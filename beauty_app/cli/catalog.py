@@ -10,6 +10,14 @@ from .common import (POOLING_CHOICES, add_command, add_device_option, device_of,
 from .progress import progress_bar, progress_for
 
 
+def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
+    # No `choices`: the names live in retrieval.runtime, which imports torch; it refuses unknown ones.
+    parser.add_argument("--runtime", default=None, metavar="NAME",
+                        help="indexing runtime: auto (default: the fastest measured on this machine for this "
+                             "model, cached; or $BEAUTY_APP_RUNTIME), torch, torch-channels-last, torch-compile, "
+                             "onnxruntime, openvino")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `catalog` and its actions to the top-level sub-commands."""
     catalog = add_command(subparsers, "catalog", help="build and maintain a catalog index")
@@ -24,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--scales", default=(1.0,), type=scales_list, help="multi-scale extraction factors, e.g. 1,0.707,1.414")
     build.add_argument("--input-size", type=input_side, default=None, help="network input side (default: the model's)")
     build.add_argument("--batch-size", type=positive_int, default=16)
-    build.add_argument("--workers", type=positive_int, default=2, help="parallel image decoders")
-    build.add_argument("--fp32", action="store_true", help="disable bf16/fp16 autocast")
+    build.add_argument("--workers", type=positive_int, default=2, help="image decoding processes")
+    build.add_argument("--fp32", action="store_true", help="disable bf16/fp16 autocast (eager torch, exact fp32)")
+    _add_runtime_option(build)
     build.add_argument("--resume", action="store_true", help="finish an interrupted build in --out")
     build.add_argument("--allow-outside-root", action="store_true",
                        help="let catalog CSV paths point outside the CSV's folder")
@@ -54,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--catalog", required=True)
     add.add_argument("--batch-size", type=positive_int, default=16)
     add.add_argument("--fp32", action="store_true")
+    _add_runtime_option(add)
     add.add_argument("--allow-outside-root", action="store_true")
     add_device_option(add)
     add.set_defaults(func=cmd_catalog_add)
@@ -168,7 +178,7 @@ def cmd_catalog_build(args: argparse.Namespace) -> int:
         # The model first: a wrong --model or --pooling fails at once, not after reading a large catalog.
         extractor = new_extractor(args.model, args.pooling, device=device, scales=parse_scales(args.scales),
                                   input_size=args.input_size, batch_size=args.batch_size, use_amp=not args.fp32,
-                                  decode_workers=args.workers)
+                                  decode_workers=args.workers, runtime=args.runtime or "auto")
         quiet_rank = distributed is not None and distributed.rank != 0
         with (progress_bar(False) if quiet_rank else progress_for(args)) as job:
             catalog = load_catalog(args.catalog, allow_outside_root=args.allow_outside_root, job=job)
@@ -232,7 +242,8 @@ def cmd_catalog_add(args: argparse.Namespace) -> int:
 
     with progress_bar(not args.quiet) as job:
         summary = add_catalog(args.index, args.catalog, device=device_of(args), batch_size=args.batch_size,
-                              use_amp=not args.fp32, allow_outside_root=args.allow_outside_root, job=job)
+                              use_amp=not args.fp32, runtime=args.runtime or "auto",
+                              allow_outside_root=args.allow_outside_root, job=job)
     print("\n".join(summary_lines(summary)))
     return 0
 

@@ -1,7 +1,9 @@
 """Building and updating a catalog index: catalog rows -> features -> index directory.
 
-Work is stored batch by batch in single database transactions, so an interrupted build loses at
-most one batch and `--resume` continues where it stopped without recomputing finished images.
+Work is stored in single database transactions of one or more batches (a group closes when the
+work since the last commit outweighs the commit's own cost 20 times, see :class:`_WriteGroup`),
+so an interrupted build loses at most the last group and `--resume` continues where it stopped
+without recomputing finished images.
 The catalog is worked through a chunk of entries at a time and the index is finalised from the
 database in chunks, so memory stays flat as catalogs grow (docs/scale.md). Builds split across
 processes or machines write shards (:mod:`beauty_app.retrieval.shards`) that one command merges.
@@ -34,6 +36,9 @@ class BuildSummary:
     notes: list[str] = field(default_factory=list)  # things the user should know, e.g. a smaller batch
     elapsed_s: float = 0.0
     info: dict = field(default_factory=dict)
+    #: Seconds by stage (network, waiting for decoded images, database writes; CUDA busy time) and
+    #: the runtime used, summed over the run's chunks: the speed bench reads them.
+    timings: dict = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -61,12 +66,55 @@ class _Progress:
                f"{summary.indexed} indexed, {len(summary.skipped)} skipped")
 
 
+#: A write group closes once the work since the last commit took this many times that commit.
+COMMIT_SHARE = 20
+#: ... or holds this many rows (bounds the memory of a group and the work a kill can lose).
+WRITE_GROUP_ROWS = 1024
+
+
+class _WriteGroup:
+    """Batches collected into one database transaction, so commits (an fsync each) stay a small
+    share of the work however small the batches, while a kill still loses only the last moments."""
+
+    def __init__(self, index: CatalogIndex, staged: bool, summary: BuildSummary, progress: _Progress):
+        self.index, self.staged, self.summary, self.progress = index, staged, summary, progress
+        self.records: list[ItemRecord] = []
+        self.reasons: list[tuple[str, str]] = []
+        self.processed = 0
+        self.opened = time.perf_counter()
+        self.commit_s = 0.0  # the last commit's duration: what the next group's work is weighed against
+
+    def add(self, records: list[ItemRecord], reasons: list[tuple[str, str]], processed: int) -> None:
+        self.records += records
+        self.reasons += reasons
+        self.processed += processed
+        if (len(self.records) >= WRITE_GROUP_ROWS
+                or time.perf_counter() - self.opened >= COMMIT_SHARE * self.commit_s):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.processed:
+            started = time.perf_counter()
+            self.index.add_items(self.records, self.reasons, staged=self.staged)
+            self.commit_s = time.perf_counter() - started
+            timings = self.summary.timings
+            timings["store_s"] = timings.get("store_s", 0.0) + self.commit_s
+            timings["commits"] = timings.get("commits", 0) + 1
+            self.summary.indexed += len(self.records)
+            self.summary.skipped.extend(self.reasons)
+            self.progress.advance(self.processed, self.summary)
+        self.records, self.reasons, self.processed = [], [], 0
+        self.opened = time.perf_counter()
+
+
 def _featurise(index: CatalogIndex, entries: list[CatalogEntry], extractor: FeatureExtractor,
                summary: BuildSummary, progress: _Progress, staged: bool = False,
                positions: dict[str, int] | None = None) -> None:
-    """Featurise `entries` and store them batch by batch (one transaction each), thumbnails included."""
+    """Featurise `entries` and store them in write groups (one transaction each), thumbnails included."""
     extra = extractor.usable_poolings(COMPARISON_POOLINGS)
     fallbacks_before = len(extractor.memory_fallbacks)
+    group = _WriteGroup(index, staged, summary, progress)
+    started, cpu_started = time.perf_counter(), time.thread_time()
     for batch in extractor.iter_batches(entries, extra_poolings=extra):
         records = [
             ItemRecord(entry.id, str(entry.path), entry.description, entry.category, batch.vectors[i],
@@ -74,11 +122,16 @@ def _featurise(index: CatalogIndex, entries: list[CatalogEntry], extractor: Feat
                        position=None if positions is None else positions[entry.id])
             for i, entry in enumerate(batch.items)
         ]
-        reasons = [(entry.id, reason) for entry, reason in batch.failures]
-        index.add_items(records, reasons, staged=staged)
-        summary.indexed += len(records)
-        summary.skipped.extend(reasons)
-        progress.advance(len(batch.items) + len(batch.failures), summary)
+        group.add(records, [(entry.id, reason) for entry, reason in batch.failures],
+                  len(batch.items) + len(batch.failures))
+    group.flush()
+    stats, timings = extractor.stats, summary.timings
+    for name, value in (("featurise_s", time.perf_counter() - started),
+                        ("featurise_cpu_s", time.thread_time() - cpu_started),
+                        ("network_cpu_s", stats.network_cpu_s), ("network_s", stats.network_s), ("gpu_busy_s", stats.gpu_busy_s),
+                        ("decode_wait_s", stats.decode.wait_s)):
+        timings[name] = timings.get(name, 0.0) + value
+    timings["runtime"], timings["decode_processes"] = stats.runtime, stats.decode.processes
     fallbacks = extractor.memory_fallbacks[fallbacks_before:]
     if fallbacks:
         summary.notes.append(

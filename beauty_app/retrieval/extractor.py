@@ -7,9 +7,9 @@ regions the GUI draws).
 
 from __future__ import annotations
 
-import io
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+import os
+import time
 from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -20,18 +20,21 @@ from PIL import Image
 
 from ..device import autocast
 from ..errors import ModelError, UserError
-from ..imaging import image_to_tensor, letterbox, letterbox_box, load_image
+from ..imaging import image_to_tensor, letterbox, letterbox_box
 from ..limits import MAX_SCALE, input_size_problem
 from ..models.checkpoint import ModelBundle
 from ..models.manet import upsample_map
 from . import pooling as pooling_ops
+from .pipeline import DECODE_MAX_SIDE, THUMBNAIL_SIDE, DecodeStats, decode_stream, make_thumbnail
+from .runtime import AUTO, RUNTIME_ENV, InferenceRuntime, TorchRuntime, choose_runtime, make_runtime
 
 log = logging.getLogger(__name__)
 
 POOLING_NAMES = tuple(pooling_ops.POOLINGS)
-THUMBNAIL_SIDE = 160
-#: Longest side images are decoded at: bounds memory for huge files; far above the network input.
-DECODE_MAX_SIDE = 1024
+#: Below this many images an indexing job uses eager torch: another runtime would not pay for its set-up.
+RUNTIME_MIN_IMAGES = 64
+__all__ = ["DECODE_MAX_SIDE", "THUMBNAIL_SIDE", "Batch", "FeatureExtractor", "PipelineStats", "QueryAnalysis",
+           "is_out_of_memory", "make_thumbnail"]
 
 
 @dataclass
@@ -63,20 +66,21 @@ def is_out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
 
 
-def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
-    """A small JPEG of the image for result grids and the catalog browser."""
-    thumb = image.copy()
-    thumb.thumbnail((side, side))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
+@dataclass
+class PipelineStats:
+    """Where an indexing run's time went in the main process (for the speed bench).
 
+    ``network_s`` is the device's work: the runtime's forward pass, pooling and the copy of the
+    vectors to the host; ``gpu_busy_s`` the GPU time of forward and pooling (CUDA events);
+    ``decode``'s wait is the time the main process waited for decoded images.
+    """
 
-def _refused(reason: str) -> Future:
-    """A decode result for an item known to be unusable (its file is never opened)."""
-    future: Future = Future()
-    future.set_result((None, None, reason))
-    return future
+    images: int = 0
+    network_s: float = 0.0
+    network_cpu_s: float = 0.0  # CPU time of the calling thread in there (torch runs part of its work on it)
+    gpu_busy_s: float = 0.0
+    decode: DecodeStats = field(default_factory=DecodeStats)
+    runtime: str = ""
 
 
 def check_extraction_settings(input_size: object, scales: Sequence[object]) -> None:
@@ -114,6 +118,8 @@ class FeatureExtractor:
         scales: Sequence[float] = (1.0,),
         input_size: int | None = None,
         decode_workers: int = 2,
+        runtime: str = "torch",
+        decode_processes: bool | None = None,
     ):
         if pooling not in pooling_ops.POOLINGS:
             raise UserError(f"Unknown pooling {pooling!r}; choose one of {', '.join(POOLING_NAMES)}.")
@@ -135,6 +141,13 @@ class FeatureExtractor:
         self.scales = tuple(float(s) for s in scales) or (1.0,)
         self.input_size = int(input_size or bundle.input_size)
         self.decode_workers = max(1, int(decode_workers))
+        #: Indexing runtime asked for: "auto" (measured, see :mod:`.runtime`) or a runtime name.
+        self.runtime_name = runtime
+        #: Decode in worker processes: None = from pipeline.PROCESS_MIN_IMAGES images on.
+        self.decode_processes = decode_processes
+        self._runtimes: dict[str, InferenceRuntime] = {}
+        #: Timings of the last iter_batches run.
+        self.stats = PipelineStats()
         self.device = next(bundle.model.parameters()).device
         #: (batch size that ran out of memory, batch size used instead), in order; see pooled_in_pieces.
         self.memory_fallbacks: list[tuple[int, int]] = []
@@ -189,8 +202,52 @@ class FeatureExtractor:
         vectors = {name: F.normalize(total, dim=1).cpu().numpy().astype(np.float32) for name, total in totals.items()}
         return vectors, at_scale_one
 
-    def pooled_in_pieces(self, batch: torch.Tensor, poolings: Sequence[str]) -> dict[str, np.ndarray]:
-        """:meth:`pooled` in pieces of at most ``batch_size`` images, halving them when memory runs out.
+    def runtime_for(self, count: int) -> InferenceRuntime:
+        """The runtime that indexes a job of `count` images (built once per name and kept).
+
+        With ``runtime="auto"`` a job under :data:`RUNTIME_MIN_IMAGES` images uses eager torch, whose
+        set-up is free; larger ones use the runtime measured fastest on this machine for this model.
+        """
+        requested = os.environ.get(RUNTIME_ENV) or AUTO if self.runtime_name == AUTO else self.runtime_name
+        if self.scales != (1.0,) or (requested == AUTO and count < RUNTIME_MIN_IMAGES):
+            name = "torch"  # runtimes other than torch take scale 1 only (multi-scale resizes the batch)
+        else:
+            name = choose_runtime(self.bundle, self.input_size, use_amp=self.use_amp, requested=requested)
+        if name not in self._runtimes:
+            self._runtimes[name] = (TorchRuntime(self.bundle, use_amp=self.use_amp) if name == "torch" else
+                                    make_runtime(name, self.bundle, self.input_size, use_amp=self.use_amp))
+        return self._runtimes[name]
+
+    def pooled_pixels(self, pixels: torch.Tensor, poolings: Sequence[str],
+                      runtime: InferenceRuntime | None = None) -> dict[str, np.ndarray]:
+        """:meth:`pooled` for letterboxed uint8 pixels (N,S,S,3), through `runtime` (default eager torch)."""
+        runtime = runtime or self.runtime_for(0)
+        if self.scales != (1.0,):  # runtime_for gave eager torch: the scales resize the normalised batch
+            started = time.perf_counter()
+            vectors = self.pooled(runtime.normalise(pixels), poolings)
+            self.stats.network_s += time.perf_counter() - started
+            return vectors
+        # Timed as the device's work: forward, pooling and the copy of the vectors to the host (on a
+        # GPU all of it runs there); what the main process does around it is the pipeline's cost.
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        if self.device.type == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+        with torch.inference_mode():
+            features, saliency = runtime.features(pixels)
+            pooled = {name: F.normalize(pooling_ops.POOLINGS[name](features, saliency), dim=1) for name in poolings}
+        if self.device.type == "cuda":
+            end.record()
+        vectors = {name: vector.cpu().numpy().astype(np.float32) for name, vector in pooled.items()}
+        if self.device.type == "cuda":
+            self.stats.gpu_busy_s += begin.elapsed_time(end) / 1000  # the copy above waited for `end`
+        self.stats.network_s += time.perf_counter() - started
+        self.stats.network_cpu_s += time.thread_time() - cpu_started
+        return vectors
+
+    def pooled_in_pieces(self, pixels: torch.Tensor, poolings: Sequence[str],
+                         runtime: InferenceRuntime | None = None) -> dict[str, np.ndarray]:
+        """:meth:`pooled_pixels` in pieces of at most ``batch_size`` images, halving them when memory runs out.
 
         A GPU that cannot hold a batch should slow indexing down, not stop it: on out-of-memory the
         batch size is halved for this and all later batches, with a warning and an entry in
@@ -201,10 +258,10 @@ class FeatureExtractor:
         """
         parts: list[dict[str, np.ndarray]] = []
         start = 0
-        while start < len(batch):
-            size = min(self.batch_size, len(batch) - start)
+        while start < len(pixels):
+            size = min(self.batch_size, len(pixels) - start)
             try:
-                parts.append(self.pooled(batch[start:start + size], poolings))
+                parts.append(self.pooled_pixels(pixels[start:start + size], poolings, runtime))
                 start += size
                 continue
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled, the rest re-raised
@@ -281,47 +338,43 @@ class FeatureExtractor:
                              top_classes, regions)
 
     # ------------------------------------------------------------------ many images
-    def _decode(self, path) -> tuple[torch.Tensor | None, bytes | None, str | None]:
-        try:
-            image = load_image(path, max_side=DECODE_MAX_SIDE)
-        except UserError as exc:
-            return None, None, str(exc)
-        return self.to_tensor(image), make_thumbnail(image), None
-
     def iter_batches(self, items: Sequence, path_of: Callable = lambda item: item.path,
                      extra_poolings: Sequence[str] = ()) -> Iterator[Batch]:
-        """Decode `items` in parallel and yield one :class:`Batch` of vectors at a time.
+        """Decode `items` ahead of the network and yield one :class:`Batch` of vectors at a time.
 
-        Decoding runs on a small thread pool a batch ahead of the network, so the CPU/GPU is kept busy
-        while the next images are read. Bad files become (item, reason) failures, never exceptions.
-        `extra_poolings` are computed from the same forward pass (for pooling comparisons). A device
-        that runs out of memory gets smaller batches (see :meth:`pooled_in_pieces`).
+        Decoding, letterboxing and thumbnails run in worker processes for catalogs (threads for a
+        few images; see :mod:`.pipeline`) one or two batches ahead of the network, so the CPU/GPU is
+        kept busy while the next images are read. Bad files become (item, reason) failures, never
+        exceptions. `extra_poolings` are computed from the same forward pass (for pooling
+        comparisons). A device that runs out of memory gets smaller batches (see
+        :meth:`pooled_in_pieces`). :attr:`stats` times the run.
         """
         poolings = [self.pooling, *[p for p in extra_poolings if p != self.pooling]]
-        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
-            def submit(chunk):
-                return [_refused(problem) if (problem := getattr(item, "problem", "")) else
-                        pool.submit(self._decode, path_of(item)) for item in chunk]
-
-            chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
-            pending = submit(chunks[0]) if chunks else None
-            for index, chunk in enumerate(chunks):
-                results = [future.result() for future in pending]
-                pending = submit(chunks[index + 1]) if index + 1 < len(chunks) else None
-                batch = Batch([], np.zeros((0, self.dim), np.float32), [], [], {})
-                tensors = []
-                for item, (tensor, thumb, error) in zip(chunk, results):
-                    if error is not None:
-                        batch.failures.append((item, error))
-                    else:
+        self.stats = PipelineStats()
+        runtime = self.runtime_for(len(items))
+        self.stats.runtime = runtime.name
+        chunks = [items[i:i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+        requests = [[("", problem) if (problem := getattr(item, "problem", "")) else (str(path_of(item)), "")
+                     for item in chunk] for chunk in chunks]
+        stream = decode_stream(requests, self.input_size, workers=self.decode_workers,
+                               processes=self.decode_processes, pin_memory=self.device.type == "cuda",
+                               stats=self.stats.decode)
+        try:
+            for chunk, decoded in zip(chunks, stream):
+                batch = Batch([], np.zeros((0, self.dim), np.float32), decoded.thumbnails, [], {})
+                for item, error in zip(chunk, decoded.errors):
+                    if error is None:
                         batch.items.append(item)
-                        tensors.append(tensor)
-                        batch.thumbnails.append(thumb)
-                if tensors:
-                    vectors = self.pooled_in_pieces(torch.stack(tensors), poolings)
+                    else:
+                        batch.failures.append((item, error))
+                if batch.items:
+                    vectors = self.pooled_in_pieces(decoded.pixels, poolings, runtime)
                     batch.vectors = vectors.pop(self.pooling)
                     batch.extra = vectors
+                self.stats.images += len(batch.items)
                 yield batch
+        finally:
+            stream.close()  # a cancelled job stops its decoding workers now
 
     def extract_paths(self, paths: Iterable) -> tuple[np.ndarray, list[tuple[object, str]]]:
         """Vectors for image files (in order, failures left out and returned with reasons)."""

@@ -34,22 +34,24 @@ PathLike = str | os.PathLike
 
 def new_extractor(model: str | ModelBundle, pooling: str | None = None, *, device="cpu",
                   scales: Sequence[float] = (1.0,), input_size: int | None = None, batch_size: int = 16,
-                  use_amp: bool = True, decode_workers: int = 2) -> FeatureExtractor:
+                  use_amp: bool = True, decode_workers: int = 2, runtime: str = "auto") -> FeatureExtractor:
     """An extractor for a new index: loads the model spec (or reuses a loaded bundle).
 
     Args:
         model: a model spec (checkpoint path or ``imagenet:<backbone>``) or a loaded bundle.
         pooling: None picks SR-MAC for a model with a saliency branch, else RA-MAC.
+        runtime: the indexing runtime: auto (measured once per machine and model; eager torch on a
+            GPU, with ``use_amp=False`` and for small jobs) or a name of :mod:`.runtime`.
     """
     bundle = model if isinstance(model, ModelBundle) else load_model(model, device=device)
     return FeatureExtractor(bundle, pooling or default_pooling(bundle.has_saliency), batch_size=batch_size,
                             use_amp=use_amp, scales=scales, input_size=input_size,
-                            decode_workers=decode_workers)
+                            decode_workers=decode_workers, runtime=runtime)
 
 
 def extractor_for_index(index: CatalogIndex | PathLike, *, model_spec: str | None = None, device="cpu",
                         bundle: ModelBundle | None = None, batch_size: int = 16, use_amp: bool = True,
-                        decode_workers: int = 2) -> FeatureExtractor:
+                        decode_workers: int = 2, runtime: str = "auto") -> FeatureExtractor:
     """The extractor that makes vectors the way `index` holds them (model, pooling, scales, input size).
 
     Args:
@@ -64,7 +66,8 @@ def extractor_for_index(index: CatalogIndex | PathLike, *, model_spec: str | Non
     if not isinstance(index, CatalogIndex):
         with CatalogIndex.open(index) as opened:
             return extractor_for_index(opened, model_spec=model_spec, device=device, bundle=bundle,
-                                       batch_size=batch_size, use_amp=use_amp, decode_workers=decode_workers)
+                                       batch_size=batch_size, use_amp=use_amp, decode_workers=decode_workers,
+                                       runtime=runtime)
     settings = index.settings()
     spec = model_spec or settings["model_spec"]
     reusable = bundle is not None and (
@@ -74,7 +77,7 @@ def extractor_for_index(index: CatalogIndex | PathLike, *, model_spec: str | Non
     index.check_model(bundle.fingerprint)
     return FeatureExtractor(bundle, settings["pooling"], batch_size=batch_size, use_amp=use_amp,
                             scales=index_scales(settings), input_size=settings.get("input_size"),
-                            decode_workers=decode_workers)
+                            decode_workers=decode_workers, runtime=runtime)
 
 
 def load_catalog(source: PathLike, *, allow_outside_root: bool = False, job: JobControl | None = None) -> Catalog:
@@ -100,7 +103,7 @@ def build_catalog(source: PathLike | Catalog, out_dir: PathLike, extractor: Feat
 
 
 def add_catalog(index_dir: PathLike, source: PathLike | Catalog, *, device="cpu", bundle: ModelBundle | None = None,
-                batch_size: int = 16, use_amp: bool = True, decode_workers: int = 2,
+                batch_size: int = 16, use_amp: bool = True, decode_workers: int = 2, runtime: str = "auto",
                 allow_outside_root: bool = False, job: JobControl | None = None) -> BuildSummary:
     """Add a catalog's new and changed images to an index, with vectors made exactly as the index's.
 
@@ -112,7 +115,7 @@ def add_catalog(index_dir: PathLike, source: PathLike | Catalog, *, device="cpu"
     """
     # The model first: an index whose model is missing fails before a large catalog is read.
     extractor = extractor_for_index(index_dir, device=device, bundle=bundle, batch_size=batch_size,
-                                    use_amp=use_amp, decode_workers=decode_workers)
+                                    use_amp=use_amp, decode_workers=decode_workers, runtime=runtime)
     # No "lists no usable images" check here: an add of nothing new (or only skips) is a valid update.
     catalog = source if isinstance(source, Catalog) else read_catalog(
         source, allow_outside_root=allow_outside_root, job=job)

@@ -114,6 +114,11 @@ def test_speed_bench_reports_ratios_and_percentiles(tmp_path):
     stages = {row[0]: row for row in bench.tables[1].rows}
     assert list(stages) == ["decode", "analyze", "search", "total"]
     assert all(row[1] > 0 and row[2] > 0 for row in stages.values())  # every stage was timed
+    runtimes = {row[0]: row for row in bench.tables[2].rows}
+    assert {"naive: torch fp32, batch 1", "torch fp32"} <= set(runtimes)
+    assert runtimes["naive: torch fp32, batch 1"][2] == pytest.approx(1.0)  # the speed-up column's reference
+    assert all(row[3] >= 0.99 for row in runtimes.values() if row[3] is not None)
+    assert bench.results["runtime"] == "torch"  # 10 images: a job this small stays on eager torch
     json_path, md_path = write_report(bench, tmp_path)
     assert json.loads(json_path.read_text())["results"]["indexing_images_per_s"]["ours"] > 0
     assert "query latency p95" in md_path.read_text()

@@ -911,9 +911,9 @@ def test_a_file_swapped_for_an_outside_link_during_a_build_is_skipped_not_read(t
     (shop / "b.jpg").unlink()
     os.symlink(secret, shop / "b.jpg")  # after the catalog was read, before its rows are featurised
     opened: list[str] = []
-    import beauty_app.retrieval.extractor as extractor_module
-    real_load = extractor_module.load_image
-    monkeypatch.setattr(extractor_module, "load_image", lambda path, **kw: opened.append(str(path)) or real_load(path, **kw))
+    import beauty_app.retrieval.pipeline as pipeline_module  # where catalog images are decoded
+    real_load = pipeline_module.load_image
+    monkeypatch.setattr(pipeline_module, "load_image", lambda path, **kw: opened.append(str(path)) or real_load(path, **kw))
 
     summary = build_index(catalog, FeatureExtractor(load_model(str(tiny_checkpoint)), "srmac", use_amp=False),
                           tmp_path / "idx")

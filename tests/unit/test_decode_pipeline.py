@@ -1,0 +1,53 @@
+"""Decoding for indexing in worker processes: same pixels, thumbnails and failures as on threads, in order."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from beauty_app.catalog_io import read_catalog
+from beauty_app.models.checkpoint import load_model
+from beauty_app.retrieval.build import build_index
+from beauty_app.retrieval.extractor import FeatureExtractor
+from beauty_app.retrieval.index import CatalogIndex
+from beauty_app.retrieval.pipeline import DecodeStats, decode_stream
+
+
+def _requests(demo_data, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    paths = [str(entry.path) for entry in read_catalog(demo_data.catalog_csv).entries[:7]]
+    requests = [(p, "") for p in paths[:3]] + [(str(broken), ""), ("", "known bad: refused")] + \
+        [(p, "") for p in paths[3:]]
+    return [requests[i:i + 3] for i in range(0, len(requests), 3)]
+
+
+def test_processes_and_threads_decode_the_same(demo_data, tmp_path):
+    chunks = _requests(demo_data, tmp_path)
+    stats = DecodeStats()
+    by_process = list(decode_stream(chunks, 64, workers=2, processes=True, stats=stats))
+    by_thread = list(decode_stream(chunks, 64, workers=2, processes=False))
+    assert stats.processes == 2 and stats.chunks == len(chunks)
+    assert len(by_process) == len(by_thread) == len(chunks)
+    for got, expected, chunk in zip(by_process, by_thread, chunks):
+        assert got.errors == expected.errors and len(got.errors) == len(chunk)
+        assert got.pixels.dtype == torch.uint8 and got.pixels.shape[1:] == (64, 64, 3)
+        assert torch.equal(got.pixels, expected.pixels)
+        assert got.thumbnails == expected.thumbnails
+    errors = [e for chunk in by_process for e in chunk.errors]
+    assert errors[3] and errors[4] == "known bad: refused" and sum(e is not None for e in errors) == 2
+
+
+def test_a_build_decoded_in_processes_equals_one_decoded_on_threads(demo_data, tiny_checkpoint, tmp_path):
+    catalog = read_catalog(demo_data.catalog_csv)
+    bundle = load_model(str(tiny_checkpoint))
+    summaries = {}
+    for name, processes in (("threads", False), ("processes", True)):
+        extractor = FeatureExtractor(bundle, "srmac", batch_size=5, use_amp=False, decode_processes=processes)
+        summaries[name] = build_index(catalog, extractor, tmp_path / name)
+    assert summaries["processes"].timings["decode_processes"] == 2
+    assert summaries["threads"].timings["decode_processes"] == 0
+    with CatalogIndex.open(tmp_path / "threads") as a, CatalogIndex.open(tmp_path / "processes") as b:
+        ids = sorted(item["id"] for item in a.iter_items())
+        assert sorted(item["id"] for item in b.iter_items()) == ids
+        np.testing.assert_array_equal(a.raw_vectors(ids), b.raw_vectors(ids))
