@@ -392,7 +392,9 @@ class Engine(QObject):
         return AnalysisOutcome(request, image, session.extractor.analyze(image))
 
     def _warm_up(self, request: WarmUpRequest, job: JobControl) -> float:
-        seconds = self._require_session().warm_up()
+        if self._session is None:  # the open failed (and said so): nothing to warm, nothing more to say
+            return 0.0
+        seconds = self._session.warm_up()
         log.info("warm-up search took %.2f s", seconds)
         return seconds
 

@@ -21,7 +21,7 @@ KEEP_FRACTION = 0.95
 #: For checkpoints that record no threshold: the top class must take at least half the probability.
 #: (The shipped demo model accepts 95% of its own synthetic query photos at 0.67, half of real photos at 0.51.)
 DEFAULT_THRESHOLD = 0.5
-RULE = f"the {1 - KEEP_FRACTION:.0%} quantile of the top-class probability on the validation split"
+RULE = "the largest top-class probability that 95% of the validation photos reach"
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,15 @@ class OpenSetRule:
 def choose_threshold(top_probabilities: Sequence[float], keep: float = KEEP_FRACTION) -> dict:
     """The threshold record stored in a checkpoint, from validation images' top-class probabilities.
 
-    The threshold is the largest value that at least `keep` of the validation probabilities reach
-    (the lower (1 - keep) quantile), so a validation photo is accepted with probability >= keep.
+    Rule: the largest of the validation values that at least `keep` of them reach. With the values
+    sorted ascending, that is the value at position floor((1 - keep) * n): at most that many fall
+    below it, so at least `keep` of the validation photos are accepted.
     """
-    values = np.asarray(list(top_probabilities), dtype=np.float64)
+    values = np.sort(np.asarray(list(top_probabilities), dtype=np.float64))
     if values.size == 0:
         return {}
-    threshold = float(np.quantile(values, 1.0 - keep, method="lower"))
-    return {"score": "max_softmax", "threshold": round(threshold, 6), "keep": keep, "rule": RULE,
+    threshold = float(values[int(np.floor((1.0 - keep) * values.size + 1e-9))])
+    return {"score": "max_softmax", "threshold": threshold, "keep": keep, "rule": RULE,
             "val_images": int(values.size)}
 
 

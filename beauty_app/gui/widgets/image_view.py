@@ -84,6 +84,15 @@ class HeatmapView(QWidget):
         return summarize_map(combine_maps(self._saliency, self._text, self._which))
 
     @property
+    def placeholder(self) -> str:
+        return self._placeholder
+
+    def set_placeholder(self, text: str) -> None:
+        """The text shown while there is no image."""
+        self._placeholder = text
+        self.update()
+
+    @property
     def has_image(self) -> bool:
         return self._image is not None
 
