@@ -71,9 +71,6 @@ class Startup(QObject):
     def _on_job_started(self, job) -> None:
         message = self.MESSAGES.get(job.operation)
         if message and self.splash is not None and not self.done:
-            from PySide6.QtCore import Qt
-            from PySide6.QtGui import QColor
-
             self.splash.showMessage(f"BeautyLens\n\n{message}", Qt.AlignmentFlag.AlignCenter, QColor(90, 40, 80))
 
     def _finish(self, *_args) -> None:

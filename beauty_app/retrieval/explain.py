@@ -111,6 +111,15 @@ class MatchExplanation:
         """The `n` region pairs (whitening offsets left out) that add most to the score."""
         return [p for p in self.pairs() if p.query != OFFSET and p.catalog != OFFSET][:n]
 
+    def region_totals(self, side: str) -> list[tuple[int, float]]:
+        """(term index, contribution summed over the other image's terms) for "query" or "catalog", largest first.
+
+        Where in one image the similarity comes from, whatever it matched on the other side.
+        """
+        regions = self.contributions[:-1, :] if side == "query" else self.contributions[:, :-1].T
+        totals = regions.sum(axis=1)
+        return sorted(((i, float(t)) for i, t in enumerate(totals)), key=lambda item: item[1], reverse=True)
+
     def offset_total(self) -> float:
         """What the whitening offsets add in all (zero without whitening)."""
         return float(self.contributions[-1, :].sum() + self.contributions[:-1, -1].sum())

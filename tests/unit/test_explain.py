@@ -85,6 +85,12 @@ def test_top_pairs_name_regions_inside_both_images(exact_index, demo_data):
             left, top_px, width, height = terms.terms[index].box
             assert 0 <= left and 0 <= top_px and width > 0 and height > 0
             assert left + width <= terms.image_size[0] and top_px + height <= terms.image_size[1]
+    offsets = {"query": explanation.contributions[-1, :].sum(), "catalog": explanation.contributions[:, -1].sum()}
+    for side, terms in (("query", explanation.query), ("catalog", explanation.catalog)):
+        totals = explanation.region_totals(side)
+        assert len(totals) == len(terms.terms)
+        # each side's region totals plus its own whitening offset's pairs make the whole score
+        assert sum(t for _, t in totals) + offsets[side] == pytest.approx(explanation.score, abs=1e-6)
     # Pairs with a dropped SR-MAC region carry nothing.
     for i, term in enumerate(explanation.query.terms):
         if term.weight == 0.0:

@@ -169,6 +169,14 @@ class ComparisonDialog(QDialog):
             f"({explanation.pooling.upper()}). The {len(pairs)} largest, numbered on both images, make "
             f"{shown / explanation.score:.0%} of it." if explanation.score else
             "This result's score is zero: no region pair contributes.")
+        if explanation.score:
+            (q_index, q_total), (c_index, c_total) = (explanation.region_totals("query")[0],
+                                                      explanation.region_totals("catalog")[0])
+            self.summary.setText(
+                self.summary.text() + f"<br>Largest single regions, summed over all their pairs: in the query "
+                f"{html.escape(explanation.query.terms[q_index].label)} ({q_total / explanation.score:.0%}), in the "
+                f"catalog image {html.escape(explanation.catalog.terms[c_index].label)} "
+                f"({c_total / explanation.score:.0%}).")
         self.table.setRowCount(len(pairs))
         for row, pair in enumerate(pairs):
             colour = PAIR_COLOURS[row % len(PAIR_COLOURS)]

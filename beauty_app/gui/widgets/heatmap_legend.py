@@ -31,11 +31,12 @@ class HeatmapLegend(QWidget):
         scale_row.setContentsMargins(0, 0, 0, 0)
         for widget in (self.low_label, self.bar, self.high_label):
             scale_row.addWidget(widget)
-        scale_row.addWidget(self.caption, 1)
+        scale_row.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addLayout(scale_row)
+        layout.addWidget(self.caption)
         layout.addWidget(self.note)
         self._colormap = None
         view.viewChanged.connect(self.refresh)
