@@ -26,6 +26,7 @@ class Startup(QObject):
     MESSAGES = {Operation.OPEN_INDEX: "loading the model and the index...",
                 Operation.WARM_UP: "warming up the network...",
                 Operation.PREPARE_DEMO: "preparing the demo catalog (first run only)..."}
+    STAGES = {"index": "indexing catalog images"}  # the build's terse stage names, for the status line
 
     def __init__(self, window, splash=None):
         super().__init__(window)
@@ -59,7 +60,8 @@ class Startup(QObject):
 
     def _on_demo_progress(self, event) -> None:
         total = f" of {event.total}" if event.total else ""
-        self.window.search_tab.status_label.setText(f"Preparing the demo: {event.stage} {event.done}{total}...")
+        stage = self.STAGES.get(event.stage, event.stage)
+        self.window.search_tab.status_label.setText(f"Preparing the demo (first run only): {stage} {event.done}{total}...")
 
     def _on_demo_ready(self, setup) -> None:
         tab = self.window.search_tab
