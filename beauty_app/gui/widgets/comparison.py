@@ -24,6 +24,8 @@ from ..worker import ExplainOutcome, ExplainRequest
 from .image_view import HeatmapView
 
 TOP_PAIRS = 5
+POOLING_NAMES = {"srmac": "SR-MAC", "rmac": "R-MAC", "ramac": "RA-MAC", "gap": "GAP", "mac": "MAC", "spoc": "SPoC",
+                 "gem": "GeM"}
 
 
 def pair_boxes(explanation, pairs) -> tuple[list, list]:
@@ -166,7 +168,7 @@ class ComparisonDialog(QDialog):
         count = int(np.count_nonzero(explanation.contributions))
         self.summary.setText(
             f"<b>Score {explanation.score:.3f}</b> = the sum of {count} region-pair contributions "
-            f"({explanation.pooling.upper()}). The {len(pairs)} largest, numbered on both images, make "
+            f"({POOLING_NAMES.get(explanation.pooling, explanation.pooling)}). The {len(pairs)} largest, numbered on both images, make "
             f"{shown / explanation.score:.0%} of it." if explanation.score else
             "This result's score is zero: no region pair contributes.")
         if explanation.score:
