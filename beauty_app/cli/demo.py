@@ -33,29 +33,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Prepare the demo; headless prints the sample search, otherwise the window opens on it."""
+    """The demo: the window opens at once and builds the demo data with a progress bar; headless prints the search."""
     from ..demo.runner import prepare_demo
+    from ..models.open_set import outside_categories, rule_for
     from ..retrieval.search import SearchSession
 
     started = time.perf_counter()
     device = device_of(args)
-    with progress_bar(not args.quiet) as job:
-        setup = prepare_demo(args.workdir, products=args.products, model_spec=args.model, device=device, job=job)
     if not args.headless:
         try:
             from ..gui.app import run_gui
+            from ..gui.worker import DemoRequest
         except ImportError as exc:  # the window needs PySide6; say so instead of failing
             print(f"The window is not available ({exc}); showing the sample search here instead.")
         else:
-            return run_gui(index=setup.index_dir, model=setup.model_spec, queries=[setup.sample_query],
-                           presenter_samples=setup.queries_dir, device=args.device,
-                           screenshot=args.screenshot, started=started)
+            workdir = str(args.workdir) if args.workdir else None
+            return run_gui(demo=DemoRequest(workdir, args.products, args.model), device=args.device,
+                           screenshot=args.screenshot)
+    with progress_bar(not args.quiet) as job:
+        setup = prepare_demo(args.workdir, products=args.products, model_spec=args.model, device=device, job=job)
     with SearchSession(setup.index_dir, setup.model_spec, device=device) as session:
         result = session.search_image(setup.sample_query, k=7)
+        open_set = rule_for(session.bundle.metadata)
     relevant = _relevant_to(setup.truth_csv, setup.sample_query.stem)
     print(f"\nSample query {setup.sample_query.name} (relevant catalog images: {', '.join(relevant)})")
     if result.analysis.top_classes:
         print("  predicted: " + ", ".join(f"{n} {p:.0%}" for n, p in result.analysis.top_classes))
+        if outside_categories(result.analysis.top_classes[0][1], open_set):
+            print(f"  not one of the model's categories ({open_set.describe()})")
     for hit in result.hits:
         mark = "*" if hit.id in relevant else " "
         print(f" {mark}{hit.rank}. {hit.score:.3f} {hit.id}  {hit.description[:72]}")

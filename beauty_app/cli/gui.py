@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from ..errors import UserError
@@ -25,7 +24,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_gui(args: argparse.Namespace) -> int:
     """Check the query files, then run the window until it closes."""
-    started = time.perf_counter()
     queries = ([args.query] if args.query else []) + list(args.images)
     if args.screenshot and not (queries and args.index):
         raise UserError("--screenshot needs --index DIR and --query IMAGE (the search to show).")
@@ -35,4 +33,4 @@ def cmd_gui(args: argparse.Namespace) -> int:
     from ..gui.app import run_gui
 
     return run_gui(index=args.index, model=args.model, queries=queries, device=args.device,
-                   screenshot=args.screenshot, started=started)
+                   screenshot=args.screenshot)

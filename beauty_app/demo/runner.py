@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..jobs import report
 from ..models.presets import default_model_spec
 from ..paths import cache_dir
 
@@ -42,7 +43,8 @@ def prepare_demo(workdir: str | Path | None = None, *, products: int = 60, model
     data_root = workdir / f"data-{products}-seed{DEMO_SEED}"
     if not (data_root / "truth.csv").is_file():
         echo(f"Generating the demo catalog ({products} products) in {data_root} ...")
-        generate_demo(data_root, n_products=products, seed=DEMO_SEED)
+        generate_demo(data_root, n_products=products, seed=DEMO_SEED,
+                      progress=lambda done, total: report(job, "generating the demo catalog", done, total))
     extractor = new_extractor(spec, pooling, device=device)
     bundle, pooling = extractor.bundle, extractor.pooling
     index_dir = workdir / f"index-{bundle.fingerprint[:12]}-{pooling}-{products}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 
@@ -11,7 +12,6 @@ from PySide6.QtGui import QGuiApplication, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
@@ -32,12 +32,12 @@ from PySide6.QtWidgets import (
 from ..imaging import IMAGE_EXTENSIONS
 from ..visualize import COLORMAPS
 from .settings import Settings
+from .widgets.comparison import ComparisonDialog
+from .widgets.heatmap_legend import HeatmapLegend
 from .widgets.image_view import HeatmapView
 from .widgets.qt_images import qimage_to_pil
 from .widgets.results import ResultGrid
 from .worker import (
-    AnalysisOutcome,
-    AnalyzeRequest,
     BatchOutcome,
     BatchRequest,
     EngineClient,
@@ -52,37 +52,10 @@ log = logging.getLogger(__name__)
 
 POOLING_LABELS = {"gap": "GAP", "mac": "MAC", "rmac": "R-MAC", "srmac": "SR-MAC", "ramac": "RA-MAC",
                   "spoc": "SPoC", "gem": "GeM"}
+REGIONS_TIP = "Draw the regions whose max-pooled features enter the SR-MAC vector"
 MAP_CHOICES = (("Saliency", "saliency"), ("Text", "text"), ("Both", "both"), ("None", "none"))
 
-
-class ComparisonDialog(QDialog):
-    """Query and one result side by side, each with its heatmap and the SR-MAC regions that counted."""
-
-    def __init__(self, parent, query_image: np.ndarray, query_analysis, hit, view: dict):
-        super().__init__(parent)
-        self.setWindowTitle(f"Query vs #{hit.rank} {hit.id}")
-        self.resize(1100, 620)
-        self.hit = hit
-        self.view = view
-        self.query_view = HeatmapView(self)
-        self.result_view = HeatmapView(self, placeholder="Computing the result's attention maps...")
-        self.query_view.set_content(query_image, query_analysis.saliency, query_analysis.text, query_analysis.regions)
-        for panel in (self.query_view, self.result_view):
-            panel.set_view(**view)
-        layout = QGridLayout(self)
-        layout.addWidget(QLabel("<b>Query</b>"), 0, 0)
-        layout.addWidget(QLabel(f"<b>#{hit.rank}</b> {hit.id} — score {hit.score:.3f}<br>{hit.description}"), 0, 1)
-        layout.addWidget(self.query_view, 1, 0)
-        layout.addWidget(self.result_view, 1, 1)
-        legend = QLabel("Green boxes: SR-MAC regions that counted (thicker = more salient). Regions over the "
-                        "background are dropped, so clutter does not enter the retrieval vector.")
-        legend.setWordWrap(True)
-        layout.addWidget(legend, 2, 0, 1, 2)
-
-    def show_result_analysis(self, outcome: AnalysisOutcome) -> None:
-        analysis = outcome.analysis
-        self.result_view.set_content(np.asarray(outcome.image), analysis.saliency, analysis.text, analysis.regions)
-        self.result_view.set_view(**self.view)
+__all__ = ["ComparisonDialog", "SearchTab"]  # the dialog lives in widgets/comparison.py; imported here too
 
 
 class SearchTab(QWidget):
@@ -125,12 +98,17 @@ class SearchTab(QWidget):
         self.colormap_combo = QComboBox()
         self.colormap_combo.addItems(list(COLORMAPS))
         self.colormap_combo.setCurrentText(self.settings.get("view/colormap", "turbo"))
+        self.opacity_value = QLabel(f"{self.opacity.value()}%")
+        self.opacity_value.setMinimumWidth(34)
+        self.stretch_check = QCheckBox("Stretch")
+        self.stretch_check.setToolTip("Spread a weak map over the whole colour scale (the legend shows its true peak)")
         self.regions_check = QCheckBox("SR-MAC regions")
-        self.regions_check.setToolTip("Draw the regions whose max-pooled features enter the SR-MAC vector")
+        self.regions_check.setToolTip(REGIONS_TIP)
         for control in (self.map_combo, self.colormap_combo):
             control.currentIndexChanged.connect(self._apply_view)
         self.opacity.valueChanged.connect(self._apply_view)
         self.regions_check.toggled.connect(self._apply_view)
+        self.stretch_check.toggled.connect(self._apply_view)
 
         self.pooling_combo = QComboBox()
         self.pooling_combo.setToolTip("Rank with another pooling of the same network to compare rankings")
@@ -161,8 +139,8 @@ class SearchTab(QWidget):
             toolbar.addWidget(widget)
         toolbar.addStretch(1)
         view_bar = QHBoxLayout()
-        for widget in (QLabel("Heatmap:"), self.map_combo, QLabel("Opacity:"), self.opacity, QLabel("Colours:"),
-                       self.colormap_combo, self.regions_check):
+        for widget in (QLabel("Heatmap:"), self.map_combo, QLabel("Opacity:"), self.opacity, self.opacity_value,
+                       self.stretch_check, QLabel("Colours:"), self.colormap_combo, self.regions_check):
             view_bar.addWidget(widget)
         view_bar.addStretch(1)
         view_bar.addWidget(self.export_button)
@@ -170,6 +148,7 @@ class SearchTab(QWidget):
         self.query_view = HeatmapView(placeholder="Drop a photo of a beauty product here,\nor open / paste one.\n"
                                                   "Drag a box on the photo to crop it.", crop_enabled=True)
         self.query_view.cropSelected.connect(self._on_crop)
+        self.legend = HeatmapLegend(self.query_view)
         self.prediction_box = QWidget()
         prediction_layout = QGridLayout(self.prediction_box)
         prediction_layout.setContentsMargins(0, 0, 0, 0)
@@ -189,9 +168,14 @@ class SearchTab(QWidget):
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.addWidget(self.query_view, 1)
+        left_layout.addWidget(self.legend)
         self.prediction_title = QLabel("<b>Predicted category</b>")
         left_layout.addWidget(self.prediction_title)
         left_layout.addWidget(self.prediction_box)
+        self.open_set_label = QLabel()
+        self.open_set_label.setWordWrap(True)
+        self.open_set_label.setVisible(False)
+        left_layout.addWidget(self.open_set_label)
         left_layout.addWidget(self.status_label)
 
         self.results = ResultGrid()
@@ -238,6 +222,8 @@ class SearchTab(QWidget):
         # Off-the-shelf backbones have no categories, and no learned maps to show.
         self.prediction_title.setVisible(bool(info.classes))
         self.prediction_box.setVisible(bool(info.classes))
+        self.open_set_label.setVisible(False)
+        self._gate_regions(info.index.get("pooling"))
         self.status_label.setText(f"Index of {info.index.get('count', 0):,} catalog images ready. Drop a photo.")
         if self.source is not None:
             self.search_again()
@@ -365,13 +351,18 @@ class SearchTab(QWidget):
         return self.grab().save(path, "PNG")
 
     def compare_with(self, hit) -> None:
+        """Open "why this match" on `hit`, with previous / next over the current results."""
         if self.current is None or hit is None:
             return
-        analysis = self.current.result.analysis
-        self._dialog = ComparisonDialog(self, np.asarray(self.current.image), analysis, hit, self._view_options())
+        if self._dialog is not None:
+            self._dialog.close()
+        hits = self.current.result.hits
+        position = next((i for i, h in enumerate(hits) if h.id == hit.id), 0)
+        request = self.current.request
+        self._dialog = ComparisonDialog(self, self.client, self.current.image, self.current.result.analysis, hits,
+                                        position, self._view_options(), pooling=request.pooling,
+                                        query_expansion=request.query_expansion)
         self._dialog.show()
-        job = self._submit(AnalyzeRequest(hit.path))
-        job.finished.connect(self._on_analysis)
 
     # ------------------------------------------------------------------ engine results
     def _on_search_finished(self, outcome: SearchOutcome) -> None:
@@ -387,6 +378,8 @@ class SearchTab(QWidget):
             else:
                 self.prediction_labels[row].setText("")
                 self.prediction_bars[row].setValue(0)
+        self._show_open_set(analysis.top_classes)
+        self._gate_regions(outcome.request.pooling or self.session.index.get("pooling"))
         self.results.show_hits(outcome.result.hits, outcome.thumbnails)
         pooling = POOLING_LABELS.get(outcome.request.pooling or "", outcome.request.pooling or "")
         crop = " (cropped)" if outcome.request.crop else ""
@@ -396,10 +389,6 @@ class SearchTab(QWidget):
         name = Path(str(outcome.request.source)).name if isinstance(outcome.request.source, str) else "pasted image"
         self.status_label.setText(f"{name}: {len(outcome.result.hits)} results in {outcome.elapsed_s * 1000:.0f} ms")
         self.searchDone.emit(outcome)
-
-    def _on_analysis(self, outcome: AnalysisOutcome) -> None:
-        if self._dialog is not None and outcome.request.path == self._dialog.hit.path:
-            self._dialog.show_result_analysis(outcome)
 
     def _on_batch_finished(self, outcome: BatchOutcome) -> None:
         out_csv, results = outcome.out_csv, outcome.results
@@ -433,13 +422,44 @@ class SearchTab(QWidget):
         self.crop = (left + offset_x, top + offset_y, right + offset_x, bottom + offset_y)
         self.search_again()
 
+    def _show_open_set(self, top_classes) -> None:
+        """Say "not one of the model's categories" when the top class is below the model's threshold."""
+        from ..models.open_set import outside_categories
+
+        rule = self.session.open_set
+        if rule is None or not top_classes:
+            self.open_set_label.setVisible(False)
+            return
+        name, probability = top_classes[0]
+        if outside_categories(probability, rule):
+            self.open_set_label.setText(
+                f"<b>Not one of the model's categories.</b> Its best guess, {html.escape(name)}, has only "
+                f"{probability:.0%} ({rule.describe()}).")
+            self.open_set_label.setStyleSheet("color: #a04000;")
+        else:
+            self.open_set_label.setText(f"Top class {html.escape(name)} at {probability:.0%} ({rule.describe()}).")
+            self.open_set_label.setStyleSheet("")
+        self.open_set_label.setVisible(True)
+
+    def _gate_regions(self, pooling: str | None) -> None:
+        """SR-MAC regions exist only for SR-MAC rankings: elsewhere the box is off and says why."""
+        srmac = pooling == "srmac"
+        self.regions_check.setEnabled(srmac)
+        self.regions_check.setToolTip(REGIONS_TIP if srmac else
+                                      f"Regions are part of SR-MAC pooling only; this ranking uses "
+                                      f"{POOLING_LABELS.get(pooling or '', pooling)}.")
+        self._apply_view()
+
     # ------------------------------------------------------------------ view options
     def _view_options(self) -> dict:
         return {"which": self.map_combo.currentData(), "opacity": self.opacity.value() / 100.0,
-                "colormap": self.colormap_combo.currentText(), "show_regions": self.regions_check.isChecked()}
+                "colormap": self.colormap_combo.currentText(),
+                "show_regions": self.regions_check.isChecked() and self.regions_check.isEnabled(),
+                "stretch": self.stretch_check.isChecked()}
 
     def _apply_view(self, *_args) -> None:
         options = self._view_options()
+        self.opacity_value.setText(f"{self.opacity.value()}%")
         self.query_view.set_view(**options)
         self.settings.set("view/opacity", self.opacity.value())
         self.settings.set("view/colormap", options["colormap"])

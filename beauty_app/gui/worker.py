@@ -42,6 +42,9 @@ class Operation(Enum):
     BUILD_INDEX = "build index"
     EVALUATE = "evaluate"
     LIST_ITEMS = "browse catalog"
+    WARM_UP = "warm up"
+    EXPLAIN = "explain match"
+    PREPARE_DEMO = "prepare the demo"
 
     @property
     def label(self) -> str:
@@ -50,7 +53,7 @@ class Operation(Enum):
     @property
     def long(self) -> bool:
         """Jobs that report progress and stop at their next progress point when cancelled."""
-        return self in (Operation.BATCH_SEARCH, Operation.BUILD_INDEX, Operation.EVALUATE)
+        return self in (Operation.BATCH_SEARCH, Operation.BUILD_INDEX, Operation.EVALUATE, Operation.PREPARE_DEMO)
 
 
 # ---------------------------------------------------------------------------- requests and results
@@ -97,6 +100,43 @@ class AnalysisOutcome:
     request: AnalyzeRequest
     image: object
     analysis: object  # retrieval.extractor.QueryAnalysis
+
+
+@dataclass
+class WarmUpRequest:
+    """One throw-away search on the open index, so the user's first search costs what later ones do.
+
+    The result is the seconds it took."""
+
+    operation: ClassVar[Operation] = Operation.WARM_UP
+
+
+@dataclass
+class ExplainRequest:
+    """Why `hit` matched the searched image: region-pair contributions and the catalog image's maps."""
+
+    operation: ClassVar[Operation] = Operation.EXPLAIN
+    query_image: object  # PIL image as searched (after cropping)
+    hit: object  # retrieval.index.SearchHit
+    pooling: str | None = None
+    query_expansion: int = 0
+
+
+@dataclass
+class ExplainOutcome:
+    request: ExplainRequest
+    explanation: object  # retrieval.explain.MatchExplanation (its catalog_image is the decoded file)
+    analysis: object  # retrieval.extractor.QueryAnalysis of the catalog image
+
+
+@dataclass
+class DemoRequest:
+    """Generate the demo catalog and build its index where missing; the result is a ``demo.runner.DemoSetup``."""
+
+    operation: ClassVar[Operation] = Operation.PREPARE_DEMO
+    workdir: str | None = None
+    products: int = 60
+    model_spec: str | None = None
 
 
 @dataclass
@@ -170,6 +210,7 @@ class SessionInfo:
     poolings: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason) recorded in the index
+    open_set: object = None  # models.open_set.OpenSetRule of a model with classes, else None
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -252,6 +293,9 @@ class Engine(QObject):
         Operation.BUILD_INDEX: "_build_index",
         Operation.EVALUATE: "_evaluate",
         Operation.LIST_ITEMS: "_list_items",
+        Operation.WARM_UP: "_warm_up",
+        Operation.EXPLAIN: "_explain",
+        Operation.PREPARE_DEMO: "_prepare_demo",
     }
 
     def __init__(self, device: str = "auto"):
@@ -309,9 +353,13 @@ class Engine(QObject):
         session = self._session
         if session is None:
             return SessionInfo()
-        return SessionInfo(session.index.info(), session.bundle.describe(), session.bundle.spec,
-                           str(next(session.bundle.model.parameters()).device), session.available_poolings(),
-                           list(session.bundle.class_names), session.index.skipped())
+        from ..models.open_set import rule_for
+
+        bundle = session.bundle
+        return SessionInfo(session.index.info(), bundle.describe(), bundle.spec,
+                           str(next(bundle.model.parameters()).device), session.available_poolings(),
+                           list(bundle.class_names), session.index.skipped(),
+                           rule_for(bundle.metadata) if bundle.class_names else None)
 
     def _search(self, request: SearchRequest, job: JobControl) -> SearchOutcome:
         from PIL import Image
@@ -342,6 +390,27 @@ class Engine(QObject):
         session = self._require_session()
         image = load_image(request.path, max_side=DECODE_MAX_SIDE)
         return AnalysisOutcome(request, image, session.extractor.analyze(image))
+
+    def _warm_up(self, request: WarmUpRequest, job: JobControl) -> float:
+        if self._session is None:  # the open failed (and said so): nothing to warm, nothing more to say
+            return 0.0
+        seconds = self._session.warm_up()
+        log.info("warm-up search took %.2f s", seconds)
+        return seconds
+
+    def _explain(self, request: ExplainRequest, job: JobControl) -> ExplainOutcome:
+        from ..retrieval.explain import explain_match
+
+        session = self._require_session()
+        explanation = explain_match(session, request.query_image, request.hit, request.pooling,
+                                    request.query_expansion)
+        return ExplainOutcome(request, explanation, session.extractor.analyze(explanation.catalog_image))
+
+    def _prepare_demo(self, request: DemoRequest, job: JobControl):
+        from ..demo.runner import prepare_demo
+
+        return prepare_demo(request.workdir, products=request.products, model_spec=request.model_spec,
+                            device=self._device(), job=job, echo=log.info)
 
     def _batch_search(self, request: BatchRequest, job: JobControl) -> BatchOutcome:
         from ..challenge_files import write_ranking
@@ -531,6 +600,7 @@ class EngineClient(QObject):
         return job
 
 
-__all__ = ["AnalysisOutcome", "AnalyzeRequest", "BatchOutcome", "BatchRequest", "BuildRequest", "Engine",
-           "EngineClient", "EvalRequest", "ItemsPage", "ItemsRequest", "Job", "JobState", "OpenRequest",
-           "Operation", "SearchOutcome", "SearchRequest", "SessionInfo"]
+__all__ = ["AnalysisOutcome", "AnalyzeRequest", "BatchOutcome", "BatchRequest", "BuildRequest", "DemoRequest",
+           "Engine", "EngineClient", "EvalRequest", "ExplainOutcome", "ExplainRequest", "ItemsPage", "ItemsRequest",
+           "Job", "JobState", "OpenRequest", "Operation", "SearchOutcome", "SearchRequest", "SessionInfo",
+           "WarmUpRequest"]

@@ -182,16 +182,37 @@ class FeatureExtractor:
         return self._pooled_with_output(batch, poolings)[0]
 
     @torch.inference_mode()
-    def _pooled_with_output(self, batch: torch.Tensor, poolings: Sequence[str]):
-        """:meth:`pooled`, plus the network's output at scale 1 (None when the scales leave 1 out)."""
-        totals: dict[str, torch.Tensor] = {}
-        at_scale_one = None
+    def forward_scales(self, batch: torch.Tensor) -> Iterator[tuple[float, object]]:
+        """(scale, network output) for each of the extractor's scales: the passes a vector sums over."""
         for scale in self.scales:
             scaled = batch
             if scale != 1.0:
                 side = max(32, int(round(batch.shape[-1] * scale)))
                 scaled = F.interpolate(batch, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
-            out = self._forward(scaled)
+            yield scale, self._forward(scaled)
+
+    def region_to_image(self, region: tuple[int, int, int, int], feature_hw: tuple[int, int],
+                        image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """A region in feature-map cells (top, left, height, width) -> the same in decoded-image pixels.
+
+        Every scale's feature map covers the whole letterboxed input, so one cell is input_size / W
+        input pixels at any scale. The box may reach into the letterbox padding (outside the image).
+        """
+        r_top, r_left, r_h, r_w = region
+        fh, fw = feature_hw
+        width, height = image_size
+        left, top_px, new_w, _ = letterbox_box(width, height, self.input_size)
+        cell_x, cell_y = self.input_size / fw, self.input_size / fh
+        scale = width / new_w
+        return (int(round((r_top * cell_y - top_px) * scale)), int(round((r_left * cell_x - left) * scale)),
+                int(round(r_h * cell_y * scale)), int(round(r_w * cell_x * scale)))
+
+    @torch.inference_mode()
+    def _pooled_with_output(self, batch: torch.Tensor, poolings: Sequence[str]):
+        """:meth:`pooled`, plus the network's output at scale 1 (None when the scales leave 1 out)."""
+        totals: dict[str, torch.Tensor] = {}
+        at_scale_one = None
+        for scale, out in self.forward_scales(batch):
             if scale == 1.0:
                 at_scale_one = out
             features = out.features.float()
@@ -326,14 +347,9 @@ class FeatureExtractor:
         if out.saliency is not None or self.pooling == "ramac":
             attention = out.saliency if out.saliency is not None else pooling_ops.activation_attention(out.features.float())
             fh, fw = out.features.shape[-2:]
-            cell = self.input_size / fw, self.input_size / fh
-            scale = width / new_w
-            for r_top, r_left, r_h, r_w, weight, kept in pooling_ops.srmac_region_weights(attention.float(), fh, fw)[0]:
-                # feature cells -> letterboxed input pixels -> decoded image pixels
-                x0 = (r_left * cell[0] - left) * scale
-                y0 = (r_top * cell[1] - top_px) * scale
-                regions.append((int(round(y0)), int(round(x0)), int(round(r_h * cell[1] * scale)),
-                                int(round(r_w * cell[0] * scale)), float(weight), bool(kept)))
+            for *cells, weight, kept in pooling_ops.srmac_region_weights(attention.float(), fh, fw)[0]:
+                regions.append((*self.region_to_image(tuple(cells), (fh, fw), (width, height)),
+                                float(weight), bool(kept)))
         return QueryAnalysis(vector, (width, height), to_image_map(out.saliency), to_image_map(out.text),
                              top_classes, regions)
 

@@ -133,9 +133,20 @@ def rmac(x: torch.Tensor, levels: int = 3) -> torch.Tensor:
     Returns:
         The L2-normalised sum, (B, C) float32.
     """
+    return _l2n(rmac_terms(x, levels).sum(dim=1))
+
+
+def rmac_terms(x: torch.Tensor, levels: int = 3) -> torch.Tensor:
+    """The additive parts of R-MAC before its final normalisation: ``rmac(x) == L2norm(terms.sum(1))``.
+
+    Returns:
+        (B, 1 + R, C) float32: row 0 the L2-normalised global MAC, row 1 + r the L2-normalised MAC of
+        region ``rmac_regions(H, W, levels)[r]``. Because a score between two R-MAC vectors is a dot
+        product of these sums, it splits exactly into region-pair terms (see retrieval/explain.py).
+    """
     x = _check_map(x)
     regional = _regional_macs(x, rmac_regions(x.shape[-2], x.shape[-1], levels))
-    return _l2n(_l2n(x.amax(dim=(2, 3))) + regional.sum(dim=1))
+    return torch.cat([_l2n(x.amax(dim=(2, 3)))[:, None], regional], dim=1)
 
 
 def _prepare_saliency(saliency: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -192,15 +203,32 @@ def srmac(
     Returns:
         (B, C) float32, L2-normalised.
     """
+    return _l2n(srmac_terms(x, saliency, levels, keep_ratio, eps).sum(dim=1))
+
+
+def srmac_terms(
+    x: torch.Tensor,
+    saliency: torch.Tensor,
+    levels: int = 3,
+    keep_ratio: float = 0.5,
+    eps: float = EPS,
+) -> torch.Tensor:
+    """The additive parts of SR-MAC before its final normalisation: ``srmac(x, s) == L2norm(terms.sum(1))``.
+
+    Returns:
+        (B, 1 + R, C) float32: row 0 the L2-normalised MAC of the saliency-weighted map, row 1 + r
+        region r's L2-normalised MAC times its weight w_r, or zeros where the region was dropped
+        (regions in :func:`rmac_regions` order).
+    """
     x = _check_map(x)
     if saliency.shape[0] != x.shape[0]:
         raise ValueError(f"saliency batch {saliency.shape[0]} does not match feature batch {x.shape[0]}")
     h, w = x.shape[-2:]
     regions = rmac_regions(h, w, levels)
     weights, kept, s = _region_weights(_prepare_saliency(saliency, h, w), regions, keep_ratio, eps)
-    regional = (_regional_macs(x, regions) * (weights * kept)[..., None]).sum(dim=1)
+    regional = _regional_macs(x, regions) * (weights * kept)[..., None]
     global_term = _l2n((x * s[:, None]).amax(dim=(2, 3)))
-    return _l2n(global_term + regional)
+    return torch.cat([global_term[:, None], regional], dim=1)
 
 
 def srmac_region_weights(
@@ -265,3 +293,29 @@ POOLINGS: dict[str, Callable[..., torch.Tensor]] = {
     "srmac": _srmac_entry,
 }
 """Uniform ``f(x, saliency=None) -> (B, C)`` callables by name; only "srmac" uses the saliency."""
+
+
+def _single_term(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    def terms(x: torch.Tensor, saliency: torch.Tensor | None = None) -> torch.Tensor:
+        return fn(x, saliency)[:, None]
+
+    return terms
+
+
+def _srmac_terms_entry(x: torch.Tensor, saliency: torch.Tensor | None = None) -> torch.Tensor:
+    if saliency is None:
+        raise ValueError("srmac pooling needs a saliency map; use a model with a saliency branch or pass one")
+    return srmac_terms(x, saliency)
+
+
+REGIONAL_POOLINGS = ("rmac", "ramac", "srmac")
+"""Poolings whose vector is a sum over regions (their terms follow :func:`rmac_regions`, after a global row)."""
+
+POOLING_TERMS: dict[str, Callable[..., torch.Tensor]] = {
+    **{name: _single_term(fn) for name, fn in POOLINGS.items() if name not in REGIONAL_POOLINGS},
+    "rmac": lambda x, saliency=None: rmac_terms(x),
+    "ramac": lambda x, saliency=None: srmac_terms(x, activation_attention(x)),
+    "srmac": _srmac_terms_entry,
+}
+"""``f(x, saliency=None) -> (B, T, C)`` by name, with ``POOLINGS[name](x, s) == L2norm(f(x, s).sum(1))``
+(up to float rounding); a non-regional pooling has one term, its own vector."""

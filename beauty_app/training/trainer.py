@@ -42,6 +42,7 @@ from ..errors import UserError
 from ..fileio import unescape_csv_cell
 from ..imaging import letterbox, load_image
 from ..models.checkpoint import read_checkpoint, save_checkpoint
+from ..models.open_set import choose_threshold
 from ..models.manet import MANet
 from ..retrieval.pooling import POOLINGS
 from .augment import CrossDomainAugmenter, cutout
@@ -401,14 +402,19 @@ def prepare_masks(dataset: MinedDataset, workers: int = 2, job=None) -> Path:
 
 
 def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict:
-    """Top-1 accuracy (and per-class accuracy) on a plain-view loader (leaves the model in eval mode)."""
+    """Top-1 accuracy (and per-class accuracy) on a plain-view loader (leaves the model in eval mode).
+
+    Also the open-set threshold chosen on these images (see :mod:`beauty_app.models.open_set`).
+    """
     model.eval()
     correct = total = 0
     per_class: dict[int, list[int]] = {}
+    top_probabilities: list[float] = []
     with torch.inference_mode():
         for batch in loader:
             with autocast(device, config.amp):
                 out = model(batch["image"].to(device), saliency=_external(batch, device, model))
+            top_probabilities += torch.softmax(out.logits.float(), dim=1).amax(dim=1).cpu().tolist()
             predicted = out.logits.float().argmax(dim=1).cpu()
             for label, guess in zip(batch["label"].tolist(), predicted.tolist()):
                 stats = per_class.setdefault(label, [0, 0])
@@ -417,7 +423,8 @@ def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict
             correct += int((predicted == batch["label"]).sum())
             total += len(predicted)
     return {"val_accuracy": correct / total if total else None, "val_images": total,
-            "val_per_class": {str(k): v[0] / v[1] for k, v in sorted(per_class.items())}}
+            "val_per_class": {str(k): v[0] / v[1] for k, v in sorted(per_class.items())},
+            "open_set": choose_threshold(top_probabilities)}
 
 
 def _external(batch, device, model: MANet):

@@ -48,10 +48,17 @@ def test_two_stage_training_writes_a_self_describing_checkpoint(mined, tmp_path)
     assert payload["class_names"] == mined.classes
     assert payload["mean"] == pytest.approx(list(mined.mean))
     assert 0.0 <= payload["metrics"]["val_accuracy"] <= 1.0
+    # the open-set threshold is chosen on the same validation images, by the rule of models/open_set.py
+    open_set = payload["metrics"]["open_set"]
+    assert open_set["val_images"] == payload["metrics"]["val_images"] > 0
+    assert 0.0 < open_set["threshold"] <= 1.0 and open_set["keep"] == 0.95
     assert payload["train_config"]["iterations"] == 6
     assert not resume_path_for(result.checkpoint).exists()
     bundle = load_model(str(result.checkpoint))
     assert bundle.has_saliency and bundle.has_text
+    from beauty_app.models.open_set import rule_for
+
+    assert rule_for(bundle.metadata).threshold == open_set["threshold"]
 
 
 def test_interrupted_run_saves_state_and_resumes(mined, tmp_path):

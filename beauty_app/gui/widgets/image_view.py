@@ -1,4 +1,4 @@
-"""An image panel that shows a photo with an attention heatmap, SR-MAC regions and a crop box."""
+"""An image panel that shows a photo with an attention heatmap, SR-MAC regions, numbered region pairs and a crop box."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from ...visualize import combine_maps, draw_regions, overlay
+from ...visualize import MapSummary, combine_maps, draw_pairs, draw_regions, overlay, stretch_map, summarize_map
 from .qt_images import numpy_to_qimage
 
 
@@ -16,9 +16,11 @@ class HeatmapView(QWidget):
 
     Signals:
         cropSelected(left, top, right, bottom): a box dragged by the user, in image pixels.
+        viewChanged(): the picture was redrawn (new content or view options); legends follow it.
     """
 
     cropSelected = Signal(int, int, int, int)
+    viewChanged = Signal()
 
     def __init__(self, parent=None, placeholder: str = "", crop_enabled: bool = False):
         super().__init__(parent)
@@ -33,6 +35,8 @@ class HeatmapView(QWidget):
         self._opacity = 0.5
         self._colormap = "turbo"
         self._show_regions = False
+        self._stretch = False
+        self._pairs: list[tuple[int, tuple[int, int, int, int]]] = []
         self._rendered: QImage | None = None
         self._crop_enabled = crop_enabled
         self._drag_start: QPoint | None = None
@@ -44,10 +48,17 @@ class HeatmapView(QWidget):
                     text: np.ndarray | None = None, regions=()) -> None:
         self._image = None if image_rgb is None else np.ascontiguousarray(image_rgb, dtype=np.uint8)
         self._saliency, self._text, self._regions = saliency, text, list(regions)
+        self._pairs = []
+        self._render()
+
+    def set_pairs(self, boxes) -> None:
+        """Numbered boxes (number, (left, top, width, height)) drawn over everything (region pairs)."""
+        self._pairs = list(boxes)
         self._render()
 
     def set_view(self, which: str | None = None, opacity: float | None = None, colormap: str | None = None,
-                 show_regions: bool | None = None) -> None:
+                 show_regions: bool | None = None, stretch: bool | None = None) -> None:
+        """Which map to overlay, how strongly, in which colours; region boxes; `stretch` a weak map to its peak."""
         if which is not None:
             self._which = which
         if opacity is not None:
@@ -56,7 +67,30 @@ class HeatmapView(QWidget):
             self._colormap = colormap
         if show_regions is not None:
             self._show_regions = show_regions
+        if stretch is not None:
+            self._stretch = stretch
         self._render()
+
+    @property
+    def view(self) -> dict:
+        """The current view options (what :meth:`set_view` takes)."""
+        return {"which": self._which, "opacity": self._opacity, "colormap": self._colormap,
+                "show_regions": self._show_regions, "stretch": self._stretch}
+
+    def map_summary(self) -> MapSummary | None:
+        """Peak and mean of the map being shown, before any stretch (None when no map is shown)."""
+        if self._image is None:
+            return None
+        return summarize_map(combine_maps(self._saliency, self._text, self._which))
+
+    @property
+    def placeholder(self) -> str:
+        return self._placeholder
+
+    def set_placeholder(self, text: str) -> None:
+        """The text shown while there is no image."""
+        self._placeholder = text
+        self.update()
 
     @property
     def has_image(self) -> bool:
@@ -67,15 +101,20 @@ class HeatmapView(QWidget):
         if self._image is None:
             return None
         heat = combine_maps(self._saliency, self._text, self._which)
+        if self._stretch:
+            heat = stretch_map(heat)
         picture = overlay(self._image, heat, self._opacity, self._colormap)
         if self._show_regions and self._regions:
             picture = draw_regions(picture, self._regions)
+        if self._pairs:
+            picture = draw_pairs(picture, self._pairs)
         return picture
 
     def _render(self) -> None:
         picture = self.composed()
         self._rendered = None if picture is None else numpy_to_qimage(picture)
         self.update()
+        self.viewChanged.emit()
 
     # ------------------------------------------------------------------ geometry
     def _target_rect(self) -> QRect:
