@@ -76,7 +76,7 @@ def cmd_dataset_masks(args: argparse.Namespace) -> int:
     from ..training.mask_cache import build_mask_cache
     from ..training.mask_preview import mask_contact_sheet
     from ..training.mining import MinedDataset
-    from ..training.trainer import MASK_CACHE_DIR
+    from ..training.data import MASK_CACHE_DIR
 
     dataset = MinedDataset.load(args.data)
     items = [(sample.id, Path(sample.path)) for sample in dataset.train + dataset.val]
