@@ -1,3 +1,5 @@
+# Kept in one module (about 530 lines): rows, staging and settings are one transaction vocabulary;
+# the schema, the checksums and the text index are already apart (schema.py, integrity.py, text_search.py).
 """The SQLite database of an index directory: catalog rows and vectors, staging, settings.
 
 The database is the source of truth and every change to it is one SQLite transaction, so a
