@@ -1,3 +1,5 @@
+# Kept in one module (about 500 lines): the CSV reader and the folder scan are the two halves of
+# read_catalog and share its entry and error types; challenge files and atomic writes are already apart.
 """Catalogs: a catalog CSV or a folder of images, read into ids and image paths.
 
 Formats:

@@ -76,7 +76,7 @@ def cmd_dataset_masks(args: argparse.Namespace) -> int:
     from ..training.mask_cache import build_mask_cache
     from ..training.mask_preview import mask_contact_sheet
     from ..training.mining import MinedDataset
-    from ..training.trainer import MASK_CACHE_DIR
+    from ..training.data import MASK_CACHE_DIR
 
     dataset = MinedDataset.load(args.data)
     items = [(sample.id, Path(sample.path)) for sample in dataset.train + dataset.val]
@@ -95,7 +95,7 @@ def cmd_dataset_masks(args: argparse.Namespace) -> int:
 def cmd_dataset_mine(args: argparse.Namespace) -> int:
     """Run the mining and print a short summary (or JSON with ``--json``)."""
     from ..training.mining import mine_dataset
-    from ..training.propose import MIN_COHERENCE, backbone_embedder
+    from ..training.coherence import MIN_COHERENCE, backbone_embedder
 
     coherence = backbone_embedder(args.coherence_model) if args.coherence_model else None
     min_coherence = MIN_COHERENCE if args.min_coherence is None else args.min_coherence

@@ -15,6 +15,8 @@ other products, a hand holding the product (its fingers in front of it leave the
 placed off-centre, small or partly out of the frame, perspective, and the blur, noise, low
 resolution and JPEG of a phone picture.
 
+The scenes themselves (backgrounds, clutter, shelves, the hand) are drawn by :mod:`.scenes`.
+
 Plain catalog views are kept too (letterboxed on white with a light photometric jitter). There is
 no horizontal flip: mirrored lettering is not what any query shows, and the text branch would
 learn from it.
@@ -25,18 +27,26 @@ passed in, so a sample is reproducible from the generator's state.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from beauty_app.imaging import letterbox_box
 
-logger = logging.getLogger(__name__)
+from .scenes import (
+    hand,
+    hsv_colour,
+    paste_distractor,
+    paste_shape,
+    photo_backgrounds,
+    picture_background,
+    procedural_background,
+    shelf,
+    unit_grid,
+)
+
 
 # Geometry of the pasted product.
 SCALE_RANGE = (0.3, 0.9)  # longer side of the product's box, relative to the frame
@@ -51,18 +61,7 @@ _MIN_BOX = 4  # products smaller than this (in pixels) are not pasted
 P_OUT_OF_FRAME = 0.15  # a product partly cut by the frame's edge (up to a third of its box outside)
 P_HAND = 0.3  # the product held in a hand
 P_SHELF = 0.2  # the product among others on a shelf (of the samples not on a picture background)
-_BACKGROUND_SIDE = 640  # packaged photographs are kept at most this large
 
-# Photographs inside installed wheels: (package, file inside it). Real scenes (a temple, a flower,
-# a portrait) are the kind of clutter the demo's synthetic backdrops lack.
-_PACKAGED_PHOTOS = (
-    ("sklearn", "datasets/images/china.jpg"),
-    ("sklearn", "datasets/images/flower.jpg"),
-    ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
-)
-# scikit-image ships these in its wheel (others in skimage.data are downloaded on first use: not those).
-_SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-                   "hubble_deep_field.jpg", "logo.png", "coins.png", "page.png", "immunohistochemistry.png")
 
 
 @dataclass
@@ -126,48 +125,6 @@ def cutout(image_rgb: np.ndarray, saliency: np.ndarray) -> np.ndarray:
     return np.dstack([img[y0:y1, x0:x1], alpha])
 
 
-def _package_dir(name: str) -> Path | None:
-    """Folder of an installed package, found without importing it (importing matplotlib is slow)."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    return Path(locations[0]) if locations else None
-
-
-@lru_cache(maxsize=1)
-def photo_backgrounds() -> tuple[np.ndarray, ...]:
-    """Photographs that ship inside installed packages, as ``uint8`` RGB (longest side at most 640 px).
-
-    scikit-learn's two sample images are always there (it is a dependency); matplotlib's sample
-    portrait and scikit-image's bundled pictures are added when those packages are installed. Nothing
-    is downloaded. Unreadable files are skipped.
-    """
-    files = [(_package_dir(pkg), rel) for pkg, rel in _PACKAGED_PHOTOS]
-    files += [(_package_dir("skimage"), f"data/{name}") for name in _SKIMAGE_PHOTOS]
-    out = []
-    for folder, rel in files:
-        if folder is None or not (folder / rel).is_file():
-            continue
-        image = cv2.imread(str(folder / rel), cv2.IMREAD_COLOR)
-        if image is None or min(image.shape[:2]) < 64:
-            continue
-        f = min(1.0, _BACKGROUND_SIDE / max(image.shape[:2]))
-        if f < 1.0:
-            image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-        out.append(np.ascontiguousarray(image[:, :, ::-1]))
-    logger.debug("%d packaged photographs for backgrounds", len(out))
-    return tuple(out)
-
-
-def _hsv_colour(rng: np.random.Generator, s: tuple[float, float], v: tuple[float, float]) -> np.ndarray:
-    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(*s) * 255, rng.uniform(*v) * 255]]], np.float32)
-    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
-
-
 class CrossDomainAugmenter:
     """Makes training samples: pasted "real photos" with exact masks, or plain catalog views.
 
@@ -193,8 +150,7 @@ class CrossDomainAugmenter:
             backgrounds = photo_backgrounds()
         self.backgrounds = [_check_rgb(b, "background") for b in backgrounds]
         self._rng = np.random.default_rng(seed)
-        yy, xx = np.mgrid[0:self.size, 0:self.size].astype(np.float32) / np.float32(self.size)
-        self._yy, self._xx = yy, xx
+        self._yy, self._xx = unit_grid(self.size)
 
     # ------------------------------------------------------------------------- entry point
     def __call__(self, image_rgb: np.ndarray, saliency: np.ndarray | None, text: np.ndarray | None,
@@ -294,11 +250,11 @@ class CrossDomainAugmenter:
 
         canvas = self._background(rng)
         if rng.random() < P_SHELF:
-            canvas = self._shelf(canvas, distractors, alpha, rng)
+            canvas = shelf(canvas, distractors, self.size, rng)
         for _ in range(int(rng.integers(0, 4)) if len(distractors) else 0):
-            canvas = self._paste_distractor(canvas, distractors, rng)
+            canvas = paste_distractor(canvas, distractors, self.size, rng)
         for _ in range(int(rng.integers(0, 3))):
-            canvas = self._paste_shape(canvas, rng)
+            canvas = paste_shape(canvas, self.size, self._xx, rng)
         canvas = self._shadow(canvas, alpha, rng)
         a3 = alpha[..., None]
         canvas = canvas * (1.0 - a3) + fg * a3
@@ -307,7 +263,7 @@ class CrossDomainAugmenter:
         # hidden part is not a visible product pixel, so it leaves the saliency and text targets.
         visible = np.ones((s, s), np.float32)
         if rng.random() < P_HAND:
-            canvas, cover = self._hand(canvas, alpha, rng)
+            canvas, cover = hand(canvas, alpha, self.size, rng)
             visible = np.minimum(visible, 1.0 - cover)
         if rng.random() < 0.2:
             canvas, cover = self._occlude(canvas, alpha, rng)
@@ -340,196 +296,9 @@ class CrossDomainAugmenter:
     # ------------------------------------------------------------------------- backgrounds
     def _background(self, rng: np.random.Generator) -> np.ndarray:
         if self.backgrounds and rng.random() < 0.5:
-            return self._picture_background(rng)
-        return self._procedural_background(rng)
+            return picture_background(self.backgrounds, self.size, rng)
+        return procedural_background(self.size, self._yy, self._xx, rng)
 
-    def _picture_background(self, rng: np.random.Generator) -> np.ndarray:
-        s = self.size
-        bg = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
-        h, w = bg.shape[:2]
-        side = max(1, int(min(h, w) * rng.uniform(0.5, 1.0)))
-        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = cv2.resize(bg[y:y + side, x:x + side], (s, s), interpolation=cv2.INTER_AREA if side > s
-                          else cv2.INTER_LINEAR).astype(np.float32)
-        if rng.random() < 0.4:  # the background out of focus behind a close-up product
-            crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(1.0, 0.02 * s + 1.0))
-        crop *= rng.uniform(0.8, 1.2, 3).astype(np.float32)  # another white balance than the photo's
-        np.clip(crop, 0, 255, out=crop)
-        return crop[:, ::-1].copy() if rng.random() < 0.5 else crop  # mirroring a table top is harmless
-
-    def _procedural_background(self, rng: np.random.Generator) -> np.ndarray:
-        """A surface that is never plain white: clouds, stripes, gradient, wood, tiles or noise; blobs."""
-        s, yy, xx = self.size, self._yy, self._xx
-        # Mid-range values: a white backdrop is exactly the catalog cue the samples must not carry.
-        c0 = _hsv_colour(rng, (0.05, 0.8), (0.12, 0.85))
-        c1 = _hsv_colour(rng, (0.05, 0.8), (0.12, 0.85))
-        k = int(rng.integers(3, 9))
-        clouds = cv2.resize(rng.random((k, k), dtype=np.float32), (s, s), interpolation=cv2.INTER_CUBIC)
-        style = int(rng.integers(8))
-        if style == 0:
-            t = clouds
-        elif style == 1:
-            th = rng.uniform(0, np.pi)
-            phase = (xx * np.cos(th) + yy * np.sin(th)) * rng.uniform(12, 70) + rng.uniform(0, 6.3)
-            t = 0.5 + 0.5 * np.sin(phase)
-        elif style == 2:
-            if rng.random() < 0.5:
-                th = rng.uniform(0, 2 * np.pi)
-                t = (xx - 0.5) * np.cos(th) + (yy - 0.5) * np.sin(th) + 0.5
-            else:
-                cx, cy = rng.uniform(0, 1, 2)
-                t = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2) * rng.uniform(0.8, 1.6)
-        elif style == 3:  # wood grain: bent parallel rings
-            phase = (yy + 0.15 * clouds) * rng.uniform(25, 90) + 3 * np.sin(xx * rng.uniform(2, 6))
-            t = 0.5 + 0.5 * np.sin(phase)
-        elif style == 4:  # tiles or a chequered cloth
-            n = rng.uniform(3, 12)
-            t = ((np.floor(xx * n) + np.floor(yy * n)) % 2) * 0.7 + 0.3 * clouds
-        elif style == 5:
-            fine = cv2.GaussianBlur(rng.random((s, s), dtype=np.float32), (0, 0), rng.uniform(0.8, 3.0))
-            t = 0.5 * clouds + (fine - 0.5) * 2.0 + 0.5
-        elif style == 6:  # marble: veins along a turbulent phase
-            turb = cv2.resize(rng.random((k * 3, k * 3), dtype=np.float32), (s, s), interpolation=cv2.INTER_CUBIC)
-            phase = (xx + yy * rng.uniform(-1, 1)) * rng.uniform(4, 12) + 4.0 * turb + 2.0 * clouds
-            t = np.abs(np.sin(phase * np.pi)) ** rng.uniform(0.2, 0.6)
-        else:  # an out-of-focus room: soft discs of light on a gradient
-            t = 0.6 * clouds + 0.4 * yy
-            discs = np.zeros((s, s), np.float32)
-            for _ in range(int(rng.integers(5, 25))):
-                cv2.circle(discs, (int(rng.integers(0, s)), int(rng.integers(0, s))),
-                           int(rng.uniform(0.02, 0.12) * s), float(rng.uniform(0.3, 1.0)), -1, cv2.LINE_AA)
-            t = t + cv2.GaussianBlur(discs, (0, 0), rng.uniform(1.0, 4.0))
-        t = np.clip(t, 0.0, 1.0).astype(np.float32)[..., None]
-        bg = c0 * (1.0 - t) + c1 * t
-        for _ in range(int(rng.integers(0, 7))):  # stray objects
-            centre = (int(rng.integers(0, s)), int(rng.integers(0, s)))
-            axes = (int(rng.uniform(0.03, 0.25) * s), int(rng.uniform(0.03, 0.25) * s))
-            colour = tuple(float(v) for v in _hsv_colour(rng, (0.0, 0.9), (0.1, 0.95)))
-            if rng.random() < 0.7:
-                cv2.ellipse(bg, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
-            else:
-                cv2.rectangle(bg, centre, (centre[0] + axes[0], centre[1] + axes[1]), colour, -1)
-        return bg
-
-    def _paste_distractor(self, canvas: np.ndarray, distractors: Sequence[np.ndarray],
-                          rng: np.random.Generator) -> np.ndarray:
-        """Another product lying around: any rotation, often cut by the frame's edge."""
-        s = self.size
-        rgb, a = _as_rgba(distractors[int(rng.integers(len(distractors)))])
-        h, w = a.shape
-        scale = rng.uniform(0.3, 0.7) * s / max(h, w)
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-180, 180)), scale)
-        m[:, 2] += rng.uniform(-0.1, 1.1, 2) * s - np.array([w / 2, h / 2])
-        warp = {"flags": cv2.INTER_LINEAR, "borderMode": cv2.BORDER_CONSTANT, "borderValue": 0}
-        layer = cv2.warpAffine(rgb, m, (s, s), **warp).astype(np.float32)
-        la = cv2.warpAffine(a, m, (s, s), **warp)[..., None]
-        return canvas * (1.0 - la) + layer * la
-
-    def _paste_shape(self, canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A product-like object that is not in the catalog: a bottle, tube, jar or box in flat colours."""
-        s = self.size
-        w, h = rng.uniform(0.06, 0.3, 2) * s
-        layer = np.zeros((s, s), np.float32)
-        colour = _hsv_colour(rng, (0.0, 0.9), (0.15, 0.95))
-        x, y = rng.uniform(-0.1, 1.0, 2) * s
-        kind = int(rng.integers(3))
-        body = (int(x), int(y + 0.25 * h), int(x + w), int(y + h))
-        if kind == 0:  # bottle: body, shoulders and a cap
-            cv2.rectangle(layer, body[:2], body[2:], 1.0, -1)
-            cv2.ellipse(layer, (int(x + w / 2), int(y + 0.25 * h)), (int(w / 2), int(0.12 * h)), 0, 180, 360, 1.0, -1)
-            cv2.rectangle(layer, (int(x + 0.35 * w), int(y)), (int(x + 0.65 * w), int(y + 0.2 * h)), 1.0, -1)
-        elif kind == 1:  # jar or round compact
-            cv2.ellipse(layer, (int(x + w / 2), int(y + h / 2)), (int(w / 2), int(h / 3)), 0, 0, 360, 1.0, -1)
-        else:  # box
-            cv2.rectangle(layer, (int(x), int(y)), (int(x + w), int(y + h)), 1.0, -1)
-        m = cv2.getRotationMatrix2D((float(x + w / 2), float(y + h / 2)), float(rng.uniform(-40, 40)), 1.0)
-        layer = cv2.warpAffine(layer, m, (s, s))[..., None]
-        shade = 0.75 + 0.35 * (0.5 + 0.5 * np.sin((self._xx - x / s) * rng.uniform(6, 20)))[..., None]
-        return canvas * (1.0 - layer) + colour * shade * layer
-
-    def _shelf(self, canvas: np.ndarray, distractors: Sequence[np.ndarray], alpha: np.ndarray,
-               rng: np.random.Generator) -> np.ndarray:
-        """Shelf boards with rows of other products standing on them (behind the pasted product)."""
-        s = self.size
-        board = _hsv_colour(rng, (0.0, 0.5), (0.3, 0.95))
-        rows = int(rng.integers(2, 4))
-        pitch = s / rows
-        offset = rng.uniform(0, pitch)
-        for r in range(rows + 1):
-            y = int(offset + r * pitch - pitch)
-            if y + 4 < 0 or y >= s:
-                continue
-            thick = max(3, int(rng.uniform(0.03, 0.07) * s))
-            canvas[max(0, y):min(s, y + thick)] = board
-            canvas[max(0, y + thick):min(s, y + thick + 2)] *= 0.6  # the board's edge shadow
-            # Products standing on the board above this one's top edge.
-            x = rng.uniform(-0.1, 0.1) * s
-            while x < s:
-                w = rng.uniform(0.08, 0.2) * s
-                h = min(pitch * rng.uniform(0.5, 0.9), 0.95 * pitch)
-                if len(distractors) and rng.random() < 0.6:
-                    rgb, a = _as_rgba(distractors[int(rng.integers(len(distractors)))])
-                    f = min(w / a.shape[1], h / a.shape[0])
-                    pw, ph = max(1, int(a.shape[1] * f)), max(1, int(a.shape[0] * f))
-                    x0, y0 = int(x), int(y - ph)
-                    xs0, ys0, xs1, ys1 = max(0, x0), max(0, y0), min(s, x0 + pw), min(s, y0 + ph)
-                    if xs1 > xs0 and ys1 > ys0:
-                        prgb = cv2.resize(rgb, (pw, ph), interpolation=cv2.INTER_AREA).astype(np.float32)
-                        pa = cv2.resize(a, (pw, ph), interpolation=cv2.INTER_LINEAR)[..., None]
-                        crop = (slice(ys0 - y0, ys1 - y0), slice(xs0 - x0, xs1 - x0))
-                        region = canvas[ys0:ys1, xs0:xs1]
-                        canvas[ys0:ys1, xs0:xs1] = region * (1 - pa[crop]) + prgb[crop] * pa[crop]
-                else:
-                    colour = _hsv_colour(rng, (0.0, 0.9), (0.15, 0.95))
-                    x0, y0 = int(x), int(y - h)
-                    cv2.rectangle(canvas, (x0, y0), (int(x + w), y), tuple(float(c) for c in colour), -1)
-                    cv2.rectangle(canvas, (int(x + 0.3 * w), y0 - int(0.08 * h)), (int(x + 0.7 * w), y0),
-                                  tuple(float(c) * 0.6 for c in colour), -1)
-                x += w + rng.uniform(0.0, 0.05) * s
-        return canvas
-
-    def _hand(self, canvas: np.ndarray, alpha: np.ndarray,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """A hand holding the product: a palm behind one side and fingers wrapped over the product.
-
-        Returns the canvas and the hand's coverage; only the fingers (drawn over the product) hide it.
-        """
-        s = self.size
-        cover = np.zeros((s, s), np.float32)
-        ys, xs = np.nonzero(alpha > 0.5)
-        if xs.size == 0:
-            return canvas, cover
-        x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
-        bw, bh = max(1, x1 - x0), max(1, y1 - y0)
-        tone = _hsv_colour(rng, (0.2, 0.6), (0.3, 0.95))
-        tone[:] = np.sort(tone)[::-1]  # R >= G >= B: a skin tone from pale to dark
-        from_left = rng.random() < 0.5
-        edge_x = x0 if from_left else x1
-        cy = rng.uniform(y0 + 0.3 * bh, y1 - 0.1 * bh)
-        finger_w = max(2, int(rng.uniform(0.05, 0.09) * s))
-        palm_w = int(rng.uniform(1.0, 1.6) * 4 * finger_w)
-        behind = np.zeros((s, s), np.float32)
-        # Palm and wrist: beside the product, reaching out of the frame.
-        pc = (int(edge_x + (-1 if from_left else 1) * 0.6 * palm_w), int(cy))
-        cv2.ellipse(behind, pc, (int(0.6 * palm_w), int(0.55 * palm_w)), 0, 0, 360, 1.0, -1, cv2.LINE_AA)
-        wrist_end = (0 if from_left else s - 1, int(cy + rng.uniform(0.2, 0.8) * s))
-        cv2.line(behind, pc, wrist_end, 1.0, int(0.8 * palm_w), cv2.LINE_AA)
-        # Fingers: capsules from the palm across the product's edge, one above the other.
-        n = int(rng.integers(2, 5))
-        reach = rng.uniform(0.15, 0.45) * bw
-        for i in range(n):
-            fy = int(cy - 0.5 * palm_w + (i + 0.5) * palm_w / n)
-            start = (pc[0], fy)
-            end = (int(edge_x + (1 if from_left else -1) * reach * rng.uniform(0.7, 1.0)), fy)
-            cv2.line(cover, start, end, 1.0, finger_w, cv2.LINE_AA)
-        # The thumb on the near side, shorter.
-        thumb_y = int(cy - 0.6 * palm_w)
-        cv2.line(cover, (pc[0], int(cy)), (int(edge_x + (1 if from_left else -1) * 0.5 * reach), thumb_y),
-                 1.0, int(1.1 * finger_w), cv2.LINE_AA)
-        behind = np.maximum(behind * (1.0 - alpha), cover)  # the palm is behind the product, the fingers in front
-        shade = (0.8 + 0.25 * cv2.GaussianBlur(behind, (0, 0), max(1.0, finger_w / 2)))[..., None]
-        h3 = behind[..., None]
-        return canvas * (1.0 - h3) + tone * shade * h3, cover
 
     def _shadow(self, canvas: np.ndarray, alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         s = self.size
@@ -554,10 +323,10 @@ class CrossDomainAugmenter:
         cv2.ellipse(cover, (int(xs[k]), int(ys[k])), (ax, max(1, int(ax / elong))),
                     float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
         if rng.random() < 0.5:  # skin
-            colour = _hsv_colour(rng, (0.25, 0.55), (0.45, 0.9))
+            colour = hsv_colour(rng, (0.25, 0.55), (0.45, 0.9))
             colour[:] = np.sort(colour)[::-1]  # R >= G >= B: a warm skin tone whatever the hue drawn
         else:
-            colour = _hsv_colour(rng, (0.0, 0.9), (0.1, 0.95))
+            colour = hsv_colour(rng, (0.0, 0.9), (0.1, 0.95))
         shade = 0.85 + 0.15 * self._xx[..., None]
         c3 = cover[..., None]
         return canvas * (1.0 - c3) + colour * shade * c3, cover
@@ -597,14 +366,3 @@ class CrossDomainAugmenter:
         if not ok:  # pragma: no cover - encoding a uint8 image does not fail
             return out
         return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
-def _as_rgba(product: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split a distractor into RGB and float alpha; an RGB catalog image's near-white is transparent."""
-    arr = np.asarray(product)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
-        raise ValueError(f"distractors must be uint8 RGBA or RGB arrays, got {arr.dtype} {arr.shape}")
-    rgb = np.ascontiguousarray(arr[..., :3])
-    if arr.shape[2] == 4:
-        return rgb, arr[..., 3].astype(np.float32) * np.float32(1 / 255)
-    return rgb, (arr.min(axis=2) < 235).astype(np.float32)

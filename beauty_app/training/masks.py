@@ -1,3 +1,5 @@
+# Kept in one module (about 500 lines): saliency and text estimation share the work image, border and
+# component helpers; the cache and the contact sheet are already apart (mask_cache.py, mask_preview.py).
 """Pseudo saliency and text masks for catalog images, made with OpenCV.
 
 The catalog has no annotated masks, but e-commerce images show one product on a plain backdrop,

@@ -1,3 +1,5 @@
+# Kept in one module (about 550 lines): the private steps of the one mine_dataset pipeline (read, label,
+# choose, sample, split, statistics, write); proposal, coherence and the report are already apart.
 """Mining a labelled classification set ("Perfect-30K") from an unlabelled catalog's descriptions.
 
 The paper (supplement A.1) ran TF-IDF over all Perfect-500K descriptions, counted 44 rough product
@@ -52,8 +54,8 @@ from beauty_app.imaging import load_image
 from beauty_app.jobs import JobControl
 from beauty_app.training.keywords import KeywordSet, PhraseMatcher, split_clauses
 from beauty_app.training.mining_report import report_markdown
-from beauty_app.training.propose import (MIN_COHERENCE, Coherence, Embedder, StageProgress, category_coherence,
-                                          check_positive, drop_incoherent, propose_categories)
+from beauty_app.training.coherence import MIN_COHERENCE, Coherence, Embedder, category_coherence, drop_incoherent
+from beauty_app.training.propose import StageProgress, check_positive, propose_categories
 
 logger = logging.getLogger(__name__)
 
@@ -260,12 +262,12 @@ def mine_dataset(
         stats_images: Most images used for mean/std.
         workers: Threads decoding images.
         allow_outside_root: Accept catalog paths outside the CSV's folder.
-        coherence: Image features (e.g. :func:`~beauty_app.training.propose.backbone_embedder`)
+        coherence: Image features (e.g. :func:`~beauty_app.training.coherence.backbone_embedder`)
             to measure each category's visual coherence with; proposed categories below
             ``min_coherence`` (proper names spread over unrelated products) are dropped, given
             keywords are only measured. ``None``: not measured.
         min_coherence: Least coherence score a proposed category keeps (see
-            :func:`~beauty_app.training.propose.category_coherence`).
+            :func:`~beauty_app.training.coherence.category_coherence`).
         job: Optional progress/cancel control (stage ``"mine"``).
 
     Returns:

@@ -15,45 +15,45 @@ pooled F' the index stores: SR-MAC with a saliency map) in stage 2.
 
 The loop reports through :class:`TrainingEvents` callbacks (terminal bar, JSON lines for the GUI),
 saves a resumable state every N iterations and on interruption, and runs under torchrun
-(DistributedDataParallel; gloo on CPU, NCCL on GPU) with rank 0 writing files. Every decision that
-changes the sequence of collectives (leaving stage 1) is taken on all-reduced values and broadcast
-from rank 0, so the processes cannot desynchronise; batch norm is synchronised on GPUs.
+(:mod:`.distributed`; batch norm is synchronised on GPUs). The data it reads (tensors, sampler,
+mask cache, annotators' marks) is in :mod:`.data`.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ..device import autocast, autocast_dtype, pick_device
 from ..errors import UserError
-from ..fileio import unescape_csv_cell
-from ..imaging import letterbox, load_image
 from ..models.checkpoint import read_checkpoint, save_checkpoint
 from ..models.open_set import choose_threshold
 from ..models.manet import MANet
 from ..retrieval.pooling import POOLINGS
-from .augment import CrossDomainAugmenter, cutout
 from .config import TrainConfig, resume_path_for
+from .data import MASK_CACHE_DIR, EndlessSampler, MinedImages, external_saliency, prepare_masks, read_mask_marks
+from .distributed import (
+    all_reduce_gradients,
+    all_reduce_mean,
+    init_distributed,
+    mean_over_ranks,
+    per_process_batch,
+    same_decision,
+    use_sync_batchnorm,
+)
 from .losses import CrossBatchMemory, Temperature, attention_loss, symmetric_info_nce
-from .mask_cache import build_mask_cache, load_cached_masks
 from .mining import MinedDataset
 
 log = logging.getLogger(__name__)
-
-MASK_CACHE_DIR = "masks"
 
 
 @dataclass
@@ -100,148 +100,6 @@ class Interrupted(Exception):
         self.resume_path = resume_path
 
 
-# ---------------------------------------------------------------------------- data
-def read_mask_marks(path: str | os.PathLike | None) -> set[tuple[str, str]]:
-    """(id, map) pairs an annotator marked wrong; map is "saliency" or "text"."""
-    if not path:
-        return set()
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"Mask marks file {path} does not exist.")
-    wrong = set()
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"id", "map", "mark"} <= set(reader.fieldnames):
-            raise UserError(f"Mask marks file {path.name} needs the columns id,map,mark.")
-        for row in reader:
-            if unescape_csv_cell(row["mark"]).strip().lower() == "wrong":
-                # Ids were escaped against spreadsheet formula injection when written (write_csv).
-                wrong.add((unescape_csv_cell(row["id"].strip()), row["map"].strip().lower()))
-    return wrong
-
-
-class MinedImages(Dataset):
-    """Mined images with their labels and pseudo masks, as tensors for MANet.
-
-    Training samples go through the cross-domain augmenter (pasted "photos" with exact masks, or
-    plain catalog views); validation samples are plain letterboxed catalog views. With `pairs`,
-    a training sample is a (photo, catalog view) pair of one image: the photo under the usual keys,
-    the view under ``view_*`` keys, and the image's integer ``identity`` (its product id where the
-    rows carry one, else its catalog id).
-    """
-
-    def __init__(self, rows: list, mask_dir: Path, config: TrainConfig, mean, std, train: bool,
-                 wrong_marks: set[tuple[str, str]] = frozenset(), pairs: bool = False):
-        self.rows = rows
-        self.mask_dir = mask_dir
-        self.size = config.input_size
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-        self.train = train
-        self.wrong = wrong_marks
-        self.augmenter = CrossDomainAugmenter(size=self.size, p_photo=config.photo_probability) if train else None
-        self.seed = config.seed
-        self._draws = 0
-        self.pairs = pairs and train
-        keys = [getattr(row, "product_id", None) or row.id for row in rows]
-        numbers = {key: number for number, key in enumerate(dict.fromkeys(keys))}
-        self.identities = [numbers[key] for key in keys]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def _masks(self, item_id: str):
-        saliency, text = load_cached_masks(self.mask_dir, item_id)
-        if (item_id, "saliency") in self.wrong:
-            saliency = None
-        if (item_id, "text") in self.wrong:
-            text = None
-        return saliency, text
-
-    def _image(self, row) -> np.ndarray:
-        return np.asarray(load_image(row.path, max_side=2 * self.size))
-
-    def __getitem__(self, index: int):
-        row = self.rows[index]
-        image = self._image(row)
-        saliency, text = self._masks(row.id)
-        if self.train:
-            # Reproducible for a given --seed: torch.initial_seed() is the loader worker's seed (derived
-            # from torch.manual_seed), the counter makes each visit of an image draw a new augmentation.
-            self._draws += 1
-            rng = np.random.default_rng([self.seed, index, torch.initial_seed() % 2**63, self._draws])
-            other = self.rows[int(rng.integers(len(self.rows)))]
-            distractors = []
-            other_saliency, _ = self._masks(other.id)
-            if other.id != row.id and other_saliency is not None and other_saliency.any():
-                distractors = [cutout(self._image(other), other_saliency)]
-            if self.pairs:
-                photo, view = self.augmenter.pair(image, saliency, text, rng, distractors=distractors)
-                item = self._tensors(photo.image, photo.saliency, photo.text)
-                item.update({f"view_{key}": value
-                             for key, value in self._tensors(view.image, view.saliency, view.text).items()})
-                return {**item, "label": int(row.label), "identity": self.identities[index]}
-            sample = self.augmenter(image, saliency, text, rng, distractors=distractors)
-            picture, saliency_t, text_t = sample.image, sample.saliency, sample.text
-        else:
-            picture, saliency_t, text_t = _plain_view(image, saliency, text, self.size)
-        return {**self._tensors(picture, saliency_t, text_t), "label": int(row.label),
-                "identity": self.identities[index]}
-
-    def _tensors(self, picture, saliency, text) -> dict:
-        """Normalised image tensor and mask targets (zeros plus valid = 0 where a mask is missing)."""
-        tensor = torch.from_numpy(np.array(picture, dtype=np.float32)).permute(2, 0, 1).div_(255)
-        tensor = (tensor - self.mean) / self.std
-
-        def target(mask):
-            if mask is None:
-                return torch.zeros(1, self.size, self.size), torch.tensor(0.0)
-            return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None], torch.tensor(1.0)
-
-        saliency_target, saliency_valid = target(saliency)
-        text_target, text_valid = target(text)
-        return {"image": tensor, "saliency": saliency_target, "saliency_valid": saliency_valid,
-                "text": text_target, "text_valid": text_valid}
-
-
-def _plain_view(image: np.ndarray, saliency, text, size: int):
-    """Letterbox an image and its masks to size x size (white / zero padding)."""
-    from PIL import Image
-
-    from ..imaging import letterbox_box
-
-    height, width = image.shape[:2]
-    picture = np.asarray(letterbox(Image.fromarray(image), size))
-    left, top, new_w, new_h = letterbox_box(width, height, size)
-
-    def place(mask):
-        if mask is None:
-            return None
-        import cv2
-
-        canvas = np.zeros((size, size), np.float32)
-        canvas[top:top + new_h, left:left + new_w] = cv2.resize(
-            mask.astype(np.float32) / 255.0, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        return canvas
-
-    return picture, place(saliency), place(text)
-
-
-class _EndlessSampler(torch.utils.data.Sampler):
-    """Shuffled indices forever (iteration-based training), split across distributed ranks."""
-
-    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1):
-        self.size, self.seed, self.rank, self.world = size, seed, rank, world
-
-    def __iter__(self) -> Iterator[int]:
-        epoch = 0
-        while True:
-            generator = torch.Generator().manual_seed(self.seed * 1000 + epoch)
-            order = torch.randperm(self.size, generator=generator).tolist()
-            yield from order[self.rank::self.world]
-            epoch += 1
-
-
 # ---------------------------------------------------------------------------- schedule and losses
 def decayed_lr(config: TrainConfig, step: int, total: int) -> float:
     """Exponential decay from lr to final_lr over `total` steps (the paper's "slows down to 1e-5")."""
@@ -267,7 +125,7 @@ class Stage1Convergence:
     """Decides when stage 1 has converged: the smoothed saliency loss stopped improving by 1%.
 
     Under torchrun every process must leave stage 1 at the same step, so the trainer feeds it the
-    all-reduced loss and broadcasts rank 0's decision (:func:`_same_decision`).
+    all-reduced loss and broadcasts rank 0's decision (:func:`same_decision`).
     """
 
     def __init__(self, patience: int = 30, min_iterations: int = 40):
@@ -312,95 +170,7 @@ def _set_trainable(model: MANet, stage: int) -> list[nn.Parameter]:
     return trainable
 
 
-# ---------------------------------------------------------------------------- distributed
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _init_distributed(device: torch.device) -> _Dist:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return _Dist()
-    import torch.distributed as dist
-
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend)
-    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _all_reduce_mean(value: torch.Tensor, dist_info: _Dist) -> torch.Tensor:
-    if dist_info.world > 1:
-        import torch.distributed as dist
-
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= dist_info.world
-    return value
-
-
-def _mean_over_ranks(value: torch.Tensor | None, device: torch.device, dist_info: _Dist) -> float | None:
-    """Mean of a scalar over the processes that have one (None where none has); the same on every rank."""
-    local = torch.tensor([0.0 if value is None else float(value.detach()), 0.0 if value is None else 1.0],
-                         dtype=torch.float64, device=device)
-    if dist_info.world > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(local)
-    total, count = local.tolist()
-    return total / count if count else None
-
-
-def _same_decision(flag: bool, device: torch.device, dist_info: _Dist) -> bool:
-    """Rank 0's `flag` on every rank (floating-point sums could differ between ranks in the last bit)."""
-    if dist_info.world <= 1:
-        return flag
-    import torch.distributed as dist
-
-    value = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
-    dist.broadcast(value, src=0)
-    return bool(value.item())
-
-
-def per_process_batch(config: TrainConfig, world: int) -> int:
-    """Images per step and process: --per-device-batch, else the global batch split over the processes."""
-    if config.per_device_batch > 0:
-        return config.per_device_batch
-    return max(1, config.batch_size // world)
-
-
-def _use_sync_batchnorm(device: torch.device, world: int) -> bool:
-    # PyTorch's SyncBatchNorm runs on accelerators only; CPU (gloo) processes keep per-process statistics.
-    return world > 1 and device.type != "cpu"
-
-
-def _all_reduce_gradients(parameters: list[nn.Parameter], dist_info: _Dist) -> None:
-    """Average gradients of parameters that live outside DistributedDataParallel (the learned temperature)."""
-    if dist_info.world <= 1:
-        return
-    import torch.distributed as dist
-
-    for parameter in parameters:
-        if parameter.grad is not None:
-            dist.all_reduce(parameter.grad)
-            parameter.grad /= dist_info.world
-
-
 # ---------------------------------------------------------------------------- the run
-def prepare_masks(dataset: MinedDataset, workers: int = 2, job=None) -> Path:
-    """Build (or reuse) the pseudo-mask cache next to the mined set."""
-    cache = Path(dataset.root) / MASK_CACHE_DIR
-    items = [(row.id, Path(row.path)) for row in dataset.train + dataset.val]
-    build_mask_cache(items, cache, workers=workers, job=job)
-    return cache
-
-
 def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict:
     """Top-1 accuracy (and per-class accuracy) on a plain-view loader (leaves the model in eval mode).
 
@@ -413,7 +183,7 @@ def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict
     with torch.inference_mode():
         for batch in loader:
             with autocast(device, config.amp):
-                out = model(batch["image"].to(device), saliency=_external(batch, device, model))
+                out = model(batch["image"].to(device), saliency=external_saliency(batch, device, model))
             top_probabilities += torch.softmax(out.logits.float(), dim=1).amax(dim=1).cpu().tolist()
             predicted = out.logits.float().argmax(dim=1).cpu()
             for label, guess in zip(batch["label"].tolist(), predicted.tolist()):
@@ -427,16 +197,6 @@ def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict
             "open_set": choose_threshold(top_probabilities)}
 
 
-def _external(batch, device, model: MANet):
-    """Saliency input for the external-saliency variant: the pseudo mask, all ones where none."""
-    if not model.external_saliency:
-        return None
-    masks = batch["saliency"].clone()
-    missing = batch["saliency_valid"] == 0
-    masks[missing] = 1.0
-    return masks.to(device)
-
-
 def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents | None = None,
           should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Run (or resume) a training run; returns the final checkpoint and its validation accuracy.
@@ -448,7 +208,7 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
     events = events or TrainingEvents()
     started = time.perf_counter()
     device = pick_device(config.device)
-    dist_info = _init_distributed(device)
+    dist_info = init_distributed(device)
     if device.type == "cuda" and dist_info.world > 1:
         device = torch.device("cuda", dist_info.local_rank)
         torch.cuda.set_device(device)
@@ -476,7 +236,7 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
     pretrained = config.weights or config.pretrained
     model = MANet(config.backbone, len(classes), attention=config.attention, pretrained=pretrained,
                   external_saliency=config.external_saliency).to(device)
-    if _use_sync_batchnorm(device, dist_info.world):
+    if use_sync_batchnorm(device, dist_info.world):
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state-dict keys as BatchNorm2d
     instance = config.instance_weight > 0
     pooling = POOLINGS[instance_pooling_name(config, model)] if instance else None
@@ -508,7 +268,7 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
     loader_args = {"num_workers": config.workers, "persistent_workers": config.workers > 0,
                    "pin_memory": device.type == "cuda"}
     train_loader = DataLoader(train_set, batch_size=per_rank_samples,
-                              sampler=_EndlessSampler(len(train_set), config.seed, dist_info.rank, dist_info.world),
+                              sampler=EndlessSampler(len(train_set), config.seed, dist_info.rank, dist_info.world),
                               drop_last=True, **loader_args)
     val_loader = DataLoader(val_set, batch_size=per_rank_batch, shuffle=False, num_workers=config.workers)
     batches = iter(train_loader)
@@ -572,7 +332,7 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
                 images = batch["image"].to(device, non_blocking=True)
                 labels = batch["label"].to(device)
                 with autocast(device, config.amp):
-                    out = network(images, saliency=_external(batch, device, model))
+                    out = network(images, saliency=external_saliency(batch, device, model))
                 loss_cls = F.cross_entropy(out.logits.float(), labels)
                 loss_sal = attention_loss(out.saliency_logits, batch["saliency"].to(device),
                                           batch["saliency_valid"].to(device))
@@ -598,19 +358,19 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
                 if scaler is not None:
                     scaler.scale(loss).backward()
                     scaler.unscale_(optimizer)
-                    _all_reduce_gradients(extra_parameters, dist_info)
+                    all_reduce_gradients(extra_parameters, dist_info)
                     scaler.step(optimizer)
                     scaler.update()
                 else:
                     loss.backward()
-                    _all_reduce_gradients(extra_parameters, dist_info)
+                    all_reduce_gradients(extra_parameters, dist_info)
                     optimizer.step()
                 done = step + 1
                 position["step"] = done
                 elapsed = time.perf_counter() - stage_start
                 rate = (done - first) * images.shape[0] / max(elapsed, 1e-9)
                 eta = (total - done) * elapsed / max(done - first, 1)
-                reported = _all_reduce_mean(loss.detach().float(), dist_info).item()
+                reported = all_reduce_mean(loss.detach().float(), dist_info).item()
                 if not math.isfinite(reported):  # the mean over all processes: every process stops together
                     raise UserError("The training loss became NaN or infinite; lower --lr and try again.")
                 if dist_info.main and events.on_step:
@@ -628,9 +388,9 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
                 if current_stage == 1:
                     # Every process must take this branch at the same step, or their collectives stop
                     # matching: decide on the loss averaged over all processes, then use rank 0's verdict.
-                    value = _mean_over_ranks(loss_sal, device, dist_info)
+                    value = mean_over_ranks(loss_sal, device, dist_info)
                     converged = value is not None and convergence.update(value, done)
-                    if _same_decision(converged, device, dist_info):
+                    if same_decision(converged, device, dist_info):
                         say(f"saliency branch converged after {done} iterations")
                         break
             optimizer_state = None

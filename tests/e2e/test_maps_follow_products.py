@@ -11,7 +11,8 @@ from beauty_app.demo.products import generate_demo
 from beauty_app.evaluation.attention_maps import score_map
 from beauty_app.imaging import load_image
 from beauty_app.paths import demo_checkpoint
-from beauty_app.training.augment import CrossDomainAugmenter, cutout
+from beauty_app.training.augment import cutout
+from beauty_app.training.scenes import procedural_background, unit_grid
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not demo_checkpoint().is_file(), reason="the shipped demo model is not in model_store")]
@@ -41,12 +42,12 @@ def test_the_saliency_centre_of_mass_moves_with_the_product(tmp_path):
 
     demo = generate_demo(tmp_path / "demo", n_products=4, seed=5, save_masks=True)
     extractor = FeatureExtractor(load_model(str(demo_checkpoint())), "srmac", use_amp=False)
-    scenes = CrossDomainAugmenter(size=SIDE, backgrounds=())  # procedural surfaces: no packaged photo needed
+    grid = unit_grid(SIDE)  # procedural surfaces: no packaged photo needed
     placed, found, ratios = [], [], []
     for k, path in enumerate(sorted((demo.root / "catalog").glob("*.jpg"))[:2]):
         mask = np.asarray(Image.open(demo.masks_dir / f"{path.stem}.png"))
         product = cutout(np.asarray(load_image(path)), mask)
-        background = scenes._procedural_background(np.random.default_rng(k))
+        background = procedural_background(SIDE, *grid, np.random.default_rng(k))
         for cx, cy in POSITIONS:
             photo, inside = _composite(product, background, cx, cy)
             score = score_map(extractor.analyze(photo).saliency, inside)

@@ -17,9 +17,9 @@ from beauty_app.models.backbones import (
     backbone_info,
     build_backbone,
     build_imagenet_classifier,
-    lukemelas_lite0_to_timm,
     resolve_pretrained_path,
 )
+from beauty_app.models.pretrained import lukemelas_lite0_to_timm
 
 # ----------------------------------------------------------------------------------------------
 # fixtures

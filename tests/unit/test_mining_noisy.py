@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from beauty_app.training.coherence import Coherence, backbone_embedder, category_coherence, drop_incoherent
 from beauty_app.training.keywords import PhraseMatcher, split_clauses
-from beauty_app.training.propose import (Coherence, backbone_embedder, category_coherence, drop_incoherent,
-                                         propose_keywords)
+from beauty_app.training.propose import propose_keywords
 
 FRAGMENTS = ("rosew", "rosewo", "rosewood bl", "hydr", "hydra lipstic")
 

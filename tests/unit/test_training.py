@@ -13,8 +13,9 @@ import torch
 
 from beauty_app.models.checkpoint import load_model, read_checkpoint
 from beauty_app.training.config import TrainConfig
+from beauty_app.training.data import read_mask_marks
 from beauty_app.training.mining import mine_dataset
-from beauty_app.training.trainer import Interrupted, attention_loss, decayed_lr, read_mask_marks, resume_path_for, train
+from beauty_app.training.trainer import Interrupted, attention_loss, decayed_lr, resume_path_for, train
 
 
 @pytest.fixture(scope="module")
@@ -245,12 +246,12 @@ def test_stage1_convergence_needs_patience_and_minimum_steps():
 
 def test_batch_size_per_process_and_sync_batchnorm_only_on_accelerators():
     from beauty_app.models.manet import MANet
-    from beauty_app.training.trainer import _use_sync_batchnorm, per_process_batch
+    from beauty_app.training.distributed import per_process_batch, use_sync_batchnorm
 
     assert per_process_batch(TrainConfig(batch_size=16), 8) == 2
     assert per_process_batch(TrainConfig(batch_size=16, per_device_batch=12), 8) == 12
-    assert _use_sync_batchnorm(torch.device("cuda", 0), 2) and not _use_sync_batchnorm(torch.device("cuda", 0), 1)
-    assert not _use_sync_batchnorm(torch.device("cpu"), 2)  # PyTorch's SyncBatchNorm has no CPU kernel
+    assert use_sync_batchnorm(torch.device("cuda", 0), 2) and not use_sync_batchnorm(torch.device("cuda", 0), 1)
+    assert not use_sync_batchnorm(torch.device("cpu"), 2)  # PyTorch's SyncBatchNorm has no CPU kernel
     model = MANet("tiny", 3)
     synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(MANet("tiny", 3))
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())

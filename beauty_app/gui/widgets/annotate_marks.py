@@ -1,6 +1,6 @@
 """The annotator's marks (is a saliency/text map of an image good or wrong?) and their CSV file.
 
-The file is what training reads with ``--mask-marks`` (``training.trainer.read_mask_marks``): columns
+The file is what training reads with ``--mask-marks`` (``training.data.read_mask_marks``): columns
 ``id,map,mark`` with map ``saliency``/``text``, mark ``good``/``wrong``, and the image's file stem as
 id. It is rewritten atomically after every change, so an annotator never loses more than one click.
 """

@@ -18,7 +18,10 @@ on open with a hint to rebuild, instead of giving wrong results.
 Modules, one reason to change each:
 
 * :mod:`.catalog_index`: :class:`CatalogIndex`, the facade callers hold (open, finalise, search).
-* :mod:`.store`: the SQLite schema, rows, staging, settings and content checksums.
+* :mod:`.store`: the SQLite rows, staging and settings (:class:`CatalogStore`).
+* :mod:`.schema`: the database file's tables and format version.
+* :mod:`.integrity`: per-chunk checksums, the integrity record, verification, format-1 upgrade.
+* :mod:`.text_search`: the browser's FTS5 text index.
 * :mod:`.structures`: the faiss structures (build, tune, save, check, rebuild); the only module
   of the project that imports faiss.
 * :mod:`.whitening`: PCA whitening and L2 normalisation.

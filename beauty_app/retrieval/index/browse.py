@@ -5,7 +5,7 @@ A filter of three or more characters is answered by the index's FTS5 trigram tab
 matches and paging through them read the matching rows only; shorter filters, an unfinished build
 (the table is filled when the build is finalised) and indexes without that table (an old index on
 read-only media, a SQLite without FTS5), scan the table with LIKE.
-Every row served is checked against its chunk's checksum (once per chunk, see :mod:`.store`).
+Every row served is checked against its chunk's checksum (once per chunk, see :mod:`.integrity`).
 """
 
 from __future__ import annotations

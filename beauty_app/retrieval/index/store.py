@@ -1,19 +1,14 @@
-"""The SQLite database of an index directory: catalog rows and vectors, staging, settings, checksums.
+# Kept in one module (about 530 lines): rows, staging and settings are one transaction vocabulary;
+# the schema, the checksums and the text index are already apart (schema.py, integrity.py, text_search.py).
+"""The SQLite database of an index directory: catalog rows and vectors, staging, settings.
 
 The database is the source of truth and every change to it is one SQLite transaction, so a
 killed build or `catalog add` leaves either the old or the new state, never a mix.
 
-Checksums (format 2): catalog rows are grouped in fixed chunks by row number (``chunk_rows``,
-256). Each chunk has a SHA-256 per column (ids and row numbers, paths, descriptions, categories,
-vectors) in ``chunk_digests``, and each comparison pooling a SHA-256 per chunk in
-``alt_chunk_digests``. The ``integrity`` setting holds a SHA-256 of every other setting, of each
-blob (the whitening), of the skipped list and of both digest tables; ``content_sha256`` is the
-SHA-256 of that record. Opening an index checks the record (cheap: no row is read), so an edited
-setting, blob, skip list or digest table is refused at once and named. Rows are checked against
-their chunk's digests when they are read (search hits, the browser's pages, vectors for query
-expansion, comparisons and rebuilds) and all of them by `catalog verify`. Every write transaction
-of a finalised ("sealed") index rehashes only the chunks it touched (:meth:`CatalogStore.writing`),
-after checking those chunks as they were, so an edit is never taken into a new checksum.
+:class:`CatalogStore` is made of three parts, one reason to change each: this module (rows,
+staging, settings, transactions), :class:`~.integrity.ChunkIntegrity` (per-chunk checksums, the
+integrity record checked on open, `catalog verify`, the upgrade of format-1 indexes) and
+:class:`~.text_search.TextIndex` (the browser's FTS5 table). The tables are in :mod:`.schema`.
 
 Nothing here knows faiss; vectors leave this module as numpy arrays, read a chunk at a time.
 """
@@ -21,220 +16,31 @@ Nothing here knows faiss; vectors leave this module as numpy arrays, read a chun
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import IndexStoreError
+from .integrity import REBUILD_HINT, ChunkIntegrity, alt_chunk_digest
+from .schema import (
+    CHECKED_SETTINGS,
+    CHUNK_ROWS,
+    DB_NAME,
+    FORMAT_VERSION,
+    LEGACY_FORMAT_VERSION,
+    SCHEMA,
+    TRACKING_TRIGGERS,
+    bound_parts,
+)
+from .text_search import TextIndex
 from .whitening import normalize
 
-log = logging.getLogger(__name__)
-
-DB_NAME = "catalog.sqlite"
-#: 2: per-chunk checksums and the integrity record. 1: one checksum over every row (upgraded on open).
-FORMAT_VERSION = 2
-LEGACY_FORMAT_VERSION = 1
-#: Rows per checksum chunk of a new index (recorded as the ``chunk_rows`` setting; the unit of reading).
-#: Small enough that checking the chunk of a search hit reads little (a hit costs its chunk once per open).
-CHUNK_ROWS = 256
-#: Settings that change what the stored vectors mean (a resumed build must keep them; format 1's checksum).
-_CHECKED_SETTINGS = ("model_fingerprint", "pooling", "dim", "scales", "input_size")
-#: Settings the integrity record itself consists of (not hashed into it).
-_RECORD_SETTINGS = ("content_sha256", "integrity")
-#: SQLite refuses statements with more bound parameters than this (999 in older builds).
-_IN_LIST = 900
-#: Per-chunk digests of the catalog rows, and what an edit of each means to a reader.
-_TEXT_COLUMNS = ("ids", "paths", "descriptions", "categories")
-_DIGEST_COLUMNS = (*_TEXT_COLUMNS, "vectors")
-_EDITED = {"ids": "ids or row numbers (rows were added, removed or renumbered)", "paths": "image paths",
-           "descriptions": "descriptions", "categories": "categories", "vectors": "stored vectors"}
-_FIX = "rebuild it with `catalog build`"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    row INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    path TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    category TEXT NOT NULL DEFAULT '',
-    vector BLOB NOT NULL,
-    thumbnail BLOB
-);
-CREATE TABLE IF NOT EXISTS staged (
-    id TEXT PRIMARY KEY,
-    path TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    category TEXT NOT NULL DEFAULT '',
-    vector BLOB NOT NULL,
-    thumbnail BLOB
-);
-CREATE TABLE IF NOT EXISTS alt_vectors (
-    pooling TEXT NOT NULL,
-    id TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (pooling, id)
-);
-CREATE TABLE IF NOT EXISTS skipped (
-    item TEXT PRIMARY KEY,
-    reason TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS staged_alt_vectors (
-    pooling TEXT NOT NULL,
-    id TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (pooling, id)
-);
-CREATE TABLE IF NOT EXISTS staged_skipped (
-    item TEXT PRIMARY KEY,
-    reason TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS shard_positions (
-    id TEXT PRIMARY KEY,
-    position INTEGER NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS settings (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS blobs (
-    key TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS chunk_digests (
-    chunk INTEGER PRIMARY KEY,
-    rows INTEGER NOT NULL,
-    ids TEXT NOT NULL,
-    paths TEXT NOT NULL,
-    descriptions TEXT NOT NULL,
-    categories TEXT NOT NULL,
-    vectors TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS alt_chunk_digests (
-    pooling TEXT NOT NULL,
-    chunk INTEGER NOT NULL,
-    rows INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    PRIMARY KEY (pooling, chunk)
-);
-CREATE TABLE IF NOT EXISTS structure_changes (
-    row INTEGER PRIMARY KEY,
-    was_present INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS dirty_chunks (
-    chunk INTEGER PRIMARY KEY
-);
-"""
-
-#: Per-connection triggers of a writer. Once an index is sealed (has content_sha256), every row
-#: change marks its chunk for rehashing (in the same transaction) and notes the row for the search
-#: structure's in-place update (was_present: the row was in the structure last written).
-_TRACKING_TRIGGERS = """
-CREATE TEMP TRIGGER IF NOT EXISTS items_inserted AFTER INSERT ON items
-WHEN EXISTS (SELECT 1 FROM settings WHERE key = 'content_sha256') BEGIN
-    {note_new}
-END;
-CREATE TEMP TRIGGER IF NOT EXISTS items_updated AFTER UPDATE ON items
-WHEN EXISTS (SELECT 1 FROM settings WHERE key = 'content_sha256') BEGIN
-    {note_old}
-    {note_new}
-END;
-CREATE TEMP TRIGGER IF NOT EXISTS items_deleted AFTER DELETE ON items
-WHEN EXISTS (SELECT 1 FROM settings WHERE key = 'content_sha256') BEGIN
-    {note_old}
-END;
-"""
-# "INSERT ... WHERE NOT EXISTS" rather than INSERT OR IGNORE: an UPSERT that fires a trigger
-# imposes its own conflict policy on the trigger's statements.
-_NOTE_ROW = """
-    INSERT INTO structure_changes(row, was_present) SELECT {row}, {present}
-        WHERE NOT EXISTS (SELECT 1 FROM structure_changes WHERE row = {row});
-    INSERT INTO dirty_chunks(chunk) SELECT {row} / {{chunk}}
-        WHERE NOT EXISTS (SELECT 1 FROM dirty_chunks WHERE chunk = {row} / {{chunk}});"""
-_TRACKING_TRIGGERS = _TRACKING_TRIGGERS.replace("{note_new}", _NOTE_ROW.format(row="new.row", present=0)).replace(
-    "{note_old}", _NOTE_ROW.format(row="old.row", present=1))
-
-#: The catalog browser's full-text index (trigram: any substring of 3 or more characters).
-_TEXT_INDEX = """
-CREATE VIRTUAL TABLE IF NOT EXISTS items_text USING fts5(
-    id, description, category, content='items', content_rowid='row', tokenize='trigram');
-"""
-_SEALED = "WHEN EXISTS (SELECT 1 FROM settings WHERE key = 'content_sha256')"
-# Kept up to date row by row once the index is finalised; a build fills it in one go when it
-# finalises (cheaper than a trigger per stored row), and the browser scans until then.
-_TEXT_INDEX_TRIGGERS = f"""
-CREATE TEMP TRIGGER IF NOT EXISTS items_text_inserted AFTER INSERT ON items {_SEALED} BEGIN
-    INSERT INTO items_text(rowid, id, description, category) VALUES (new.row, new.id, new.description, new.category);
-END;
-CREATE TEMP TRIGGER IF NOT EXISTS items_text_deleted AFTER DELETE ON items {_SEALED} BEGIN
-    INSERT INTO items_text(items_text, rowid, id, description, category)
-    VALUES ('delete', old.row, old.id, old.description, old.category);
-END;
-CREATE TEMP TRIGGER IF NOT EXISTS items_text_updated AFTER UPDATE OF id, description, category ON items {_SEALED}
-BEGIN
-    INSERT INTO items_text(items_text, rowid, id, description, category)
-    VALUES ('delete', old.row, old.id, old.description, old.category);
-    INSERT INTO items_text(rowid, id, description, category) VALUES (new.row, new.id, new.description, new.category);
-END;
-"""
-
-
-def text_index_available() -> bool:
-    """Whether this SQLite has FTS5 with the trigram tokenizer (3.34 and later, built with FTS5)."""
-    if sqlite3.sqlite_version_info < (3, 34, 0):
-        return False
-    try:
-        with contextlib.closing(sqlite3.connect(":memory:")) as db:
-            db.execute("CREATE VIRTUAL TABLE t USING fts5(a, tokenize='trigram')")
-        return True
-    except sqlite3.Error:
-        return False
-
-
-def _feed(digest, value) -> None:
-    data = value if isinstance(value, bytes) else repr(value).encode()
-    digest.update(len(data).to_bytes(8, "little"))  # length-prefixed: fields cannot run together
-    digest.update(data)
-
-
-def _sha(*values) -> str:
-    digest = hashlib.sha256()
-    for value in values:
-        _feed(digest, value)
-    return digest.hexdigest()
-
-
-def _canonical(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _chunk_digests(found: Sequence[tuple], with_vectors: bool = True) -> dict[str, str]:
-    """Per-column SHA-256 of a chunk's rows: (row, id, path, description, category[, vector]) tuples."""
-    digests = {name: hashlib.sha256() for name in (_DIGEST_COLUMNS if with_vectors else _TEXT_COLUMNS)}
-    for row in found:
-        _feed(digests["ids"], row[0])
-        _feed(digests["ids"], row[1])
-        _feed(digests["paths"], row[2])
-        _feed(digests["descriptions"], row[3])
-        _feed(digests["categories"], row[4])
-        if with_vectors:
-            _feed(digests["vectors"], row[5])
-    return {name: digest.hexdigest() for name, digest in digests.items()}
-
-
-def _alt_chunk_digest(found: Iterable[tuple]) -> str:
-    """SHA-256 of one pooling's vectors in one chunk: (row, id, vector) tuples in row order."""
-    digest = hashlib.sha256()
-    for row, item_id, vector in found:
-        _feed(digest, row)
-        _feed(digest, str(item_id).encode())
-        _feed(digest, vector)
-    return digest.hexdigest()
+# The format's names are importable from here too (the index facade reads them with the store).
+__all__ = ["CHUNK_ROWS", "DB_NAME", "FORMAT_VERSION", "LEGACY_FORMAT_VERSION", "CatalogStore", "ItemRecord"]
 
 
 @dataclass
@@ -250,15 +56,7 @@ class ItemRecord:
     extra: dict[str, np.ndarray] | None = None  # vectors of other poolings, for ranking comparisons
     position: int | None = None  # row of the catalog (shards of a distributed build record it for the merge)
 
-
-def _parts(ids: Sequence, size: int = _IN_LIST) -> Iterator[tuple[list, str]]:
-    """`ids` in parts small enough to bind, each with its ``?,?,...`` placeholder list."""
-    for start in range(0, len(ids), size):
-        part = list(ids[start:start + size])
-        yield part, ",".join("?" * len(part))
-
-
-class CatalogStore:
+class CatalogStore(ChunkIntegrity, TextIndex):
     """The rows, vectors and settings of one index database (the connection is the caller's to close)."""
 
     def __init__(self, directory: Path, connection: sqlite3.Connection, writable: bool = True):
@@ -299,11 +97,11 @@ class CatalogStore:
         """Create the tables that are missing (all of them, or those added since the index was made),
         and this connection's triggers that keep checksums and the browser's text index up to date."""
         with self.db:
-            self.db.executescript(_SCHEMA)
+            self.db.executescript(SCHEMA)
         chunk = int(self.settings().get("chunk_rows") or CHUNK_ROWS)
-        self.db.executescript(_TRACKING_TRIGGERS.format(chunk=chunk))
+        self.db.executescript(TRACKING_TRIGGERS.format(chunk=chunk))
         if self.has_text_index():
-            self.db.executescript(_TEXT_INDEX_TRIGGERS)
+            self.attach_text_triggers()
 
     def check_integrity(self) -> None:
         """Refuse a database file that SQLite itself finds damaged (reads every page: `catalog verify`)."""
@@ -316,25 +114,6 @@ class CatalogStore:
         if ok != "ok":
             raise IndexStoreError(
                 f"The index database in {self.directory} is damaged; rebuild it with `catalog build`.")
-
-    # ----------------------------------------------------------------- the browser's text index
-    def has_text_index(self) -> bool:
-        with self.damage_guard():
-            return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'items_text'").fetchone() is not None
-
-    def ensure_text_index(self) -> bool:
-        """Create (and fill, once) the browser's FTS5 trigram index when this SQLite has one; True if there."""
-        if self.has_text_index():
-            return True
-        if not text_index_available():
-            log.info("this SQLite (%s) has no FTS5 trigram tokenizer; the browser's filter scans the table",
-                     sqlite3.sqlite_version)
-            return False
-        with self.db:
-            self.db.executescript(_TEXT_INDEX)
-            self.db.execute("INSERT INTO items_text(items_text) VALUES ('rebuild')")
-        self.db.executescript(_TEXT_INDEX_TRIGGERS)
-        return True
 
     # ----------------------------------------------------------------- settings
     def settings(self) -> dict:
@@ -366,7 +145,7 @@ class CatalogStore:
     @staticmethod
     def check_compatible(existing: dict, wanted: dict) -> None:
         """Refuse to continue an unfinished index with settings that change what its vectors mean."""
-        for key in _CHECKED_SETTINGS:
+        for key in CHECKED_SETTINGS:
             if key in wanted and key in existing and existing[key] != wanted[key]:
                 raise IndexStoreError(
                     f"The index was started with a different {key.replace('_', ' ')} ({existing[key]} vs "
@@ -433,28 +212,6 @@ class CatalogStore:
             self._settings_cache = None
             self._row_cache = None
 
-    def _reseal(self) -> None:
-        if not self.sealed:
-            return
-        dirty = [r[0] for r in self.db.execute("SELECT chunk FROM dirty_chunks ORDER BY chunk")]
-        for chunk in dirty:
-            self._write_chunk_digests(chunk)
-        self.db.execute("DELETE FROM dirty_chunks")
-        self.write_integrity()
-
-    def _check_before_change(self, ids: Sequence[str] = (), appends: bool = True) -> None:
-        """Check the chunks a change will touch as they are now, so that an edit is never rehashed into a checksum."""
-        if not self.sealed or self._defer_checks:
-            return
-        rows: list[int] = []
-        for part, marks in _parts(list(ids)):
-            rows += [r[0] for r in self.db.execute(f"SELECT row FROM items WHERE id IN ({marks})", part)]
-        if appends:
-            last = self.db.execute("SELECT max(row) FROM items").fetchone()[0]
-            if last is not None:
-                rows.append(int(last))
-        self.verify_rows(rows, vectors=True, comparisons=True)
-
     # ----------------------------------------------------------------- writing rows
     def known_items(self) -> set[str]:
         """Ids already stored or already skipped (a resumed build does not redo them); all of them at once."""
@@ -464,7 +221,7 @@ class CatalogStore:
     def known_among(self, ids: Sequence[str]) -> set[str]:
         """Which of `ids` are already stored or skipped: :meth:`known_items` for one chunk of a catalog."""
         found: set[str] = set()
-        for part, marks in _parts(ids):
+        for part, marks in bound_parts(ids):
             found.update(r[0] for r in self.db.execute(f"SELECT id FROM items WHERE id IN ({marks})", part))
             found.update(r[0] for r in self.db.execute(f"SELECT item FROM skipped WHERE item IN ({marks})", part))
         return found
@@ -472,7 +229,7 @@ class CatalogStore:
     def stored_paths(self, ids: Sequence[str]) -> dict[str, str]:
         """Id -> image path of those `ids` stored in the catalog or staged by an unfinished `catalog add`."""
         found: dict[str, str] = {}
-        for part, marks in _parts(ids):
+        for part, marks in bound_parts(ids):
             found.update(self.db.execute(f"SELECT id, path FROM items WHERE id IN ({marks})", part).fetchall())
             found.update(self.db.execute(f"SELECT id, path FROM staged WHERE id IN ({marks})", part).fetchall())
         return found
@@ -660,7 +417,7 @@ class CatalogStore:
         self.verify_rows(rows, vectors=True)
         lookup: dict[int, bytes] = {}
         with self.damage_guard():
-            for part, marks in _parts(rows):
+            for part, marks in bound_parts(rows):
                 lookup.update(self.db.execute(f"SELECT row, vector FROM items WHERE row IN ({marks})", part).fetchall())
         return self._decode_vectors([lookup[r] for r in rows])
 
@@ -672,7 +429,7 @@ class CatalogStore:
             return np.concatenate(chunks).copy() if chunks else np.zeros((0, dim), np.float32)
         found: dict[str, tuple[int, bytes]] = {}
         with self.damage_guard():
-            for part, marks in _parts(list(ids)):
+            for part, marks in bound_parts(list(ids)):
                 found.update((r[0], (r[1], r[2])) for r in self.db.execute(
                     f"SELECT id, row, vector FROM items WHERE id IN ({marks})", part))
         missing = [item for item in ids if item not in found]
@@ -688,7 +445,7 @@ class CatalogStore:
     def comparison_vectors(self, ids: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
         """Id -> {pooling: vector} of the stored comparison vectors of `ids`."""
         found: dict[str, dict[str, np.ndarray]] = {}
-        for part, marks in _parts(ids):
+        for part, marks in bound_parts(ids):
             for item_id, pooling, vector in self.db.execute(
                     f"SELECT id, pooling, vector FROM alt_vectors WHERE id IN ({marks})", part):
                 found.setdefault(item_id, {})[pooling] = np.frombuffer(vector, np.float32)
@@ -731,263 +488,19 @@ class CatalogStore:
             found: list[tuple] = []
             for chunk in self.chunks():
                 part = self._alt_chunk(pooling, chunk)
-                if sealed and part and _alt_chunk_digest(part) != recorded.get(chunk):
+                if sealed and part and alt_chunk_digest(part) != recorded.get(chunk):
                     low, high = part[0][0], part[-1][0]
                     raise IndexStoreError(
                         f"The stored {pooling} vectors of catalog rows {low}-{high} in {self.directory} do not match "
-                        f"their recorded checksum (damaged or edited); {_FIX}.")
+                        f"their recorded checksum (damaged or edited); {REBUILD_HINT}.")
                 found += part
             if sealed and set(recorded) - {r // self.chunk_rows for r, _, _ in found}:
                 raise IndexStoreError(
                     f"Stored {pooling} vectors in {self.directory} were removed outside BeautyLens (they do not match "
-                    f"their recorded checksum); {_FIX}.")
+                    f"their recorded checksum); {REBUILD_HINT}.")
             rows = np.array([r for r, _, _ in found], dtype=np.int64)
             matrix = normalize(np.frombuffer(b"".join(v for _, _, v in found), np.float32).reshape(len(found), -1))
         return rows, matrix
-
-    # ----------------------------------------------------------------- integrity: per-chunk digests
-    def _write_chunk_digests(self, chunk: int, found: Sequence[tuple] | None = None) -> None:
-        """Record the digests of one chunk as it is now (rows and every pooling's vectors)."""
-        if found is None:
-            found = self._chunk_items(chunk, "row, id, path, description, category, vector")
-        self.db.execute("DELETE FROM alt_chunk_digests WHERE chunk = ?", (chunk,))
-        if not found:
-            self.db.execute("DELETE FROM chunk_digests WHERE chunk = ?", (chunk,))
-            return
-        digests = _chunk_digests(found)
-        self.db.execute(
-            f"INSERT OR REPLACE INTO chunk_digests(chunk, rows, {', '.join(_DIGEST_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (chunk, len(found), *(digests[name] for name in _DIGEST_COLUMNS)))
-        for pooling in self._poolings_for_digests:
-            part = self._alt_chunk(pooling, chunk)
-            if part:
-                self.db.execute("INSERT INTO alt_chunk_digests(pooling, chunk, rows, sha256) VALUES (?, ?, ?, ?)",
-                                (pooling, chunk, len(part), _alt_chunk_digest(part)))
-        self._verified.update({(chunk, "text"), (chunk, "vectors")} | {(chunk, p) for p in self._poolings_for_digests})
-
-    @property
-    def _poolings_for_digests(self) -> list[str]:
-        if self._pooling_list is None:
-            self._pooling_list = self._stored_poolings()
-        return self._pooling_list
-
-    def _compare_chunk(self, chunk: int, found: Sequence[tuple], columns: Sequence[str]) -> None:
-        """Refuse a chunk whose rows no longer match its recorded digests, naming what was edited."""
-        recorded = self.db.execute(
-            f"SELECT rows, {', '.join(_DIGEST_COLUMNS)} FROM chunk_digests WHERE chunk = ?", (chunk,)).fetchone()
-        low, high = self._chunk_bounds(chunk)
-        where = f"catalog rows {low}-{high - 1} in {self.directory}"
-        if recorded is None:
-            if found:
-                raise IndexStoreError(f"Rows were added to {where} outside BeautyLens (no checksum records them); "
-                                      f"{_FIX}.")
-            return
-        digests = _chunk_digests(found, with_vectors="vectors" in columns)
-        if recorded[0] != len(found):
-            what = _EDITED["ids"]
-        else:
-            names = [name for name in columns if digests[name] != recorded[1 + _DIGEST_COLUMNS.index(name)]]
-            what = _EDITED[names[0]] if names else None
-        if what is not None:
-            raise IndexStoreError(f"The {what} of {where} were edited or damaged after the index was finalised "
-                                  f"(they no longer match their recorded checksum); {_FIX}.")
-
-    def verify_rows(self, rows: Iterable[int], vectors: bool = False, comparisons: bool = False) -> None:
-        """Check the chunks holding `rows` against their digests (once per connection): text, and vectors if asked."""
-        if not self.sealed or self._defer_checks:
-            return
-        size = self.chunk_rows
-        chunks = sorted({int(row) // size for row in rows})
-        kinds = ["text"] + (["vectors"] if vectors else [])
-        with self.damage_guard():
-            for chunk in chunks:
-                for kind in kinds:
-                    if (chunk, kind) in self._verified:
-                        continue
-                    if kind == "vectors":
-                        found = self._chunk_items(chunk, "row, id, path, description, category, vector")
-                        self._compare_chunk(chunk, found, _DIGEST_COLUMNS)
-                        self._verified.update({(chunk, "text"), (chunk, "vectors")})
-                    else:
-                        found = self._chunk_items(chunk, "row, id, path, description, category")
-                        self._compare_chunk(chunk, found, _TEXT_COLUMNS)
-                        self._verified.add((chunk, "text"))
-                if comparisons:
-                    self._verify_alt_chunk(chunk)
-
-    def _verify_alt_chunk(self, chunk: int) -> None:
-        recorded = dict(self.db.execute("SELECT pooling, sha256 FROM alt_chunk_digests WHERE chunk = ?",
-                                        (chunk,)).fetchall())
-        for pooling in sorted(set(recorded) | set(self._poolings_for_digests)):
-            if (chunk, pooling) in self._verified:
-                continue
-            part = self._alt_chunk(pooling, chunk)
-            if (_alt_chunk_digest(part) if part else None) != recorded.get(pooling):
-                low, high = self._chunk_bounds(chunk)
-                raise IndexStoreError(
-                    f"The stored {pooling} vectors of catalog rows {low}-{high - 1} in {self.directory} do not match "
-                    f"their recorded checksum (damaged or edited); {_FIX}.")
-            self._verified.add((chunk, pooling))
-
-    def digest_all(self, on_vectors: Callable[[np.ndarray], None] | None = None, check: bool = False) -> None:
-        """Read every chunk once: record its digests (or, with `check`, compare them), feeding `on_vectors`.
-
-        Finalising a new index records them in the pass that builds the search structure; a full
-        rebuild of a sealed index (`check`) compares them instead, so an edit is refused, not sealed.
-        """
-        self._pooling_list = None
-        with self.damage_guard():
-            if not check:
-                self.db.execute("DELETE FROM chunk_digests")
-                self.db.execute("DELETE FROM alt_chunk_digests")
-            for chunk in self.chunks():
-                found = self._chunk_items(chunk, "row, id, path, description, category, vector")
-                if check:
-                    if (chunk, "vectors") not in self._verified:
-                        self._compare_chunk(chunk, found, _DIGEST_COLUMNS)
-                    self._verified.update({(chunk, "text"), (chunk, "vectors")})
-                else:
-                    self._write_chunk_digests(chunk, found)
-                if on_vectors is not None:
-                    on_vectors(self._decode_vectors([row[5] for row in found]))
-            if not check:
-                self.db.execute("DELETE FROM dirty_chunks")
-                if self.has_text_index():  # filled in one go for the rows stored before sealing
-                    self.db.execute("INSERT INTO items_text(items_text) VALUES ('rebuild')")
-
-    def verify_all(self, on_progress: Callable[[int, int], None] | None = None) -> int:
-        """Check every chunk (rows, vectors, comparison vectors) and SQLite's own structure; returns the rows checked."""
-        self.check_integrity()
-        if not self.sealed:
-            return 0
-        self._verified.clear()
-        chunks = list(self.chunks())
-        recorded = {r[0] for r in self.db.execute("SELECT chunk FROM chunk_digests")}
-        missing = sorted(recorded - set(chunks))
-        if missing:
-            low, high = self._chunk_bounds(missing[0])
-            raise IndexStoreError(f"The {_EDITED['ids']} of catalog rows {low}-{high - 1} in {self.directory} were "
-                                  f"edited or damaged after the index was finalised; {_FIX}.")
-        for number, chunk in enumerate(chunks):
-            self.verify_rows([chunk * self.chunk_rows], vectors=True, comparisons=True)
-            if on_progress is not None:
-                on_progress(number + 1, len(chunks))
-        return int(self.db.execute("SELECT coalesce(sum(rows), 0) FROM chunk_digests").fetchone()[0])
-
-    # ----------------------------------------------------------------- integrity: the record checked on open
-    def integrity_record(self, settings: dict | None = None) -> dict:
-        """SHA-256 of every setting (but the record itself), of each blob, the skipped list and both digest tables."""
-        settings = self.settings() if settings is None else settings
-        with self.damage_guard():
-            blobs = {key: hashlib.sha256(value).hexdigest() if isinstance(value, bytes) else _sha(value)
-                     for key, value in self.db.execute("SELECT key, value FROM blobs")}
-            skipped = hashlib.sha256()
-            for item, reason in self.db.execute("SELECT item, reason FROM skipped ORDER BY item"):
-                _feed(skipped, item)
-                _feed(skipped, reason)
-            chunks = hashlib.sha256()
-            for row in self.db.execute(f"SELECT chunk, rows, {', '.join(_DIGEST_COLUMNS)} FROM chunk_digests "
-                                       "ORDER BY chunk"):
-                for value in row:
-                    _feed(chunks, value)
-            alt = hashlib.sha256()
-            for row in self.db.execute("SELECT pooling, chunk, rows, sha256 FROM alt_chunk_digests "
-                                       "ORDER BY pooling, chunk"):
-                for value in row:
-                    _feed(alt, value)
-        return {"settings": {key: _sha(_canonical(value)) for key, value in settings.items()
-                             if key not in _RECORD_SETTINGS},
-                "blobs": blobs, "skipped": skipped.hexdigest(), "chunks": chunks.hexdigest(),
-                "comparison_chunks": alt.hexdigest()}
-
-    def write_integrity(self) -> None:
-        """Record the integrity record and its SHA-256 (``content_sha256``) inside the caller's transaction."""
-        settings = self.settings()
-        settings.pop("format_version", None)
-        record = self.integrity_record({**settings, "format_version": FORMAT_VERSION})
-        self.write_settings({"format_version": FORMAT_VERSION, "integrity": record,
-                             "content_sha256": _sha(_canonical(record))})
-
-    def verify_record(self, settings: dict) -> None:
-        """Refuse an index whose settings, blobs, skipped list or checksum tables were edited, naming what.
-
-        Cheap (no catalog row is read); rows are checked against their chunk digests when read.
-        """
-        if settings.get("format_version") == LEGACY_FORMAT_VERSION:
-            self.verify_legacy_content(settings)
-            return
-        where = f"the index in {self.directory}"
-        if "content_sha256" not in settings:
-            if settings.get("complete"):
-                raise IndexStoreError(f"The content checksum setting (content_sha256) of {where} was deleted, so its "
-                                      f"content cannot be trusted; {_FIX}.")
-            return  # an unfinished build: nothing recorded yet
-        record = settings.get("integrity")
-        if not isinstance(record, dict) or _sha(_canonical(record)) != settings["content_sha256"]:
-            raise IndexStoreError(f"The checksum record (the content_sha256 and integrity settings) of {where} was "
-                                  f"edited; {_FIX}.")
-        current = self.integrity_record(settings)
-        recorded_settings, current_settings = record.get("settings") or {}, current["settings"]
-        for key in sorted(set(recorded_settings) | set(current_settings)):
-            if key not in current_settings:
-                raise IndexStoreError(f"The setting {key!r} was deleted from {where}; {_FIX}.")
-            if key not in recorded_settings:
-                raise IndexStoreError(f"The setting {key!r} was added to {where} outside BeautyLens; {_FIX}.")
-            if recorded_settings[key] != current_settings[key]:
-                raise IndexStoreError(f"The setting {key!r} was edited in {where}; {_FIX}.")
-        named = {"blobs": "stored whitening", "skipped": "list of skipped files",
-                 "chunks": "table of catalog row checksums", "comparison_chunks": "table of comparison-vector checksums"}
-        for part, name in named.items():
-            if record.get(part) != current[part]:
-                raise IndexStoreError(f"The {name} of {where} was edited; {_FIX}.")
-
-    # ----------------------------------------------------------------- format 1 (one checksum over every row)
-    def legacy_content_digest(self) -> str:
-        """Format 1's SHA-256 of catalog rows and vectors, whitening and model settings (every row read)."""
-        digest = hashlib.sha256()
-        settings = self.settings()
-        _feed(digest, json.dumps({key: settings.get(key) for key in _CHECKED_SETTINGS}, sort_keys=True))
-        last = -(1 << 62)
-        while True:
-            found = self.db.execute("SELECT row, id, path, description, category, vector FROM items WHERE row > ? "
-                                    "ORDER BY row LIMIT 4096", (last,)).fetchall()
-            if not found:
-                break
-            for row in found:
-                for value in row:
-                    _feed(digest, value)
-            last = found[-1][0]
-        for row in self.db.execute("SELECT key, value FROM blobs ORDER BY key"):
-            for value in row:
-                _feed(digest, value)
-        return digest.hexdigest()
-
-    def verify_legacy_content(self, settings: dict) -> None:
-        """Format 1's check on open: the whole-database checksum recorded when it was finalised."""
-        expected = settings.get("content_sha256")
-        if expected is None or settings.get("faiss_revision") != settings.get("revision"):
-            return  # format 1 recorded nothing to compare with (unfinished, or an interrupted update)
-        with self.damage_guard():
-            actual = self.legacy_content_digest()
-        if actual != expected:
-            raise IndexStoreError(
-                f"The index database in {self.directory} does not match its recorded checksum (it was damaged "
-                f"or edited); rebuild it with `catalog build`.")
-
-    def upgrade(self) -> None:
-        """Give a format-1 index per-chunk checksums and the integrity record (once, in one transaction)."""
-        settings = self.settings()
-        with self.writing():
-            values = {"chunk_rows": int(settings.get("chunk_rows") or CHUNK_ROWS)}
-            self.write_settings(values)
-            self.db.execute("DELETE FROM settings WHERE key = 'alt_sha256'")
-            self._settings_cache = None
-            self.digest_all()
-            self.db.execute("DELETE FROM structure_changes")
-            if "content_sha256" in settings:
-                self.write_integrity()
-            else:
-                self.write_settings({"format_version": FORMAT_VERSION})
 
     # ----------------------------------------------------------------- the search structure's pending changes
     def structure_changes(self) -> tuple[np.ndarray, np.ndarray]:
