@@ -82,15 +82,26 @@ class FineAttentionBranch(nn.Module):
         )
 
     def forward(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        top = F.interpolate(self.top_down(coarse), size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        top = F.interpolate(self.top_down(coarse), size=_grid(fine), mode="bilinear", align_corners=False)
         return self.body(self.lateral(fine) + top)
+
+
+def _grid(tensor: torch.Tensor) -> tuple[int, int]:
+    """A feature map's (H, W) as plain ints: an exported graph (ONNX, traced at a fixed input size)
+    then holds constant sizes, which its resize and adaptive-pooling operators require."""
+    return int(tensor.shape[-2]), int(tensor.shape[-1])
 
 
 def pool_to(attention: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """An attention map (B,1,h,w) averaged (or, when it is coarser, interpolated) onto a (H,W) grid."""
     if tuple(attention.shape[-2:]) == tuple(size):
         return attention
-    if attention.shape[-2] >= size[0] and attention.shape[-1] >= size[1]:
+    height, width = _grid(attention)
+    if height % size[0] == 0 and width % size[1] == 0:
+        # The usual case (a stride-8 map onto the stride-32 grid): a plain average pool equals the
+        # adaptive one here and, unlike it, exports to ONNX with a dynamic batch.
+        return F.avg_pool2d(attention, (height // size[0], width // size[1]))
+    if height >= size[0] and width >= size[1]:
         return F.adaptive_avg_pool2d(attention, size)
     return F.interpolate(attention, size=size, mode="bilinear", align_corners=False)
 
@@ -186,7 +197,7 @@ class MANet(nn.Module):
             fine, features = self.backbone.forward_levels(images)
         else:
             fine, features = None, self.backbone(images)
-        size = features.shape[-2:]
+        size = _grid(features)
 
         def predict(branch: nn.Module) -> torch.Tensor:
             return branch(fine, features) if uses_fine else branch(features)

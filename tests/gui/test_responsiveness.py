@@ -12,7 +12,7 @@ from beauty_app.gui.main_window import MainWindow
 from beauty_app.retrieval.extractor import FeatureExtractor
 from beauty_app.retrieval.index import CatalogIndex
 
-HEAVY_CALLS = ((FeatureExtractor, "pooled"), (FeatureExtractor, "analyze"), (CatalogIndex, "add_items"),
+HEAVY_CALLS = ((FeatureExtractor, "pooled_pixels"), (FeatureExtractor, "analyze"), (CatalogIndex, "add_items"),
                (CatalogIndex, "finalize"), (CatalogIndex, "search"))
 
 

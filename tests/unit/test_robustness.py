@@ -332,7 +332,7 @@ def test_sigkilled_build_resumes_to_the_uninterrupted_index(tmp_path, tiny_check
 
 
 def test_sigkilled_add_leaves_the_previous_index_usable(tmp_path, tiny_checkpoint, demo_data):
-    seed = random.randrange(1 << 30)
+    seed = 59711619  # a fixed schedule: a failure reproduces
     rng = random.Random(seed)
     photos = catalog_photos(demo_data)
     folder = tmp_path / "catalog"
@@ -355,7 +355,9 @@ def test_sigkilled_add_leaves_the_previous_index_usable(tmp_path, tiny_checkpoin
                 assert hit.id == photo.stem and hit.score == pytest.approx(1.0, abs=1e-3)
 
     new = len(photos) - 8
-    target = rng.randint(1, new // 2)
+    # Rows are stored in write groups, and the first group of a run is its first batch (there is no
+    # commit cost to weigh it against yet): killing once it is staged leaves an add half done.
+    target = 1
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         killed = kill_when(proc, lambda: row_count(db, "staged") >= target, rng.uniform(0.0, 0.01))
