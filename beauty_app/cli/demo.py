@@ -39,6 +39,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     device = device_of(args)
+    if not args.headless:
+        from ..gui.system_libraries import window_problem
+
+        problem = window_problem()  # said before the demo is prepared, not after a minute of work
+        if problem:
+            print(f"{problem} Showing the sample search here instead.")
+            args.headless = True
     with progress_bar(not args.quiet) as job:
         setup = prepare_demo(args.workdir, products=args.products, model_spec=args.model, device=device, job=job)
     if not args.headless:
