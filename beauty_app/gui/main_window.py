@@ -100,8 +100,13 @@ class MainWindow(QMainWindow):
                                            triggered=self.search_tab.search_again)
         self.batch_action = QAction("&Batch search a folder...", self, shortcut="Ctrl+B",
                                     triggered=self.search_tab.batch_dialog)
-        search_menu.addAction(self.search_again_action)
-        search_menu.addAction(self.batch_action)
+        self.next_photo_action = QAction("&Next photo of the strip", self, shortcut="PgDown",
+                                         triggered=lambda: self.search_tab.step_samples(1))
+        self.previous_photo_action = QAction("&Previous photo of the strip", self, shortcut="PgUp",
+                                             triggered=lambda: self.search_tab.step_samples(-1))
+        for action in (self.search_again_action, self.batch_action, self.next_photo_action,
+                       self.previous_photo_action):
+            search_menu.addAction(action)
 
         view_menu = self.menuBar().addMenu("&View")
         self.presenter_action = QAction("&Presenter mode", self, shortcut="F11", checkable=True,
@@ -121,6 +126,7 @@ class MainWindow(QMainWindow):
         self.client.jobEnded.connect(self._on_job_ended)
         self.catalog_tab.indexReady.connect(self.open_index)
         self.eval_tab.openQuery.connect(self._open_query_in_search)
+        self.catalog_tab.openItem.connect(self._open_query_in_search)
         self.train_tab.useCheckpoint.connect(self._use_checkpoint)
         self.sessionChanged.connect(self.search_tab.on_session)
         self.sessionChanged.connect(self.catalog_tab.on_session)
@@ -167,9 +173,9 @@ class MainWindow(QMainWindow):
         else:
             self.showNormal()
 
-    def _open_query_in_search(self, path: str) -> None:
+    def _open_query_in_search(self, path: str, relevant: list | None = None) -> None:
         self.tabs.setCurrentWidget(self.search_tab)
-        self.search_tab.search_path(path)
+        self.search_tab.search_path(path, relevant)
 
     def _use_checkpoint(self, checkpoint: str) -> None:
         self.tabs.setCurrentWidget(self.catalog_tab)
@@ -192,8 +198,7 @@ class MainWindow(QMainWindow):
                 if not action.shortcut().isEmpty():
                     keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
                     rows.append((keys, action.text().replace("&", "")))
-        rows += [("Drag a box", "Search: crop the query and search the crop"),
-                 ("Page Down / Page Up", "Search: next / previous photo of the strip")]
+        rows.append(("Drag a box", "Search: crop the query and search the crop"))
         rows += self.annotate_tab.shortcut_list()
         return rows
 

@@ -150,11 +150,15 @@ def chosen_platform(qt_args: Iterable[str] = (), environ=None) -> str:
 
 
 def window_problem(qt_args: Iterable[str] = (), environ=None,
-                   find_missing: Callable[[], list[str]] = missing_libraries) -> str | None:
-    """Why the window cannot open here (one sentence naming the packages), or None when it can."""
+                   find_missing: Callable[[], list[str]] | None = None) -> str | None:
+    """Why the window cannot open here (one sentence naming the packages), or None when it can.
+
+    Args:
+        find_missing: lists the missing sonames (default :func:`missing_libraries`).
+    """
     if chosen_platform(qt_args, environ) != "xcb":
         return None
-    return missing_packages_message(find_missing())
+    return missing_packages_message((find_missing or missing_libraries)())
 
 
 def main() -> int:

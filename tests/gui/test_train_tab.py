@@ -160,7 +160,7 @@ def test_mining_from_a_catalog_fills_the_data_folder(qtbot, tab, tiny_demo, tmp_
     assert tab.data_edit.text() == str(out)
     assert (out / "train.csv").is_file() and (out / "classes.txt").is_file()
     assert "Mined" in tab.log_view.toPlainText()  # the command's summary is shown
-    assert tab.checkpoint_path() == str(out / "manet.pt")
+    assert tab.checkpoint_path() == str(out / "manet.safetensors")
 
 
 def test_shutdown_stops_a_running_training_and_it_saves_a_resumable_state(qtbot, tab, mined, tmp_path):
