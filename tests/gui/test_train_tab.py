@@ -146,7 +146,8 @@ def test_failure_shows_the_last_error_line(qtbot, tab, tmp_path):
     tab.start()
     qtbot.waitUntil(lambda: tab.mode == "idle", timeout=PROCESS_TIMEOUT_MS)
     status = tab.status_label.text()
-    assert status.startswith("Training failed:") and "beauty-app: error:" in status
+    assert status.startswith("Training failed:") and "is not a mined dataset" in status
+    assert "beauty-app" not in status and "Mine in the Training tab" in status  # the app's words, not the CLI's
     assert status.split("Training failed: ", 1)[1] in tab.log_view.toPlainText()
     assert tab.start_button.isEnabled() and not tab.use_button.isEnabled()
 
