@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml setup.py
 
 setup: $(STAMP)
 
+# Names the system packages Qt's X11 plugin lacks (one sentence) before anything starts.
 demo: setup
+	@$(PY) -m beauty_app.gui.system_libraries
 	$(PY) -m beauty_app demo --workdir build/demo
 
 demo-headless: setup

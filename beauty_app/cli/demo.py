@@ -41,6 +41,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     device = device_of(args)
     if not args.headless:
+        from ..gui.system_libraries import window_problem
+
+        problem = window_problem()  # said at once, not after the demo data is prepared
+        if problem:
+            print(f"{problem} Showing the sample search here instead.")
+            args.headless = True
+    if not args.headless:
         try:
             from ..gui.app import run_gui
             from ..gui.worker import DemoRequest

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+from PySide6.QtGui import QColor, QIcon, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QProgressBar,
     QPushButton,
     QSizePolicy,
     QSlider,
@@ -86,9 +87,16 @@ def mark_icon(saliency: str | None, text: str | None) -> QIcon:
 class AnnotateTab(QWidget):
     """Photo, saliency overlay and text overlay of each image; keyboard marking and raw-map export.
 
-    Keys: Right/J next, Left/K previous, G good, W wrong (for the maps chosen with S and T),
-    Delete clears those marks, E exports the raw maps of the current image.
+    Keys: Right/J next, Left/K previous, G good, W wrong (for the map chosen with S, T, or B for both),
+    Delete clears those marks, Ctrl+Z undoes the last change, E exports the raw maps of the current image.
     """
+
+    #: (keys, what they do): the help line under the maps and Help > Keyboard shortcuts.
+    SHORTCUTS = (("→ / J", "Annotate: next photo"), ("← / K", "Annotate: previous photo"),
+                 ("G / W", "Annotate: mark the chosen map good / wrong"),
+                 ("S / T / B", "Annotate: choose the saliency map / the text map / both"),
+                 ("Del", "Annotate: clear the chosen map's mark"), ("Ctrl+Z", "Annotate: undo the last mark"),
+                 ("E", "Annotate: export the raw maps"))
 
     def __init__(self, client: EngineClient, settings: Settings, parent: QWidget | None = None):
         super().__init__(parent)
@@ -105,6 +113,7 @@ class AnnotateTab(QWidget):
         self._pending: str | None = None  # the photo whose maps _job computes
         self._job: Job | None = None
         self._icons: dict[tuple, QIcon] = {}
+        self._undo: list[tuple[int, str, list[tuple[str, str | None]]]] = []  # (row, item, [(map, previous)])
 
         self._build()
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -173,9 +182,11 @@ class AnnotateTab(QWidget):
         for column, which in enumerate(MAPS, start=1):
             title_row = QHBoxLayout()
             target = QCheckBox(f"G/W ({which[0].upper()})")
-            target.setChecked(True)
+            # One map at a time by default, so a G judges the map the eye is on.
+            target.setChecked(which == MAPS[0])
             target.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            target.setToolTip(f"Whether the keys G and W mark the {which} map ({which[0].upper()} toggles).")
+            target.setToolTip(f"Whether the keys G and W mark the {which} map ({which[0].upper()} chooses it, "
+                              "B both).")
             self.target_buttons[which] = target
             state = QLabel("")
             self.map_state[which] = state
@@ -220,19 +231,29 @@ class AnnotateTab(QWidget):
         for widget in (self.previous_button, self.next_button, self.export_button, self.opacity):
             widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.progress_label = QLabel()
+        # Shown while the model computes the current photo's maps (a second or more on a CPU).
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumWidth(120)
+        self.busy.setMaximumHeight(14)
+        self.busy.setFormat("computing")
+        self.busy.setToolTip("Computing the maps of this photo")
+        self.busy.setVisible(False)
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
         bottom = QHBoxLayout()
         bottom.addWidget(self.previous_button)
         bottom.addWidget(self.next_button)
         bottom.addWidget(self.progress_label)
+        bottom.addWidget(self.busy)
         bottom.addStretch(1)
         bottom.addWidget(QLabel("Overlay"))
         bottom.addWidget(self.opacity)
         bottom.addWidget(self.export_button)
 
         keys = QLabel("Keys: <b>→/J</b> next, <b>←/K</b> previous, <b>G</b> good, <b>W</b> wrong, "
-                      "<b>S</b>/<b>T</b> choose saliency/text, <b>Del</b> clear, <b>E</b> export")
+                      "<b>S</b>/<b>T</b> choose saliency/text, <b>B</b> both, <b>Del</b> clear, "
+                      "<b>Ctrl+Z</b> undo, <b>E</b> export")
         keys.setWordWrap(True)
 
         maps_panel = QWidget()
@@ -354,11 +375,35 @@ class AnnotateTab(QWidget):
         self.go_to(self.index - 1)
 
     def targets(self) -> list[str]:
-        """The maps G and W apply to (chosen with S and T)."""
+        """The maps G and W apply to (chosen with S, T or B)."""
         return [which for which in MAPS if self.target_buttons[which].isChecked()]
 
-    def toggle_target(self, which: str) -> None:
-        self.target_buttons[which].toggle()
+    def choose_targets(self, *maps: str) -> None:
+        """Make G and W apply to exactly `maps` (S: saliency, T: text, B: both)."""
+        for which, button in self.target_buttons.items():
+            button.setChecked(which in maps)
+
+    def shortcut_list(self) -> list[tuple[str, str]]:
+        return list(self.SHORTCUTS)
+
+    def undo(self) -> bool:
+        """Put back the marks the last change replaced (and show that photo); False when nothing is left."""
+        if not self._undo or self.marks is None:
+            return False
+        row, item, previous = self._undo.pop()
+        try:
+            for which, mark in previous:
+                self.marks.set(item, which, mark)
+        except UserError as exc:
+            self._set_status(str(exc), error=True)
+            return False
+        if 0 <= row < len(self.photos) and self.photos[row].stem == item:
+            self._decorate(row)
+            self.go_to(row)
+        self._update_mark_widgets()
+        self._update_progress()
+        self._set_status(f"{item}: undone")
+        return True
 
     def mark(self, mark: str | None, maps: list[str] | None = None) -> None:
         """Mark the current photo's maps (`maps`, or the chosen targets) good/wrong; None clears."""
@@ -372,14 +417,18 @@ class AnnotateTab(QWidget):
         maps = self.targets() if maps is None else maps
         present = [which for which in maps if getattr(current, which) is not None]
         if not present:
-            self._set_status("Choose a map to mark (S: saliency, T: text); this model may lack it.", error=True)
+            self._set_status("Choose a map to mark (S: saliency, T: text, B: both); this model may lack it.",
+                             error=True)
             return
+        previous = [(which, self.marks.get(item, which)) for which in present]
         try:
             for which in present:
                 self.marks.set(item, which, mark)
         except UserError as exc:
             self._set_status(str(exc), error=True)
             return
+        if any(old != mark for _, old in previous):
+            self._undo.append((self.index, item, previous))
         verb = "cleared" if mark is None else f"marked {mark}"
         self._set_status(f"{item}: {' and '.join(present)} {verb}")
         self._decorate(self.index)
@@ -429,9 +478,11 @@ class AnnotateTab(QWidget):
         elif key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
             self.mark(None)
         elif key == Qt.Key.Key_S:
-            self.toggle_target("saliency")
+            self.choose_targets("saliency")
         elif key == Qt.Key.Key_T:
-            self.toggle_target("text")
+            self.choose_targets("text")
+        elif key == Qt.Key.Key_B:
+            self.choose_targets(*MAPS)
         elif key == Qt.Key.Key_E:
             self.export_current()
         else:
@@ -439,6 +490,10 @@ class AnnotateTab(QWidget):
         return True
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if event.matches(QKeySequence.StandardKey.Undo):
+            self.undo()
+            event.accept()
+            return
         plain = not (event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier)
         if plain and self.handle_key(event.key()):
             event.accept()
@@ -448,6 +503,9 @@ class AnnotateTab(QWidget):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         # The list would use Left/Right and letters (keyboard search) itself; our keys come first.
         if watched is self.list_widget and event.type() == QEvent.Type.KeyPress:
+            if event.matches(QKeySequence.StandardKey.Undo):
+                self.undo()
+                return True
             plain = not (event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier)
             if plain and self.handle_key(event.key()):
                 return True
@@ -501,24 +559,29 @@ class AnnotateTab(QWidget):
             for view in (self.photo_view, self.saliency_view, self.text_view):
                 view.set_content(None)
             self.photo_caption.setText("")
+            self.busy.setVisible(False)
         elif maps is not None:
             self.photo_view.set_content(maps.image)
             self.saliency_view.set_content(maps.image, saliency=maps.saliency)
             self.text_view.set_content(maps.image, text=maps.text)
             height, width = maps.image.shape[:2]
             self.photo_caption.setText(f"{path.name}  ({width}×{height})")
+            self.busy.setVisible(False)
         else:
             preview = self._preview(path)
             self.photo_view.set_content(preview)
             # Without maps the overlay panels would show the bare photo; keep them empty instead.
             self.saliency_view.set_content(None)
             self.text_view.set_content(None)
+            computing = False
             if str(path) in self._failed:
                 self.photo_caption.setText(f"{path.name}: {self._failed[str(path)]}")
             elif self.session_open:
                 self.photo_caption.setText(f"{path.name}: computing the maps...")
+                computing = True
             else:
                 self.photo_caption.setText(f"{path.name}: open a catalog index to compute the maps")
+            self.busy.setVisible(computing)
         self._update_mark_widgets()
 
     def _preview(self, path: Path) -> np.ndarray | None:

@@ -79,6 +79,8 @@ def create_window(index: str | Path | None = None, model: str | None = None, que
     queries = list(queries or [])
     if queries:
         window.search_tab.source = str(queries[0])  # searched as soon as the session is open
+        if len(queries) > 1:  # the others wait in the strip, to step through (Page Down / a click)
+            window.search_tab.set_samples(queries)
     return window
 
 
@@ -88,8 +90,23 @@ def startup_index(window, index: str | Path | None) -> str:
     return str(index) if index and Path(index).exists() else ""
 
 
+def make_application(qt_args=()):
+    """The QApplication, given Qt's own command-line options (``-platform``, ``-style``, ...) as typed.
+
+    Named for the desktop entry (``beautylens.desktop``), so Wayland and task bars match the window to it.
+    """
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "beautylens", *qt_args])
+    app.setApplicationName("BeautyLens")
+    app.setOrganizationName("BeautyLens")
+    QGuiApplication.setDesktopFileName("beautylens")
+    return app
+
+
 def run_gui(index=None, model=None, queries=(), presenter_samples=None, device: str = "auto",
-            screenshot: str | None = None, started: float | None = None, demo=None) -> int:
+            screenshot: str | None = None, demo=None, qt_args=()) -> int:
     """Open the main window and run the Qt event loop; returns the exit status.
 
     The model and index load, and one warm-up search runs, behind the splash; the window shows when
@@ -100,15 +117,11 @@ def run_gui(index=None, model=None, queries=(), presenter_samples=None, device: 
         screenshot: after the first search, search the same photo nine more times, save the window as
             this PNG and quit, printing launch-to-first-result (from process start) and the 1st, 2nd
             and 10th search times.
-        started: unused, kept for callers of earlier versions (the clock is the process start now).
+        qt_args: Qt's own options from the command line, passed to QApplication.
     """
-    from PySide6.QtWidgets import QApplication
-
     from .startup import Startup
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setApplicationName("BeautyLens")
-    app.setOrganizationName("BeautyLens")
+    app = make_application(qt_args)
     log_path = setup_logging()
     install_crash_dialog(log_path)
     splash = _splash()

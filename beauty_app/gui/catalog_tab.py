@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .file_filters import checkpoint_filter
 from .settings import Settings
 from .widgets.catalog_items import CatalogItemsModel
 from .widgets.catalog_progress import JobProgress, format_duration
@@ -91,6 +92,7 @@ class CatalogTab(QWidget):
 
     indexReady = Signal(str, str)  # index_dir, model_spec: a build or update finished; open it
     buildDone = Signal(object)  # BuildSummary (tests and the status bar may listen)
+    openItem = Signal(str)  # a catalog image (double-clicked in the browser) to search with
 
     def __init__(self, client: EngineClient, settings: Settings, parent: QWidget | None = None):
         super().__init__(parent)
@@ -118,12 +120,12 @@ class CatalogTab(QWidget):
         self.model_combo = QComboBox()
         self.model_combo.setEditable(True)
         self.model_combo.addItems(model_presets())
-        self.model_combo.setToolTip("A MANet checkpoint (.pt): the shipped demo model or one you trained; or an "
+        self.model_combo.setToolTip("A MANet model (.safetensors or .pt): the shipped demo model or one you trained; or an "
                                     "ImageNet backbone without attention (imagenet:NAME)")
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model_combo.setMinimumContentsLength(24)
         self.model_button = QPushButton("Browse...")
-        self.model_button.setToolTip("Choose a MANet checkpoint (.pt)")
+        self.model_button.setToolTip("Choose a MANet model (.safetensors or .pt)")
 
         self.pooling_combo = QComboBox()
         for name, tip in POOLINGS:
@@ -228,6 +230,8 @@ class CatalogTab(QWidget):
         header.resizeSection(0, side + self.fontMetrics().horizontalAdvance("c000000000") + 16)
         header.resizeSection(1, self.fontMetrics().horizontalAdvance("x" * 48))
         header.resizeSection(2, self.fontMetrics().horizontalAdvance("x" * 14))
+        self.items_view.setToolTip("Double-click an item to search the catalog with its image")
+        self.items_view.doubleClicked.connect(self._open_item)
         self.filter_timer = QTimer(self)
         self.filter_timer.setSingleShot(True)
         self.filter_timer.setInterval(300)  # debounce: one query per pause in typing, not per key
@@ -304,7 +308,7 @@ class CatalogTab(QWidget):
 
     def choose_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a MANet checkpoint", self._start_dir("catalog/last_model"),
-                                              "Checkpoints (*.pt *.pth);;All files (*)")
+                                              checkpoint_filter())
         if path:
             self.model_combo.setCurrentText(path)
 
@@ -535,6 +539,21 @@ class CatalogTab(QWidget):
 
     def _on_items_listed(self, page: ItemsPage) -> None:
         self.items_model.add_page(page.filter_text, page.offset, page.rows, page.total)
+        self._fit_id_column(page.rows)
+
+    def _fit_id_column(self, rows: list[dict]) -> None:
+        """Widen the Id column to the longest id seen (never narrower; at most half the view)."""
+        metrics = self.items_view.fontMetrics()
+        longest = max((metrics.horizontalAdvance(str(row.get("id", ""))) for row in rows), default=0)
+        wanted = self.items_model.thumbnail_size().width() + longest + 24  # icon, its gap and the cell margins
+        wanted = min(wanted, max(320, self.items_view.viewport().width() // 2))
+        if wanted > self.items_view.columnWidth(0):
+            self.items_view.setColumnWidth(0, wanted)
+
+    def _open_item(self, index) -> None:
+        row = self.items_model.row_data(index.row())
+        if row and row.get("path"):
+            self.openItem.emit(str(row["path"]))
 
     def _on_items_failed(self, _message: str) -> None:
         self.items_model.fetch_failed()

@@ -133,7 +133,7 @@ def _path_row(edit: QLineEdit, button: QPushButton) -> QWidget:
 class EvalTab(QWidget):
     """Evaluation form, a table of runs, the selected run's per-query AP (worst first) and its chart."""
 
-    openQuery = Signal(str)  # a query image path to show in the Search tab
+    openQuery = Signal(str, list)  # a query image path to show in the Search tab, its known correct ids
     runFinished = Signal(object)  # EvalRun
 
     def __init__(self, client: EngineClient, settings: Settings, parent: QWidget | None = None):
@@ -548,7 +548,8 @@ class EvalTab(QWidget):
                                                                      f"{run.map:.3f}")
 
     def open_query_row(self, row: int) -> bool:
-        """Emit :attr:`openQuery` for the query in `row` of the per-query table; False if it has no image."""
+        """Emit :attr:`openQuery` for the query in `row` of the per-query table (with its relevant catalog ids,
+        for the Search tab to highlight); False if it has no image."""
         run = self.selected_run()
         item = self.query_table.item(row, 0)
         if run is None or item is None:
@@ -558,7 +559,7 @@ class EvalTab(QWidget):
         if not path or not Path(path).is_file():
             self._say(f"Query {query} has no image in {run.request.queries}.")
             return False
-        self.openQuery.emit(path)
+        self.openQuery.emit(path, list(run.truth.get(query, [])))
         return True
 
     # ------------------------------------------------------------------ export

@@ -100,8 +100,13 @@ class MainWindow(QMainWindow):
                                            triggered=self.search_tab.search_again)
         self.batch_action = QAction("&Batch search a folder...", self, shortcut="Ctrl+B",
                                     triggered=self.search_tab.batch_dialog)
-        search_menu.addAction(self.search_again_action)
-        search_menu.addAction(self.batch_action)
+        self.next_photo_action = QAction("&Next photo of the strip", self, shortcut="PgDown",
+                                         triggered=lambda: self.search_tab.step_samples(1))
+        self.previous_photo_action = QAction("&Previous photo of the strip", self, shortcut="PgUp",
+                                             triggered=lambda: self.search_tab.step_samples(-1))
+        for action in (self.search_again_action, self.batch_action, self.next_photo_action,
+                       self.previous_photo_action):
+            search_menu.addAction(action)
 
         view_menu = self.menuBar().addMenu("&View")
         self.presenter_action = QAction("&Presenter mode", self, shortcut="F11", checkable=True,
@@ -109,8 +114,10 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.presenter_action)
 
         help_menu = self.menuBar().addMenu("&Help")
-        help_menu.addAction(QAction("Open &log folder", self, triggered=lambda: QDesktopServices.openUrl(
-            QUrl.fromLocalFile(str(log_dir())))))
+        self.shortcuts_action = QAction("&Keyboard shortcuts", self, shortcut="F1", triggered=self.show_shortcuts)
+        self.log_folder_action = QAction("Open &log folder", self, triggered=self.open_log_folder)
+        for action in (self.shortcuts_action, self.log_folder_action):
+            help_menu.addAction(action)
         help_menu.addAction(QAction("&About BeautyLens", self, triggered=self._about))
 
     def _connect(self) -> None:
@@ -119,6 +126,7 @@ class MainWindow(QMainWindow):
         self.client.jobEnded.connect(self._on_job_ended)
         self.catalog_tab.indexReady.connect(self.open_index)
         self.eval_tab.openQuery.connect(self._open_query_in_search)
+        self.catalog_tab.openItem.connect(self._open_query_in_search)
         self.train_tab.useCheckpoint.connect(self._use_checkpoint)
         self.sessionChanged.connect(self.search_tab.on_session)
         self.sessionChanged.connect(self.catalog_tab.on_session)
@@ -136,11 +144,17 @@ class MainWindow(QMainWindow):
     def open_index(self, index_dir: str, model_spec: str = "") -> None:
         """Open an index (and its model, or `model_spec`) on the worker thread."""
         self.statusBar().showMessage(f"Opening index {index_dir} ...")
+        job = self._open_job = self.client.submit(OpenRequest(str(index_dir), model_spec or ""))
+        # Remembered for the next launch only once it opened: a broken index must not greet the next start.
+        job.finished.connect(lambda info: self._remember_index(str(index_dir), model_spec))
+        job.finished.connect(self._on_session)
+        job.failed.connect(lambda _message: self.statusBar().showMessage(f"Could not open the index {index_dir}."))
+        job.cancelled.connect(self.statusBar().clearMessage)
+
+    def _remember_index(self, index_dir: str, model_spec: str) -> None:
         self.settings.set("last/index", index_dir)
         if model_spec:
             self.settings.set("last/model", model_spec)
-        self._open_job = self.client.submit(OpenRequest(str(index_dir), model_spec or ""))
-        self._open_job.finished.connect(self._on_session)
 
     def open_index_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a catalog index", self.settings.get("last/index", ""))
@@ -159,13 +173,42 @@ class MainWindow(QMainWindow):
         else:
             self.showNormal()
 
-    def _open_query_in_search(self, path: str) -> None:
+    def _open_query_in_search(self, path: str, relevant: list | None = None) -> None:
         self.tabs.setCurrentWidget(self.search_tab)
-        self.search_tab.search_path(path)
+        self.search_tab.search_path(path, relevant)
 
     def _use_checkpoint(self, checkpoint: str) -> None:
         self.tabs.setCurrentWidget(self.catalog_tab)
         self.catalog_tab.build_with_model(checkpoint)
+
+    def open_log_folder(self) -> str:
+        """Open the log folder in the file manager and say where it is (a headless desktop opens nothing)."""
+        folder = log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        opened = QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        message = f"Log folder: {folder}" if opened else f"Log folder (no file manager opened it): {folder}"
+        self.statusBar().showMessage(message, 15000)
+        return message
+
+    def shortcut_list(self) -> list[tuple[str, str]]:
+        """(keys, what they do) for every shortcut of the window and its tabs, for Help > Keyboard shortcuts."""
+        rows = []
+        for menu_action in self.menuBar().actions():
+            for action in menu_action.menu().actions():
+                if not action.shortcut().isEmpty():
+                    keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+                    rows.append((keys, action.text().replace("&", "")))
+        rows.append(("Drag a box", "Search: crop the query and search the crop"))
+        rows += self.annotate_tab.shortcut_list()
+        return rows
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{keys}</b></td><td>{what}</td></tr>" for keys, what in self.shortcut_list())
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", f"<table cellspacing=6>{rows}</table>",
+                          QMessageBox.StandardButton.Close, self)
+        box.setModal(False)
+        box.show()
+        self._shortcuts_box = box
 
     def _about(self) -> None:
         QMessageBox.about(self, "About BeautyLens",

@@ -36,11 +36,15 @@ from .widgets.comparison import ComparisonDialog
 from .widgets.heatmap_legend import HeatmapLegend
 from .widgets.image_view import HeatmapView
 from .widgets.qt_images import qimage_to_pil
-from .widgets.results import ResultGrid
+from .widgets.results import THUMB, ResultGrid
 from .worker import (
+    AnalysisOutcome,
+    AnalyzeRequest,
     BatchOutcome,
     BatchRequest,
     EngineClient,
+    ItemsPage,
+    ItemsRequest,
     Job,
     Operation,
     SearchOutcome,
@@ -53,6 +57,7 @@ log = logging.getLogger(__name__)
 POOLING_LABELS = {"gap": "GAP", "mac": "MAC", "rmac": "R-MAC", "srmac": "SR-MAC", "ramac": "RA-MAC",
                   "spoc": "SPoC", "gem": "GeM"}
 REGIONS_TIP = "Draw the regions whose max-pooled features enter the SR-MAC vector"
+SAMPLE_COUNT = 12  # photos in the strip when it is filled from recent queries or the index
 MAP_CHOICES = (("Saliency", "saliency"), ("Text", "text"), ("Both", "both"), ("None", "none"))
 
 __all__ = ["ComparisonDialog", "SearchTab"]  # the dialog lives in widgets/comparison.py; imported here too
@@ -73,6 +78,7 @@ class SearchTab(QWidget):
         self.crop: tuple[int, int, int, int] | None = None
         self._dialog: ComparisonDialog | None = None
         self._jobs: list[Job] = []  # this tab's jobs not yet ended (searches, comparisons, batches)
+        self.relevant: set[str] = set()  # known correct matches of the current query (from an evaluation)
         self._build()
 
     # ------------------------------------------------------------------ layout
@@ -236,40 +242,101 @@ class SearchTab(QWidget):
             self._dialog.close()
             self._dialog = None
 
-    def set_samples(self, paths) -> None:
-        """Fill the presenter's strip of sample photos."""
+    def set_samples(self, paths, captions: dict[str, str] | None = None) -> None:
+        """Fill the strip of photos to step through (presenter samples, several opened photos, a batch)."""
         self.samples.clear()
+        captions = captions or {}
         for path in paths:
-            item = QListWidgetItem(QIcon(QPixmap(str(path)).scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio)),
-                                   Path(path).stem)
+            pixmap = QPixmap(str(path))
+            icon = QIcon(pixmap.scaled(192, 192, Qt.AspectRatioMode.KeepAspectRatio,
+                                       Qt.TransformationMode.SmoothTransformation)) if not pixmap.isNull() else QIcon()
+            item = QListWidgetItem(icon, captions.get(str(path), Path(path).stem))
             item.setData(Qt.ItemDataRole.UserRole, str(path))
+            item.setToolTip(str(path))
             self.samples.addItem(item)
         self.samples.setVisible(self.samples.count() > 0)
 
+    def fill_samples_if_empty(self) -> None:
+        """Presenter mode without the demo: the recent queries, else the open index's first images."""
+        if self.samples.count():
+            return
+        recent = [path for path in self.recent_queries() if Path(path).is_file()]
+        if recent:
+            self.set_samples(recent)
+        elif self.session.model:
+            job = self._submit(ItemsRequest("", 0, SAMPLE_COUNT))
+            job.finished.connect(self._on_index_samples)
+
+    def recent_queries(self) -> list[str]:
+        value = self.settings.get("search/recent", "")
+        return [path for path in value.split("\n") if path]
+
+    def step_samples(self, step: int) -> bool:
+        """Search the next (+1) or previous (-1) photo of the strip; False at either end or when empty."""
+        count = self.samples.count()
+        if not count:
+            return False
+        row = self.samples.currentRow()
+        row = 0 if row < 0 and step > 0 else row + step
+        if not 0 <= row < count:
+            return False
+        self.samples.setCurrentRow(row)
+        self.search_path(self.samples.item(row).data(Qt.ItemDataRole.UserRole))
+        return True
+
     def set_presenter_mode(self, enabled: bool) -> None:
+        if enabled:
+            self.fill_samples_if_empty()
         self.samples.setVisible(enabled or self.samples.count() > 0)
         self.samples.setIconSize(QSize(140, 140) if enabled else QSize(96, 96))
-        self.samples.setMaximumHeight(190 if enabled else 130)
+        self.samples.setMaximumHeight(200 if enabled else 136)
 
-    def search_path(self, path: str) -> None:
+    def search_path(self, path: str, relevant=None) -> None:
+        """Search a photo file; `relevant` (ids known to be correct, from an evaluation) are shown in green."""
         self.crop = None
         self.source = str(path)
+        self.relevant = set(relevant or ())
         self.settings.set("search/last_dir", str(Path(path).parent))
+        self._remember_query(str(path))
+        self._select_sample(str(path))
         self.search_again()
+
+    def _remember_query(self, path: str) -> None:
+        recent = [path] + [other for other in self.recent_queries() if other != path]
+        self.settings.set("search/recent", "\n".join(recent[:SAMPLE_COUNT]))
+
+    def _select_sample(self, path: str) -> None:
+        for row in range(self.samples.count()):
+            if self.samples.item(row).data(Qt.ItemDataRole.UserRole) == path:
+                self.samples.blockSignals(True)
+                self.samples.setCurrentRow(row)
+                self.samples.blockSignals(False)
+                return
+
+    def _on_index_samples(self, page: ItemsPage) -> None:
+        paths = [row["path"] for row in page.rows if row.get("path") and Path(row["path"]).is_file()]
+        if paths and not self.samples.count():
+            self.set_samples(paths)
 
     def search_image(self, image) -> None:
         """Search an already decoded PIL image (pasted from the clipboard)."""
         self.crop = None
         self.source = image
+        self.relevant = set()
         self.search_again()
 
     def search_again(self) -> None:
-        if self.source is None or not self.session.model:
+        if self.source is None:
+            return
+        if not self.session.model:
+            self._show_without_index()
             return
         pooling = self.pooling_combo.currentData()
+        ratio = self.results.devicePixelRatioF()
         request = SearchRequest(self.source, k=self.k_spin.value(),
                                 query_expansion=self.qe_spin.value() if self.qe_check.isChecked() else 0,
-                                pooling=pooling, crop=self.crop)
+                                pooling=pooling, crop=self.crop,
+                                thumbnail_side=round(THUMB * ratio) if ratio > 1 else 0)
         self.status_label.setText("Searching...")
         job = self._submit(request)
         job.finished.connect(self._on_search_finished)
@@ -370,6 +437,54 @@ class SearchTab(QWidget):
         analysis = outcome.result.analysis
         self.query_view.set_content(np.asarray(outcome.image), analysis.saliency, analysis.text, analysis.regions)
         self._apply_view()
+        self._show_prediction(analysis)
+        self._gate_regions(outcome.request.pooling or self.session.index.get("pooling"))
+        relevant = self.relevant if outcome.request.source == self.source else set()
+        self.results.show_hits(outcome.result.hits, outcome.thumbnails, relevant)
+        pooling = POOLING_LABELS.get(outcome.request.pooling or "", outcome.request.pooling or "")
+        crop = " (cropped)" if outcome.request.crop else ""
+        qe = f", QE {outcome.request.query_expansion}" if outcome.request.query_expansion else ""
+        self.results_title.setText(f"<b>Results</b> — {pooling}{qe}{crop}, {outcome.elapsed_s * 1000:.0f} ms "
+                                   f"(click one to compare it with the query)")
+        name = Path(str(outcome.request.source)).name if isinstance(outcome.request.source, str) else "pasted image"
+        found = ""
+        if relevant:
+            correct = len(self.results.relevant_rows())
+            found = f"; {correct} of the {len(relevant)} known correct matches shown (green)"
+        self.status_label.setText(f"{name}: {len(outcome.result.hits)} results in {outcome.elapsed_s * 1000:.0f} ms"
+                                  f"{found}")
+        self.searchDone.emit(outcome)
+
+    def _show_without_index(self) -> None:
+        """No index yet: show the photo, and its maps from the default model, and say what searching needs."""
+        source = self.source
+        if isinstance(source, str):
+            from PIL import Image
+
+            try:
+                with Image.open(source) as image:
+                    self.query_view.set_content(np.asarray(image.convert("RGB")))
+            except OSError:
+                pass  # the worker's analysis below says what is wrong with the file
+            job = self._submit(AnalyzeRequest(source))
+            job.finished.connect(self._on_query_analysis)
+            self.status_label.setText("Computing the attention maps... Open a catalog index to search "
+                                      "(Catalog tab, or File > Open index).")
+        else:
+            self.query_view.set_content(np.asarray(source.convert("RGB")))
+            self.status_label.setText("Open a catalog index to search (Catalog tab, or File > Open index).")
+
+    def _on_query_analysis(self, outcome: AnalysisOutcome) -> None:
+        if outcome.request.path != self.source or self.session.model:
+            return  # another photo since, or an index opened meanwhile (its search shows the maps)
+        analysis = outcome.analysis
+        self.query_view.set_content(np.asarray(outcome.image), analysis.saliency, analysis.text, analysis.regions)
+        self._apply_view()
+        self._show_prediction(analysis)
+        self.status_label.setText(f"{Path(self.source).name}: its attention maps from the default model. Open a "
+                                  "catalog index to search (Catalog tab, or File > Open index).")
+
+    def _show_prediction(self, analysis) -> None:
         for row in range(3):
             if row < len(analysis.top_classes):
                 name, probability = analysis.top_classes[row]
@@ -379,16 +494,6 @@ class SearchTab(QWidget):
                 self.prediction_labels[row].setText("")
                 self.prediction_bars[row].setValue(0)
         self._show_open_set(analysis.top_classes)
-        self._gate_regions(outcome.request.pooling or self.session.index.get("pooling"))
-        self.results.show_hits(outcome.result.hits, outcome.thumbnails)
-        pooling = POOLING_LABELS.get(outcome.request.pooling or "", outcome.request.pooling or "")
-        crop = " (cropped)" if outcome.request.crop else ""
-        qe = f", QE {outcome.request.query_expansion}" if outcome.request.query_expansion else ""
-        self.results_title.setText(f"<b>Results</b> — {pooling}{qe}{crop}, {outcome.elapsed_s * 1000:.0f} ms "
-                                   f"(click one to compare it with the query)")
-        name = Path(str(outcome.request.source)).name if isinstance(outcome.request.source, str) else "pasted image"
-        self.status_label.setText(f"{name}: {len(outcome.result.hits)} results in {outcome.elapsed_s * 1000:.0f} ms")
-        self.searchDone.emit(outcome)
 
     def _on_batch_finished(self, outcome: BatchOutcome) -> None:
         out_csv, results = outcome.out_csv, outcome.results
@@ -396,6 +501,13 @@ class SearchTab(QWidget):
         message = f"Searched {len(results) - len(failed)} photos; ranking written to {out_csv}."
         if failed:
             message += f" {len(failed)} files could not be read (e.g. {Path(failed[0].query).name}: {failed[0].error})."
+        searched = [r for r in results if not r.error]
+        if searched:
+            # The batch's photos go to the strip, each captioned with its best match; the first is shown.
+            captions = {r.query: f"{Path(r.query).stem} → {r.hits[0].id}" if r.hits else Path(r.query).stem
+                        for r in searched}
+            self.set_samples([r.query for r in searched], captions)
+            message += " Its photos are in the strip below with their best match: click one (or Page Down) to see its results."
         self.status_label.setText(message)
 
     def _submit(self, request) -> Job:

@@ -30,8 +30,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..models.checkpoint import MODEL_SUFFIX
 from ..training.config import resume_path_for
+from .file_filters import checkpoint_filter
 from .settings import Settings
+from .wording import in_app_words
 from .widgets.train_form import TrainForm
 from .widgets.train_plots import TrainingPlots
 from .widgets.train_process import CliProcess
@@ -40,7 +43,7 @@ from .worker import EngineClient, SessionInfo
 log = logging.getLogger(__name__)
 
 LOG_LINES = 5000
-DEFAULT_CHECKPOINT_NAME = "manet.pt"
+DEFAULT_CHECKPOINT_NAME = f"manet{MODEL_SUFFIX}"  # the shipped format (weights cannot run code)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -412,7 +415,7 @@ class TrainTab(QWidget):
             self._append_log("  ".join(parts))
 
     def _on_stderr(self, line: str) -> None:
-        self._append_log(line)
+        self._append_log(in_app_words(line))
 
     def _on_finished(self, exit_code: int, outcome: str, message: str) -> None:
         mode, self.mode = self.mode, "idle"
@@ -440,7 +443,7 @@ class TrainTab(QWidget):
                 self._set_status("Stopped before the first resumable state was saved; Start begins anew.")
         else:
             self.details_label.setText("failed")
-            self._set_status(f"Training failed: {message or f'exit code {exit_code}'}", error=True)
+            self._set_status(f"Training failed: {in_app_words(message) or f'exit code {exit_code}'}", error=True)
         self._append_log(f"[process ended: {outcome}, exit code {exit_code}]")
         self._update_buttons()
 
@@ -458,7 +461,7 @@ class TrainTab(QWidget):
         else:
             self.progress_bar.setValue(0)
             self.details_label.setText("failed")
-            self._set_status(f"Mining failed: {message or 'see the log'}", error=True)
+            self._set_status(f"Mining failed: {in_app_words(message) or 'see the log'}", error=True)
 
     # ------------------------------------------------------------------ small helpers
     def _append_log(self, text: str) -> None:
@@ -500,7 +503,7 @@ class TrainTab(QWidget):
 
     def _browse_out(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Checkpoint to write", self.checkpoint_path(),
-                                              "PyTorch checkpoints (*.pt)")
+                                              checkpoint_filter())
         if path:
             self.out_edit.setText(path)
             self._out_was_suggested = False

@@ -28,6 +28,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from ..errors import UserError
 from ..jobs import Cancelled, JobControl
+from .wording import in_app_words
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ class SearchRequest:
     query_expansion: int = 0
     pooling: str | None = None
     crop: tuple[int, int, int, int] | None = None  # left, top, right, bottom in image pixels
+    # Result thumbnails this many pixels wide (a 2x screen wants twice the index's stored ones, which
+    # are then made from the catalog files); 0: the stored thumbnails.
+    thumbnail_side: int = 0
 
 
 @dataclass
@@ -302,6 +306,7 @@ class Engine(QObject):
         super().__init__()
         self._device_preference = device
         self._session = None
+        self._no_index_extractor = None  # the default model, for maps shown before an index is open
 
     @Slot(object)
     def run_job(self, ticket: _Ticket) -> None:
@@ -317,7 +322,7 @@ class Engine(QObject):
             self.jobCancelled.emit(ticket.job_id)
         except UserError as exc:
             log.info("%s failed: %s", operation.label, exc)
-            self.jobFailed.emit(ticket.job_id, str(exc))
+            self.jobFailed.emit(ticket.job_id, in_app_words(str(exc)))
         except Exception as exc:  # noqa: BLE001 - shown to the user, details in the log file
             log.error("%s crashed:\n%s", operation.label, traceback.format_exc())
             self.jobFailed.emit(ticket.job_id,
@@ -347,6 +352,7 @@ class Engine(QObject):
         if previous is not None:
             previous.close()
         self._session = session
+        self._no_index_extractor = None  # the index's model serves from now on
         return self.session_info()
 
     def session_info(self) -> SessionInfo:
@@ -380,16 +386,39 @@ class Engine(QObject):
         result = session.search_image(image, k=request.k, query_expansion=request.query_expansion,
                                       pooling=request.pooling)
         result.query = str(request.source) if not isinstance(request.source, Image.Image) else "pasted image"
-        thumbnails = {hit.id: session.index.thumbnail(hit.id) for hit in result.hits}
+        thumbnails = {hit.id: self._thumbnail(session, hit, request.thumbnail_side) for hit in result.hits}
         return SearchOutcome(request, image, result, time.perf_counter() - started, thumbnails)
+
+    @staticmethod
+    def _thumbnail(session, hit, side: int) -> bytes | None:
+        """The stored thumbnail, or a sharper one from the catalog file when `side` asks for more pixels."""
+        from ..imaging import load_image
+        from ..retrieval.extractor import THUMBNAIL_SIDE, make_thumbnail
+
+        if side > THUMBNAIL_SIDE and hit.path:
+            try:
+                return make_thumbnail(load_image(hit.path, max_side=side * 2), side)
+            except (UserError, OSError):  # moved or unreadable: the stored one still shows the product
+                log.debug("no sharp thumbnail for %s", hit.path)
+        return session.index.thumbnail(hit.id)
 
     def _analyze(self, request: AnalyzeRequest, job: JobControl) -> AnalysisOutcome:
         from ..imaging import load_image
         from ..retrieval.extractor import DECODE_MAX_SIDE
 
-        session = self._require_session()
         image = load_image(request.path, max_side=DECODE_MAX_SIDE)
-        return AnalysisOutcome(request, image, session.extractor.analyze(image))
+        extractor = self._session.extractor if self._session is not None else self._default_extractor()
+        return AnalysisOutcome(request, image, extractor.analyze(image))
+
+    def _default_extractor(self):
+        """The default model's extractor, for a photo's maps before any index is open (loaded once)."""
+        if self._no_index_extractor is None:
+            from ..models.presets import default_model_spec
+            from ..retrieval.session import new_extractor
+
+            spec, pooling = default_model_spec()
+            self._no_index_extractor = new_extractor(spec, pooling, device=self._device())
+        return self._no_index_extractor
 
     def _warm_up(self, request: WarmUpRequest, job: JobControl) -> float:
         if self._session is None:  # the open failed (and said so): nothing to warm, nothing more to say
@@ -471,6 +500,7 @@ class Engine(QObject):
         if self._session is not None:
             self._session.close()
             self._session = None
+        self._no_index_extractor = None
         QThread.currentThread().quit()
 
 

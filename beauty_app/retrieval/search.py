@@ -95,7 +95,8 @@ class SearchSession:
         """Analyse and search one image (a decoded image or a file; bad files raise ImageLoadError).
 
         Args:
-            pooling: rank with another pooling stored in the index (comparison; no whitening or QE).
+            query_expansion: n > 0 re-queries with the query averaged with its top-n results, with any pooling.
+            pooling: rank with another pooling stored in the index (comparison; no whitening).
         """
         name = "image"
         if not isinstance(image, Image.Image):
@@ -105,7 +106,7 @@ class SearchSession:
         if pooling is None or pooling == self.pooling:
             hits = self.index.search(analysis.vector[None], k, query_expansion=query_expansion)[0]
         else:
-            hits = self.index.search_alternate(pooling, analysis.vector, k)[0]
+            hits = self.index.search_alternate(pooling, analysis.vector, k, query_expansion=query_expansion)[0]
         return QueryResult(name, hits, analysis)
 
     def warm_up(self, k: int = 12, photo_size: tuple[int, int] = (1280, 960)) -> float:

@@ -68,14 +68,18 @@ def test_step_mark_and_export_with_the_keyboard(qtbot, client, settings, open_se
     assert tab.index == 1
     second = tab.current_id()
     wait_for_maps(qtbot, tab)
-    qtbot.keyClick(tab.list_widget, Qt.Key.Key_W)  # both maps targeted by default
+    assert tab.targets() == ["saliency"]  # one map by default: G/W judge the map the eye is on
+    qtbot.keyClick(tab.list_widget, Qt.Key.Key_B)
+    qtbot.keyClick(tab.list_widget, Qt.Key.Key_W)
     assert tab.progress_label.text() == f"Image 2 of {n}, 1 marked"
 
     qtbot.keyClick(tab, Qt.Key.Key_Left)
     assert tab.index == 0
     first = tab.current_id()
     wait_for_maps(qtbot, tab)
-    qtbot.keyClick(tab, Qt.Key.Key_T)  # G now applies to the saliency map only
+    qtbot.keyClick(tab, Qt.Key.Key_T)  # S and T choose (not toggle): T gives the text map alone
+    assert tab.targets() == ["text"]
+    qtbot.keyClick(tab, Qt.Key.Key_S)
     assert tab.targets() == ["saliency"]
     qtbot.keyClick(tab, Qt.Key.Key_G)
     qtbot.mouseClick(tab.mark_buttons[("text", "wrong")], Qt.MouseButton.LeftButton)

@@ -80,6 +80,7 @@ def test_runs_side_by_side_worst_first_and_open_query(qtbot, client, settings, o
         qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
         qtbot.mouseDClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     path = Path(opened.args[0])
+    assert opened.args[1] == list(first.truth.get(worst, []))  # for the Search tab to highlight
     assert path.is_file() and path.stem == worst and path.parent == demo_data.queries_dir
 
     assert settings.get("eval/queries") == str(demo_data.queries_dir)

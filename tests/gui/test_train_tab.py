@@ -146,7 +146,8 @@ def test_failure_shows_the_last_error_line(qtbot, tab, tmp_path):
     tab.start()
     qtbot.waitUntil(lambda: tab.mode == "idle", timeout=PROCESS_TIMEOUT_MS)
     status = tab.status_label.text()
-    assert status.startswith("Training failed:") and "beauty-app: error:" in status
+    assert status.startswith("Training failed:") and "is not a mined dataset" in status
+    assert "beauty-app" not in status and "Mine in the Training tab" in status  # the app's words, not the CLI's
     assert status.split("Training failed: ", 1)[1] in tab.log_view.toPlainText()
     assert tab.start_button.isEnabled() and not tab.use_button.isEnabled()
 
@@ -160,7 +161,7 @@ def test_mining_from_a_catalog_fills_the_data_folder(qtbot, tab, tiny_demo, tmp_
     assert tab.data_edit.text() == str(out)
     assert (out / "train.csv").is_file() and (out / "classes.txt").is_file()
     assert "Mined" in tab.log_view.toPlainText()  # the command's summary is shown
-    assert tab.checkpoint_path() == str(out / "manet.pt")
+    assert tab.checkpoint_path() == str(out / "manet.safetensors")
 
 
 def test_shutdown_stops_a_running_training_and_it_saves_a_resumable_state(qtbot, tab, mined, tmp_path):

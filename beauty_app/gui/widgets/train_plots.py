@@ -49,6 +49,13 @@ class TrainingPlots(QWidget):
         self.val_plot.setLabel("bottom", "step")
         for plot in (self.lr_plot, self.val_plot):
             plot.setXLink(self.loss_plot)
+        # The x axis is shared: only the bottom plot shows its numbers, so no tick labels sit on the title of the
+        # plot below; one left-axis width for all three, so the plots line up whatever their numbers' lengths.
+        for plot in (self.loss_plot, self.lr_plot):
+            plot.getAxis("bottom").setStyle(showValues=False)
+        left_width = self.fontMetrics().horizontalAdvance("0.0001") + 24
+        for plot in self.plots():
+            plot.getAxis("left").setWidth(left_width)
 
         self._x: list[float] = []
         self._series: dict[str, list[float]] = {key: [] for key in LOSS_SERIES}
@@ -75,6 +82,10 @@ class TrainingPlots(QWidget):
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.timeout.connect(self.flush)
 
+    def plots(self) -> list[pg.PlotWidget]:
+        """The three plots, top to bottom."""
+        return [self.loss_plot, self.lr_plot, self.val_plot]
+
     @staticmethod
     def _plot(title: str, background, foreground) -> pg.PlotWidget:
         plot = pg.PlotWidget(background=background)
@@ -83,7 +94,7 @@ class TrainingPlots(QWidget):
         for axis in ("left", "bottom"):
             plot.getAxis(axis).setPen(foreground)
             plot.getAxis(axis).setTextPen(foreground)
-        plot.setMinimumHeight(90)
+        plot.setMinimumHeight(110)
         plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         plot.setMenuEnabled(False)
         return plot

@@ -66,7 +66,7 @@ class CatalogIndex:
         self._faiss: SearchStructure | None = None
         self._whitening: PCAWhitening | None = None
         self._whitening_loaded = False
-        self._alt_cache: dict[str, tuple[np.ndarray, SearchStructure]] = {}
+        self._alt_cache: dict[str, tuple[np.ndarray, np.ndarray, SearchStructure]] = {}
 
     # ----------------------------------------------------------------- opening and creating
     @classmethod
@@ -567,15 +567,29 @@ class CatalogIndex:
         """Other poolings whose catalog vectors are stored for every catalog row (for comparisons)."""
         return self.store.alternate_poolings()
 
-    def search_alternate(self, pooling: str, vectors: np.ndarray, k: int = 7) -> list[list[SearchHit]]:
-        """Exact search among the stored vectors of another pooling (no whitening), for comparisons."""
+    def search_alternate(self, pooling: str, vectors: np.ndarray, k: int = 7, query_expansion: int = 0,
+                         qe_alpha: float = 3.0) -> list[list[SearchHit]]:
+        """Exact search among the stored vectors of another pooling (no whitening), for comparisons.
+
+        Query expansion works as in :meth:`search`, so a ranking compared across poolings differs
+        only by the pooling.
+        """
         if pooling not in self._alt_cache:
             if pooling not in self.alternate_poolings():
                 raise IndexStoreError(f"This index has no {pooling} vectors to compare with; rebuild it to add them.")
             rows, matrix = self.store.comparison_matrix(pooling)
-            self._alt_cache[pooling] = (rows, make_faiss_index(matrix, "flat"))
-        rows, index = self._alt_cache[pooling]
+            self._alt_cache[pooling] = (rows, matrix, make_faiss_index(matrix, "flat"))
+        rows, matrix, index = self._alt_cache[pooling]
         queries = normalize(np.atleast_2d(np.asarray(vectors, np.float32)))
+        if index.ntotal == 0:
+            return [[] for _ in range(len(queries))]
+        if query_expansion > 0:
+            from ..rerank import expand_queries
+
+            scores, positions = index.search(queries, min(int(query_expansion), index.ntotal))
+            neighbours = matrix[positions.clip(min=0)]
+            neighbours[positions < 0] = 0.0
+            queries = expand_queries(queries, neighbours, scores, qe_alpha)
         scores, positions = index.search(queries, min(k, index.ntotal))
         return self._hits(scores, positions, rows)
 
