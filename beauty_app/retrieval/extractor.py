@@ -223,6 +223,11 @@ class FeatureExtractor:
         vectors = {name: F.normalize(total, dim=1).cpu().numpy().astype(np.float32) for name, total in totals.items()}
         return vectors, at_scale_one
 
+    def release_runtimes(self) -> None:
+        """Drop the indexing runtimes built so far: an ONNX Runtime or OpenVINO session owns a pool of
+        threads that would otherwise live as long as this extractor (in the app, the whole session)."""
+        self._runtimes.clear()
+
     def runtime_for(self, count: int) -> InferenceRuntime:
         """The runtime that indexes a job of `count` images (built once per name and kept).
 

@@ -99,7 +99,10 @@ def build_catalog(source: PathLike | Catalog, out_dir: PathLike, extractor: Feat
     """
     catalog = source if isinstance(source, Catalog) else load_catalog(
         source, allow_outside_root=allow_outside_root, job=job)
-    return build_index(catalog, extractor, out_dir, resume=resume, job=job, **index_options)
+    try:
+        return build_index(catalog, extractor, out_dir, resume=resume, job=job, **index_options)
+    finally:
+        extractor.release_runtimes()
 
 
 def add_catalog(index_dir: PathLike, source: PathLike | Catalog, *, device="cpu", bundle: ModelBundle | None = None,
@@ -119,4 +122,7 @@ def add_catalog(index_dir: PathLike, source: PathLike | Catalog, *, device="cpu"
     # No "lists no usable images" check here: an add of nothing new (or only skips) is a valid update.
     catalog = source if isinstance(source, Catalog) else read_catalog(
         source, allow_outside_root=allow_outside_root, job=job)
-    return add_to_index(catalog, extractor, index_dir, job=job)
+    try:
+        return add_to_index(catalog, extractor, index_dir, job=job)
+    finally:
+        extractor.release_runtimes()

@@ -72,8 +72,15 @@ def _busy_pools() -> list[str]:
 def _leftovers(threads_before: set[int], children_before: set[int]) -> list[str]:
     found = [f"Qt thread {name!r}" for tid, name in _qt_threads().items() if tid not in threads_before]
     found += _busy_pools()
-    found += [f"child process {pid}: {cmd}" for pid, cmd in _child_processes().items() if pid not in children_before]
+    found += [f"child process {pid}: {cmd}" for pid, cmd in _child_processes().items()
+              if pid not in children_before and not _is_multiprocessing_service(cmd)]
     return found
+
+
+def _is_multiprocessing_service(command: str) -> bool:
+    """The standard library's fork server and resource tracker: started once by the first build that
+    decodes in worker processes, shared by every later one, and ended with the app (not a job's leftover)."""
+    return any(f"from multiprocessing.{name} import main" in command for name in ("forkserver", "resource_tracker"))
 
 
 @pytest.fixture(autouse=True)
