@@ -211,9 +211,7 @@ class EvaluationRetrieval:
 
     def map_at_7(self, name: str, spec: str, pooling: str, query_expansion: int = 0) -> dict:
         """MAP@7 (paper denominator) with its standard error over the evaluation queries."""
-        from beauty_app.catalog_io import read_catalog
-        from beauty_app.retrieval.build import build_index
-        from beauty_app.retrieval.extractor import FeatureExtractor
+        from beauty_app.retrieval.session import build_catalog, new_extractor
         from beauty_app.retrieval.search import SearchSession
         from beauty_app.evaluation.evaluate import evaluate
 
@@ -224,9 +222,9 @@ class EvaluationRetrieval:
             if index_dir.exists():
                 shutil.rmtree(index_dir)
             self.echo(f"indexing the evaluation catalog: {name}, {POOLING_LABELS.get(pooling, pooling)}")
-            extractor = FeatureExtractor(bundle, pooling, batch_size=16, input_size=self.settings.input_size,
-                                         use_amp=self.settings.amp)
-            build_index(read_catalog(self.eval_data.catalog_csv), extractor, index_dir, job=self.job)
+            extractor = new_extractor(bundle, pooling, batch_size=16, input_size=self.settings.input_size,
+                                      use_amp=self.settings.amp)
+            build_catalog(self.eval_data.catalog_csv, index_dir, extractor, job=self.job)
         with SearchSession(index_dir, bundle.spec, device=self.device, bundle=bundle,
                            use_amp=self.settings.amp) as session:
             result = evaluate(session, self.eval_data.queries_dir, self.eval_data.truth_csv, k=7,

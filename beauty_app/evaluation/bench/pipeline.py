@@ -73,7 +73,7 @@ def run_pipeline_bench(out_dir: str | os.PathLike, settings: PipelineSettings | 
     from beauty_app.device import pick_device
     from beauty_app.models.checkpoint import load_model
     from beauty_app.retrieval.build import build_index
-    from beauty_app.retrieval.extractor import FeatureExtractor
+    from beauty_app.retrieval.session import new_extractor
 
     settings = settings or PipelineSettings()
     echo = echo or log.info
@@ -92,8 +92,8 @@ def run_pipeline_bench(out_dir: str | os.PathLike, settings: PipelineSettings | 
     spec = settings.model or _tiny_model(work)
     bundle = load_model(spec, device=device)
     settings = replace(settings, device=str(device), model=bundle.spec)
-    extractor = FeatureExtractor(bundle, "srmac" if bundle.has_saliency else "ramac", batch_size=settings.batch_size,
-                                 decode_workers=settings.workers, runtime=settings.runtime)
+    extractor = new_extractor(bundle, batch_size=settings.batch_size, decode_workers=settings.workers,
+                              runtime=settings.runtime)
     extractor.extract_paths([entry.path for entry in catalog.entries[:4]])  # lazy initialisation off the clock
 
     def build():

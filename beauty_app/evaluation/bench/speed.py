@@ -173,6 +173,7 @@ def run_speed_bench(out_dir: str | os.PathLike, settings: SpeedSettings | None =
     from beauty_app.models.checkpoint import load_model
     from beauty_app.retrieval.build import build_index
     from beauty_app.retrieval.extractor import FeatureExtractor
+    from beauty_app.retrieval.session import new_extractor
     from beauty_app.retrieval.index import CatalogIndex, make_faiss_index
     from beauty_app.retrieval.search import SearchSession, query_files_in
 
@@ -198,8 +199,8 @@ def run_speed_bench(out_dir: str | os.PathLike, settings: SpeedSettings | None =
     bundle = load_model(spec, device=device)
     pooling = settings.pooling or default_pooling or ("srmac" if bundle.has_saliency else "ramac")
     settings = replace(settings, device=str(device), model=bundle.spec, pooling=pooling)
-    ours = FeatureExtractor(bundle, pooling, batch_size=settings.batch_size, use_amp=True,
-                            decode_workers=settings.workers, runtime=settings.runtime)
+    ours = new_extractor(bundle, pooling, batch_size=settings.batch_size, use_amp=True,
+                         decode_workers=settings.workers, runtime=settings.runtime)
     naive = FeatureExtractor(bundle, pooling, batch_size=1, use_amp=False, decode_workers=1)
 
     # Warm-up outside the clock: first calls pay for lazy initialisation (kernels, allocator, caches).
