@@ -1,3 +1,5 @@
+# Kept in one module (about 680 lines): one tab's widgets and handlers (stepping, marking, undo, export);
+# its reusable parts are already apart (widgets/annotate_marks.py, widgets/image_view.py).
 """The Annotate tab: step through a folder of photos with their saliency and text maps and judge them.
 
 Marks go to ``<folder>/mask_marks.csv`` (``id,map,mark``), which training reads with

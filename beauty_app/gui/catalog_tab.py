@@ -1,3 +1,5 @@
+# Kept in one module (about 580 lines): one tab's build form and handlers; the browser model and the
+# progress panel are apart (widgets/catalog_items.py, widgets/catalog_progress.py).
 """The Catalog tab: build, resume or update an index, see what it holds, and browse its rows."""
 
 from __future__ import annotations

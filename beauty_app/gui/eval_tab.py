@@ -1,3 +1,5 @@
+# Kept in one module (about 600 lines): one tab's form, runs table and handlers; the plot is apart
+# (widgets/eval_plot.py).
 """The Evaluation tab: MAP@k of the open index on a query folder and truth CSV, runs side by side."""
 
 from __future__ import annotations

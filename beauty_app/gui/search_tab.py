@@ -1,3 +1,5 @@
+# Kept in one module (about 580 lines): one tab's layout and handlers; its pieces are apart (widgets/:
+# results grid, heatmap view and legend, comparison dialog).
 """The Search tab: drop, open or paste a photo; see its attention maps, prediction and ranked results."""
 
 from __future__ import annotations

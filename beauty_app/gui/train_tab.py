@@ -1,3 +1,5 @@
+# Kept in one module (about 530 lines): one tab's handlers; the form, the child process and the plots
+# are apart (widgets/train_form.py, train_process.py, train_plots.py).
 """The Training tab: mine a data set, train MANet in a child process, watch it live, use the result.
 
 Training is the `beauty-app train --progress jsonl` command run as a separate process (see

@@ -1,3 +1,5 @@
+# Kept in one module (about 640 lines): the request and outcome types, the Job and the Engine's one small
+# method per operation are the one vocabulary between the tabs and the worker thread, read together.
 """The one worker thread that owns the model and the index, and the job objects the GUI talks to it with.
 
 All torch and faiss state lives on the worker thread. The GUI calls :meth:`EngineClient.submit` with a

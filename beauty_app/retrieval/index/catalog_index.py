@@ -1,3 +1,5 @@
+# Kept in one module (about 640 lines): the facade over an index directory; each method is short and
+# hands the work to store.py, integrity.py, structures.py or browse.py, which are already apart.
 """CatalogIndex: one index directory opened for searching or changing, over its store and structure.
 
 The facade callers hold. It opens the directory (lock, database checks), keeps the search
