@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from .common import (POOLING_CHOICES, add_command, add_device_option, device_name, device_of, folder_or_new,
-                     input_side, non_negative_int, positive_int)
+                     input_side, non_negative_int, positive_int, print_json)
 
 DEFAULT_OUT = "bench_results"
 BACKBONE_CHOICES = ["efficientnet_lite0", "resnet50", "vgg16", "tiny"]
@@ -113,6 +113,7 @@ def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
     p.add_argument("--seed", type=int)
     if device:
         p.add_argument("--device", type=device_name, help="auto (the default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N")
+    p.add_argument("--json", action="store_true", help="print the reports as one JSON object instead of the tables")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -162,6 +163,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model spec (default: the shipped demo MANet, else the ImageNet backbone)")
     p.add_argument("--out", default=f"{DEFAULT_OUT}/maps", help="folder for maps.json, maps_per_photo.csv and "
                    "maps_sheet.png (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_device_option(p)
     p.set_defaults(func=cmd_bench_maps)
 
@@ -255,14 +257,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(message, file=sys.stderr, flush=True)
 
+    reports = {}
     for name in args.benches:
         # The ANN bench can run for many minutes at 500K vectors: keep its finished rows on disk as it goes.
         extra = {"partial": lambda report: bench.write_report(report, args.out)} if name == "ann" else {}
         with progress_bar(not args.quiet) as job:
             result = runners[name](args.out, _settings(args, name), job=job, echo=echo, command=command, **extra)
         json_path, md_path = bench.write_report(result, args.out)
+        if args.json:
+            reports[name] = {**result.as_dict(), "files": {"json": str(json_path), "markdown": str(md_path)}}
+            continue
         print(result.to_markdown())
         print(f"Written {json_path} and {md_path}", flush=True)
+    if args.json:
+        print_json({"benches": reports})
     return 0
 
 
@@ -280,6 +288,10 @@ def cmd_bench_maps(args: argparse.Namespace) -> int:
     bundle = extractor.bundle
     with progress_bar(not args.quiet) as job:
         result = run_maps_bench(extractor, photos, boxes, args.out, job=job)
+    if args.json:
+        print_json({"model": str(bundle.spec), "summary": result.summary, "text_detector": result.text_detector,
+                    "files": {label: str(path) for label, path in result.files.items()}})
+        return 0
     print(f"model: {bundle.spec} ({bundle.describe()})")
     print(format_summary(result.summary))
     print(f"text detector: {result.text_detector}")

@@ -65,12 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--fp32", action="store_true")
     _add_runtime_option(add)
     add.add_argument("--allow-outside-root", action="store_true")
+    add.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_device_option(add)
     add.set_defaults(func=cmd_catalog_add)
 
     remove = add_command(actions, "remove", help="remove catalog ids from an index")
     remove.add_argument("--index", required=True)
     remove.add_argument("ids", nargs="+", metavar="ID")
+    remove.add_argument("--json", action="store_true", help="print the counts as JSON")
     remove.set_defaults(func=cmd_catalog_remove)
 
     info = add_command(actions, "info", help="describe an index")
@@ -82,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify = add_command(actions, "verify", help="check every row, vector and file of an index against its "
                          "checksums (opening an index checks its settings; rows are checked when read)")
     verify.add_argument("--index", required=True)
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.set_defaults(func=cmd_catalog_verify)
 
 
@@ -139,11 +142,16 @@ def summary_lines(summary) -> list[str]:
     return lines
 
 
+def build_summary_dict(summary) -> dict:
+    """A build or add summary as the JSON object `--json` prints."""
+    return {"indexed": summary.indexed, "already_done": summary.already_done,
+            "skipped": [{"item": i, "reason": r} for i, r in summary.skipped],
+            "elapsed_s": round(summary.elapsed_s, 3), "notes": summary.notes, "index": summary.info}
+
+
 def _print_build(args: argparse.Namespace, summary, header: bool = True) -> None:
     if args.json:
-        print_json({"indexed": summary.indexed, "already_done": summary.already_done,
-                    "skipped": [{"item": i, "reason": r} for i, r in summary.skipped],
-                    "elapsed_s": round(summary.elapsed_s, 3), "notes": summary.notes, "index": summary.info})
+        print_json(build_summary_dict(summary))
         return
     if header:
         print("\n".join(summary_lines(summary)))
@@ -244,7 +252,10 @@ def cmd_catalog_add(args: argparse.Namespace) -> int:
         summary = add_catalog(args.index, args.catalog, device=device_of(args), batch_size=args.batch_size,
                               use_amp=not args.fp32, runtime=args.runtime or "auto",
                               allow_outside_root=args.allow_outside_root, job=job)
-    print("\n".join(summary_lines(summary)))
+    if args.json:
+        print_json(build_summary_dict(summary))
+    else:
+        print("\n".join(summary_lines(summary)))
     return 0
 
 
@@ -253,6 +264,9 @@ def cmd_catalog_remove(args: argparse.Namespace) -> int:
     from ..retrieval.build import remove_from_index
 
     removed = remove_from_index(args.index, args.ids)
+    if args.json:
+        print_json({"index": str(args.index), "removed": removed, "asked": len(args.ids)})
+        return 0
     print(f"Removed {removed} of {len(args.ids)} ids from {args.index}.")
     return 0
 
@@ -281,6 +295,9 @@ def cmd_catalog_verify(args: argparse.Namespace) -> int:
 
     with CatalogIndex.open(args.index) as index:
         rows = index.verify()
+    if args.json:
+        print_json({"index": str(args.index), "intact": True, "rows": rows})
+        return 0
     print(f"The index in {args.index} is intact: its settings, {rows} catalog rows with their vectors and comparison "
           f"vectors, and its search structure match their checksums.")
     return 0

@@ -118,8 +118,19 @@ def device_of(args: argparse.Namespace):
     return device
 
 
+def _jsonable(value):
+    """Paths, numpy scalars and arrays as plain JSON values (reports carry them)."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    for method in ("tolist", "item"):  # numpy arrays and scalars, without importing numpy here
+        if hasattr(value, method):
+            return getattr(value, method)()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def print_json(data) -> None:
-    print(json.dumps(data, indent=None, ensure_ascii=False))
+    """Print `data` as one JSON object on one line of stdout (what every `--json` prints)."""
+    print(json.dumps(data, indent=None, ensure_ascii=False, default=_jsonable), flush=True)
 
 
 def parse_scales(text: str) -> tuple[float, ...]:

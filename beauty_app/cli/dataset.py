@@ -64,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     masks.add_argument("--preview", default=None, metavar="PNG", help="write a contact sheet of masks over images")
     masks.add_argument("--limit", type=positive_int, default=48, help="images on the contact sheet (default 48)")
     masks.add_argument("--workers", type=positive_int, default=2)
+    masks.add_argument("--json", action="store_true", help="print the summary as JSON")
     masks.set_defaults(func=cmd_dataset_masks)
     return dataset
 
@@ -84,10 +85,14 @@ def cmd_dataset_masks(args: argparse.Namespace) -> int:
     with progress_bar(not args.quiet) as job:
         statuses = build_mask_cache(items, cache, workers=args.workers, job=job)
     counts = Counter(statuses.values())
+    sheet = mask_contact_sheet(items, cache, args.preview, limit=args.limit) if args.preview else None
+    if args.json:
+        print(json.dumps({"cache": str(cache), "images": len(statuses), "statuses": dict(counts),
+                          "contact_sheet": None if sheet is None else str(sheet)}, ensure_ascii=False))
+        return 0
     print(f"Masks for {len(statuses)} images in {cache}: "
           + ", ".join(f"{count} {status}" for status, count in counts.most_common()))
-    if args.preview:
-        sheet = mask_contact_sheet(items, cache, args.preview, limit=args.limit)
+    if sheet is not None:
         print(f"Contact sheet: {sheet}")
     return 0
 

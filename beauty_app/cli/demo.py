@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from .common import add_command, add_device_option, device_of, folder_or_new, positive_int, whole_number
+from .common import add_command, add_device_option, device_of, folder_or_new, positive_int, print_json, whole_number
 from .progress import progress_bar
 
 
@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--size", type=whole_number(64, 4096, "a number of pixels"), default=256, help="image side in pixels")
     generate.add_argument("--workers", type=positive_int, default=1)
+    generate.add_argument("--json", action="store_true", help="print what was written as JSON")
     generate.set_defaults(func=cmd_demo_generate)
 
 
@@ -89,6 +90,11 @@ def cmd_demo_generate(args: argparse.Namespace) -> int:
         dataset = generate_demo(args.out, n_products=args.products, seed=args.seed, image_size=args.size,
                                 workers=args.workers,
                                 progress=lambda done, total: job.report("generate", done, total))
+    if args.json:
+        print_json({"root": str(dataset.root), "products": dataset.n_products, "catalog_images": dataset.n_catalog,
+                    "queries": dataset.n_queries, "catalog_csv": str(dataset.catalog_csv),
+                    "queries_dir": str(dataset.queries_dir), "truth_csv": str(dataset.truth_csv)})
+        return 0
     print(f"Wrote {dataset.n_catalog} catalog images of {dataset.n_products} products and {dataset.n_queries} "
           f"query photos to {dataset.root}")
     print(f"  catalog: {dataset.catalog_csv}\n  queries: {dataset.queries_dir}\n  truth:   {dataset.truth_csv}")

@@ -10,7 +10,8 @@ import sys
 from dataclasses import fields
 
 from ..training.config import RECIPES, TrainConfig, config_for_recipe  # torch-free: the options' defaults
-from .common import add_command, device_name, input_side, non_negative_int, positive_int
+from ..errors import UserError
+from .common import add_command, device_name, input_side, non_negative_int, positive_int, print_json
 
 DEFAULT_RECIPE = "instance"
 
@@ -73,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the interrupted run that writes --out")
     p.add_argument("--progress", default="bar", choices=["bar", "jsonl", "none"],
                    help="terminal bar, one JSON object per step on stdout (for the GUI), or nothing (as -q)")
+    p.add_argument("--json", action="store_true",
+                   help="print the final summary as one JSON object (not with --progress jsonl)")
     p.set_defaults(func=cmd_train)
 
 
@@ -91,7 +94,6 @@ def check_resume_matches(config: TrainConfig) -> None:
     The saved weights only fit the backbone and attention branches they were trained with; loading
     them into another network fails deep in torch with a page of key names.
     """
-    from ..errors import UserError
     from ..models.checkpoint import read_checkpoint
     from ..models.manet import parse_attention
     from ..training.config import resume_path_for
@@ -178,6 +180,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train; Ctrl-C or SIGTERM saves a resumable state and exits 130."""
     from ..training.trainer import Interrupted, TrainingEvents, train
 
+    if args.json and args.progress == "jsonl":
+        raise UserError("--json and --progress jsonl both write to stdout; choose one.")
     config = config_from_args(args)
     if args.resume:
         check_resume_matches(config)
@@ -213,6 +217,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.progress == "jsonl":
         print(json.dumps({"event": "done", "checkpoint": str(result.checkpoint), "val_accuracy": result.val_accuracy,
                           "elapsed_s": round(result.elapsed_s, 1)}), flush=True)
+    elif args.json:
+        print_json({"checkpoint": str(result.checkpoint), "backbone": config.backbone, "attention": config.attention,
+                    "val_accuracy": result.val_accuracy, "elapsed_s": round(result.elapsed_s, 1)})
     else:
         accuracy = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
         print(f"Trained {config.backbone} MANet ({config.attention}) in {result.elapsed_s:.0f} s; "
