@@ -1,4 +1,4 @@
-"""`beauty-app catalog build|merge|add|remove|info|verify`: make and maintain a catalog index."""
+"""`beauty-app catalog build|merge|add|remove|info|verify|export`: make and maintain a catalog index."""
 
 from __future__ import annotations
 
@@ -86,6 +86,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument("--index", required=True)
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.set_defaults(func=cmd_catalog_verify)
+
+    export = add_command(actions, "export", help="write the ids, paths, descriptions, categories and vectors of an "
+                         "index to FILE.npy (a structured array), FILE.npz or FILE.parquet (needs the export extra)")
+    export.add_argument("--index", required=True)
+    export.add_argument("--out", required=True, metavar="FILE", help="output file; its suffix picks the format")
+    export.add_argument("--json", action="store_true", help="print the summary as JSON")
+    export.set_defaults(func=cmd_catalog_export)
 
 
 def _add_index_options(p: argparse.ArgumentParser) -> None:
@@ -300,4 +307,16 @@ def cmd_catalog_verify(args: argparse.Namespace) -> int:
         return 0
     print(f"The index in {args.index} is intact: its settings, {rows} catalog rows with their vectors and comparison "
           f"vectors, and its search structure match their checksums.")
+    return 0
+
+
+def cmd_catalog_export(args: argparse.Namespace) -> int:
+    """Export an index's rows and vectors for other tools (see retrieval/export.py for the formats)."""
+    from ..retrieval.export import export_index
+
+    summary = export_index(args.index, args.out)
+    if args.json:
+        print_json(summary.as_dict())
+    else:
+        print(f"Exported {summary.rows} rows with {summary.dim}-dimensional vectors to {summary.out}.")
     return 0
