@@ -117,7 +117,7 @@ def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `bench accuracy|recipes|speed|pipeline|ann|build|scale|maps|all` to the top-level sub-commands."""
+    """Add `bench accuracy|recipes|speed|pipeline|ann|build|scale|maps|startup|all` to the top-level sub-commands."""
     bench = add_command(subparsers, "bench", help="benchmarks: the paper's accuracy tables, speed, ANN indexes")
     sub = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
 
@@ -172,6 +172,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _scale_args(p)
     _common(p, device=False)
     p.set_defaults(func=cmd_bench, benches=("scale",))
+
+    p = add_command(sub, "startup", help="wall time of `python -m beauty_app --version` and `--help` in fresh "
+                       "processes (median, p90) with the load average")
+    p.add_argument("--runs", type=positive_int, default=10, help="runs of each command (default 10)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_bench_startup)
 
     p = add_command(sub, "all", help="accuracy, speed and ann one after another")
     _accuracy_args(p)
@@ -297,4 +303,16 @@ def cmd_bench_maps(args: argparse.Namespace) -> int:
     print(f"text detector: {result.text_detector}")
     for label, path in result.files.items():
         print(f"{label}: {path}")
+    return 0
+
+
+def cmd_bench_startup(args: argparse.Namespace) -> int:
+    """Time the command line's start in fresh processes and print median/p90 with the load average."""
+    from ..evaluation.bench.startup import format_startup, run_startup_bench
+
+    result = run_startup_bench(args.runs)
+    if args.json:
+        print_json(result)
+    else:
+        print(format_startup(result))
     return 0

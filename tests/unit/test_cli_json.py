@@ -59,3 +59,16 @@ def test_bench_prints_its_report_as_json(tmp_path, capsys):
     ann = report["benches"]["ann"]
     assert ann["settings"]["sizes"] == [200] and (tmp_path / "ann.json").is_file()
     assert ann["files"]["json"] == str(tmp_path / "ann.json")
+
+
+def test_bench_startup_reports_median_p90_and_load(capsys):
+    result = run_json(capsys, "bench", "startup", "--runs", 1)
+    assert [row["command"] for row in result["commands"]] == ["python -m beauty_app --version",
+                                                              "python -m beauty_app --help"]
+    for row in result["commands"]:
+        assert row["runs"] == 1 and len(row["times_ms"]) == 1
+        assert row["median_ms"] == row["p90_ms"] == row["times_ms"][0] > 0
+    assert "load_average_before" in result and "load_average_after" in result
+    code = main(["bench", "startup", "--runs", "1"])
+    table = capsys.readouterr().out
+    assert code == 0 and "| `python -m beauty_app --help` | 1 |" in table and "Load average" in table
