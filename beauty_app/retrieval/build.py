@@ -124,6 +124,11 @@ def _featurise(index: CatalogIndex, entries: list[CatalogEntry], extractor: Feat
         ]
         group.add(records, [(entry.id, reason) for entry, reason in batch.failures],
                   len(batch.items) + len(batch.failures))
+        if progress.job is not None and progress.job.cancelled:
+            # A cancel stops the build at its next batch, not at the end of a write group: what is
+            # featurised is stored first, so a resume starts after it.
+            group.flush()
+            progress.job.check()
     group.flush()
     stats, timings = extractor.stats, summary.timings
     for name, value in (("featurise_s", time.perf_counter() - started),

@@ -84,6 +84,17 @@ def _is_multiprocessing_service(command: str) -> bool:
 
 
 @pytest.fixture(autouse=True)
+def _eager_torch_runtime(monkeypatch):
+    """GUI tests index with eager torch: the measured runtime (ONNX Runtime on this machine) leaves a
+    library worker thread for the rest of the process, named after the engine thread that made it,
+    which the leftover check below would count as a QThread. The runtimes have their own tests
+    (tests/unit/test_runtime.py); the choice between them is not the GUI's."""
+    from beauty_app.retrieval.runtime import RUNTIME_ENV
+
+    monkeypatch.setenv(RUNTIME_ENV, "torch")
+
+
+@pytest.fixture(autouse=True)
 def _no_qt_leftovers(request):
     """A test that leaves a QThread, a thread-pool job or a QProcess child running fails.
 

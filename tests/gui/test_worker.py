@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from beauty_app.retrieval.extractor import FeatureExtractor
 from beauty_app.gui.worker import (
     BuildRequest,
     Engine,
@@ -89,14 +90,34 @@ def test_a_job_cancelled_while_queued_never_starts(qtbot, client, gated_items):
     assert names == ["cancelled"] and second.state is JobState.CANCELLED and started == []
 
 
-def test_cancel_stops_a_running_build_at_its_next_batch_and_it_resumes(qtbot, client, tiny_checkpoint, tmp_path):
+def test_cancel_stops_a_running_build_at_its_next_batch_and_it_resumes(qtbot, client, tiny_checkpoint, tmp_path,
+                                                                       monkeypatch):
     from beauty_app.demo.products import generate_demo
     from beauty_app.retrieval.index import CatalogIndex
 
     data = generate_demo(tmp_path / "demo", n_products=60, seed=9, image_size=160)
+    # The second batch waits until the GUI has cancelled, so a busy machine cannot let the whole build
+    # finish before the cancel arrives (the build is stopped at the batch after the cancel).
+    cancel_sent = threading.Event()
+    batches = {"n": 0}
+    original = FeatureExtractor.pooled_pixels
+
+    def second_batch_waits_for_the_cancel(self, *args, **kwargs):
+        batches["n"] += 1
+        if batches["n"] == 2:
+            cancel_sent.wait(timeout=WAIT_MS / 1000)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureExtractor, "pooled_pixels", second_batch_waits_for_the_cancel)
     job = client.submit(BuildRequest(str(data.catalog_csv), str(tiny_checkpoint), str(tmp_path / "idx")))
     names = record(job)
-    job.progress.connect(lambda event: job.cancel() if event.stage == "index" and event.done > 0 else None)
+
+    def cancel_after_the_first_stored_batch(event):
+        if event.stage == "index" and event.done > 0 and not cancel_sent.is_set():
+            job.cancel()
+            cancel_sent.set()
+
+    job.progress.connect(cancel_after_the_first_stored_batch)
     with qtbot.waitSignals([job.started, job.cancelled], order="strict", timeout=WAIT_MS):
         pass
     assert names == ["started", "progress", "cancelled"]
