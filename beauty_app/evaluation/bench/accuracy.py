@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from beauty_app.errors import UserError
-from beauty_app.evaluation.bench.data import cached_demo_data
+from beauty_app.evaluation.bench.data import cross_domain_data
 from beauty_app.evaluation.bench.report import (BenchReport, Echo, Table, finish_report, load_average,
                                                 machine_info)
 from beauty_app.jobs import JobControl, report
@@ -251,7 +251,6 @@ def run_accuracy_bench(out_dir: str | os.PathLike, settings: AccuracySettings | 
     """
     from beauty_app.device import pick_device
     from beauty_app.models.checkpoint import read_checkpoint
-    from beauty_app.training.mining import MinedDataset, mine_dataset
 
     settings = settings or AccuracySettings()
     echo = echo or log.info
@@ -262,28 +261,8 @@ def run_accuracy_bench(out_dir: str | os.PathLike, settings: AccuracySettings | 
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
-    # Data: a training catalog to mine and a catalog of other (unseen) products to retrieve from.
-    # Folder names carry the settings, so cached models and indexes (which name their data by path)
-    # can never be reused for data made with other settings.
     t0 = time.perf_counter()
-    train_dir = work / f"train-{settings.products}p-seed{settings.seed}-{settings.image_size}px"
-    train_data = cached_demo_data(train_dir, {"n_products": settings.products, "seed": settings.seed,
-                                        "image_size": settings.image_size}, echo, job,
-                            n_products=settings.products, seed=settings.seed, image_size=settings.image_size)
-    # Another seed gives other products; not seed + 1000, which made the shipped demo model's training catalog.
-    eval_seed = settings.seed + 7919
-    eval_dir = work / f"eval-{settings.eval_products}p-seed{eval_seed}-{settings.image_size}px"
-    eval_data = cached_demo_data(eval_dir, {"n_products": settings.eval_products, "seed": eval_seed,
-                                      "image_size": settings.image_size, "query_fraction": 1.0},
-                           echo, job, n_products=settings.eval_products, seed=eval_seed,
-                           image_size=settings.image_size, query_fraction=1.0)
-    mined_dir = train_dir / f"mined-min{settings.min_images}"
-    if (mined_dir / "stats.json").is_file():
-        mined = MinedDataset.load(mined_dir)
-    else:
-        echo("mining the training catalog's descriptions into categories")
-        mined = mine_dataset(train_data.catalog_csv, mined_dir, keywords="default", min_images=settings.min_images,
-                             seed=settings.seed, workers=2, job=job)
+    eval_data, eval_dir, mined = cross_domain_data(settings, work, echo, job)
     timings["data"] = round(time.perf_counter() - t0, 1)
 
     # Table A1: train every variant (cached), read the trainer's validation accuracy.

@@ -62,3 +62,37 @@ def synthetic_vectors(n: int, dim: int, *, seed: int = 0, stream: int = 0, clust
         block = z @ basis + 0.02 * rng.standard_normal((m, dim), dtype=np.float32)
         out[start:start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
+
+
+def cross_domain_data(settings, work: Path, echo: Echo, job: JobControl | None):
+    """The accuracy and recipes benches' data: a training catalog mined into categories, and a catalog
+    of other (unseen) products with one query photo each to retrieve from.
+
+    Folder names carry the settings (products, seed, image size), so cached models and indexes, which
+    name their data by path, never meet data made with other settings. `settings` needs products,
+    eval_products, seed, image_size and min_images.
+
+    Returns:
+        (eval_data, eval_dir, mined): the evaluation DemoDataset, its folder and the MinedDataset.
+    """
+    from beauty_app.training.mining import MinedDataset, mine_dataset
+
+    train_dir = work / f"train-{settings.products}p-seed{settings.seed}-{settings.image_size}px"
+    train_data = cached_demo_data(train_dir, {"n_products": settings.products, "seed": settings.seed,
+                                              "image_size": settings.image_size}, echo, job,
+                                  n_products=settings.products, seed=settings.seed, image_size=settings.image_size)
+    # Another seed gives other products; not seed + 1000, which made the shipped demo model's training catalog.
+    eval_seed = settings.seed + 7919
+    eval_dir = work / f"eval-{settings.eval_products}p-seed{eval_seed}-{settings.image_size}px"
+    eval_data = cached_demo_data(eval_dir, {"n_products": settings.eval_products, "seed": eval_seed,
+                                            "image_size": settings.image_size, "query_fraction": 1.0},
+                                 echo, job, n_products=settings.eval_products, seed=eval_seed,
+                                 image_size=settings.image_size, query_fraction=1.0)
+    mined_dir = train_dir / f"mined-min{settings.min_images}"
+    if (mined_dir / "stats.json").is_file():
+        mined = MinedDataset.load(mined_dir)
+    else:
+        echo("mining the training catalog's descriptions into categories")
+        mined = mine_dataset(train_data.catalog_csv, mined_dir, keywords="default", min_images=settings.min_images,
+                             seed=settings.seed, workers=2, job=job)
+    return eval_data, eval_dir, mined

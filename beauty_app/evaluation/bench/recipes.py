@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from beauty_app.evaluation.bench.accuracy import POOLING_LABELS, EvaluationRetrieval, offshelf_spec
-from beauty_app.evaluation.bench.data import cached_demo_data
+from beauty_app.evaluation.bench.data import cross_domain_data
 from beauty_app.evaluation.bench.report import BenchReport, Echo, Table, finish_report, load_average, machine_info
 from beauty_app.jobs import JobControl, report
 
@@ -162,7 +162,6 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
         results, every row's MAP@7, standard error, per-query APs and checkpoint.
     """
     from beauty_app.device import pick_device
-    from beauty_app.training.mining import MinedDataset, mine_dataset
 
     settings = settings or RecipeSettings()
     echo = echo or log.info
@@ -173,26 +172,8 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
-    # Training data and a catalog of other products to retrieve from; folder names carry the
-    # settings so that cached models and indexes never meet data made with other settings.
     t0 = time.perf_counter()
-    train_dir = work / f"train-{settings.products}p-seed{settings.seed}-{settings.image_size}px"
-    cached_demo_data(train_dir, {"n_products": settings.products, "seed": settings.seed,
-                                 "image_size": settings.image_size}, echo, job,
-                     n_products=settings.products, seed=settings.seed, image_size=settings.image_size)
-    eval_seed = settings.seed + 7919  # as the accuracy bench: other products than training
-    eval_dir = work / f"eval-{settings.eval_products}p-seed{eval_seed}-{settings.image_size}px"
-    eval_data = cached_demo_data(eval_dir, {"n_products": settings.eval_products, "seed": eval_seed,
-                                            "image_size": settings.image_size, "query_fraction": 1.0},
-                                 echo, job, n_products=settings.eval_products, seed=eval_seed,
-                                 image_size=settings.image_size, query_fraction=1.0)
-    mined_dir = train_dir / f"mined-min{settings.min_images}"
-    if (mined_dir / "stats.json").is_file():
-        mined = MinedDataset.load(mined_dir)
-    else:
-        echo("mining the training catalog's descriptions into categories")
-        mined = mine_dataset(train_dir / "catalog.csv", mined_dir, keywords="default",
-                             min_images=settings.min_images, seed=settings.seed, workers=2, job=job)
+    eval_data, eval_dir, mined = cross_domain_data(settings, work, echo, job)
     timings["data"] = round(time.perf_counter() - t0, 1)
 
     models_dir = work / "models"
