@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_command, folder_or_new, positive_int
+from .common import add_command, folder_or_new, non_negative_int, positive_int
 from .progress import progress_bar
+
+#: beauty_app.training.titles.MAX_TITLE_LABELS, repeated so that registering the command imports no numpy.
+MAX_TITLE_LABELS = 3000
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -55,6 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                            "random images (proper names spread over unrelated products)")
     mine.add_argument("--min-coherence", type=float, default=None, metavar="X",
                       help="least coherence score a proposed category keeps (default 0.1; 0 = as alike as chance)")
+    mine.add_argument("--title-labels", type=non_negative_int, default=MAX_TITLE_LABELS, metavar="N",
+                      help="most title labels (frequent description n-grams; each image with one is kept, without a "
+                           "category when it names none or several); 0 = the paper's rule, images without exactly "
+                           "one category are dropped (default %(default)s)")
     mine.add_argument("--json", action="store_true", help="print the summary as JSON")
     mine.set_defaults(func=cmd_dataset_mine)
 
@@ -109,7 +116,7 @@ def cmd_dataset_mine(args: argparse.Namespace) -> int:
                           keywords=args.keywords, min_images=args.min_images, val_fraction=args.val_fraction,
                           seed=args.seed, stats_images=args.stats_images, workers=args.workers,
                           allow_outside_root=args.allow_outside_root, coherence=coherence,
-                          min_coherence=min_coherence, job=job)
+                          min_coherence=min_coherence, title_labels=args.title_labels, job=job)
     stats = ds.stats
     dropped = stats["dropped"]
     if args.json:
@@ -118,6 +125,7 @@ def cmd_dataset_mine(args: argparse.Namespace) -> int:
             "val": len(ds.val), "mean": list(ds.mean), "std": list(ds.std), "stats_images": stats["stats_images"],
             "keyword_source": stats["keyword_source"], "dropped": dropped,
             "report": str(ds.root / "report.md"), "keywords": str(ds.root / "keywords.txt"),
+            "title_labels": len(ds.titles), "kept": stats.get("kept"),
         }, ensure_ascii=False))
         return 0
     print(f"Mined {len(ds.classes)} categories, {len(ds.train) + len(ds.val)} images "
@@ -128,7 +136,12 @@ def cmd_dataset_mine(args: argparse.Namespace) -> int:
         print(f"  {label:>3} {name:<{width}}  {c['train'] + c['val']:>5}  ({c['train']} train, {c['val']} val)")
     print(f"RGB mean {', '.join(f'{v:.4f}' for v in ds.mean)}; std {', '.join(f'{v:.4f}' for v in ds.std)} "
           f"(from {stats['stats_images']} images)")
-    print(f"Left out: {dropped['unmatched']} descriptions naming no category, {dropped['ambiguous']} naming several, "
+    if ds.has_titles:
+        kept = stats["kept"]
+        print(f"Title labels: {len(ds.titles)} (top: {', '.join(ds.titles[:8])}); kept {kept['with_category']} images "
+              f"with a category, {kept['titles_only']} with title labels only; dropped {kept['dropped']}")
+    print(("Without a category" if ds.has_titles else "Left out")
+          + f": {dropped['unmatched']} descriptions naming no category, {dropped['ambiguous']} naming several, "
           f"{dropped['unreadable']} unreadable images"
           + (f", {len(dropped['small_categories'])} categories under {args.min_images} images" if
              dropped["small_categories"] else "")

@@ -15,16 +15,23 @@ does the same in named steps:
 4. **Choose** the categories with at least ``min_images`` matches (the ``n_categories`` largest) and
    **sample** each, capped at ``per_category`` images, replacing unreadable images by other
    matches (:func:`_sample_readable`).
-5. **Split** each class into train/val (:func:`_split`), measure the **statistics**
-   (:func:`_mean_std`) and **write** the folder (:func:`_write_dataset`, with the report of
-   :mod:`beauty_app.training.mining_report`).
+5. **Title labels** (with ``title_labels > 0``): a multi-label vocabulary of frequent description
+   n-grams (:mod:`beauty_app.training.titles`). Every other readable image with at least one title
+   label is kept too, with "no category" (label -1, which the category loss ignores).
+6. **Split** each class (and the title-only images) into train/val (:func:`_split`), measure the
+   **statistics** (:func:`_mean_std`) and **write** the folder (:func:`_write_dataset`, with the report
+   of :mod:`beauty_app.training.mining_report`).
 
 Output folder (read back with :meth:`MinedDataset.load`; a small stable API for the trainer):
 
 * ``classes.txt``: one class name per line; the label of a class is its 0-based line number.
 * ``train.csv``, ``val.csv``: columns ``id,path,label,category,description`` with absolute image
   paths; ``category`` is the class name (the source of truth), ``label`` its index. Both files are
-  valid catalog CSVs for :func:`beauty_app.catalog_io.read_catalog`.
+  valid catalog CSVs for :func:`beauty_app.catalog_io.read_catalog`. With title labels a
+  ``titles`` column follows: the image's title label indices, separated by spaces; an image
+  without a category has an empty ``category`` and label -1.
+* ``titles.txt`` (with title labels): one title label per line; its index is its 0-based line
+  number. A folder without it has no title labels (the feature is off).
 * ``stats.json``: per-channel RGB ``mean``/``std`` (0..1, from up to ``stats_images`` images resized
   to 224x224), per-class counts, split sizes, source catalog, keyword source, settings, timestamp.
   Written last: a folder without it is an unfinished run.
@@ -48,14 +55,16 @@ from pathlib import Path
 import numpy as np
 
 from beauty_app.catalog_io import CatalogEntry, read_catalog
-from beauty_app.fileio import atomic_write_text, write_csv
+from beauty_app.fileio import atomic_write_text, unescape_csv_cell, write_csv
 from beauty_app.errors import CatalogError, ImageLoadError, UserError
 from beauty_app.imaging import load_image
 from beauty_app.jobs import JobControl
 from beauty_app.training.keywords import KeywordSet, PhraseMatcher, split_clauses
-from beauty_app.training.mining_report import report_markdown
+from beauty_app.training.mining_report import report_markdown, titles_markdown
 from beauty_app.training.coherence import MIN_COHERENCE, Coherence, Embedder, category_coherence, drop_incoherent
 from beauty_app.training.propose import StageProgress, check_positive, propose_categories
+from beauty_app.training.titles import TitleLabels
+from beauty_app.training.titles import title_labels as make_title_labels
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +72,13 @@ STATS_SIZE = 224
 """Side of the square resize (no letterbox) at which mean/std are measured, as in the paper."""
 
 DATASET_FORMAT = "beautylens-mined-dataset"
-DATASET_VERSION = 1
+DATASET_VERSION = 2
+"""Version 2 adds title labels; a folder without them is written as version 1, which older apps read."""
 LIST_COLUMNS = ("id", "path", "label", "category", "description")
+TITLE_COLUMN = "titles"
+TITLES_FILE = "titles.txt"
+NO_CATEGORY = -1
+"""The label of an image kept for its title labels only (the category loss ignores it)."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +88,10 @@ class MinedSample:
     Attributes:
         id: Catalog id.
         path: Absolute image path.
-        label: Class index (line number in ``classes.txt``, from 0).
-        category: Class name.
+        label: Class index (line number in ``classes.txt``, from 0), or :data:`NO_CATEGORY`.
+        category: Class name ("" without a category).
         description: The catalog description it was mined from.
+        titles: Title label indices (line numbers in ``titles.txt``), sorted.
     """
 
     id: str
@@ -84,6 +99,7 @@ class MinedSample:
     label: int
     category: str
     description: str = ""
+    titles: tuple[int, ...] = ()
 
 
 @dataclass
@@ -99,6 +115,7 @@ class MinedDataset:
         std: Per-channel RGB standard deviation in 0..1.
         stats: The content of ``stats.json``.
         skipped: ``(item, reason)`` for list rows whose image is gone (only from :meth:`load`).
+        titles: The title label vocabulary (empty: the dataset has no title labels).
     """
 
     root: Path
@@ -109,10 +126,15 @@ class MinedDataset:
     std: tuple[float, float, float]
     stats: dict
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    titles: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def has_titles(self) -> bool:
+        return bool(self.titles)
 
     @classmethod
     def load(cls, root: str | os.PathLike[str]) -> MinedDataset:
@@ -144,24 +166,56 @@ class MinedDataset:
         if classes != list(stats.get("classes", classes)):
             raise CatalogError(f'The dataset "{folder}" has classes.txt and stats.json that disagree.')
         label_of = {name: i for i, name in enumerate(classes)}
+        titles = _read_titles(folder) if stats.get("titles") else []
+        if titles:
+            label_of[""] = NO_CATEGORY
         skipped: list[tuple[str, str]] = []
 
         def read_list(name: str) -> list[MinedSample]:
             catalog = read_catalog(folder / name, allow_outside_root=True)
             skipped.extend((f"{name}: {item}", reason) for item, reason in catalog.skipped)
+            title_cells = _read_title_cells(folder / name, len(titles)) if titles else {}
             samples = []
             for entry in catalog.entries:
                 if entry.category not in label_of:
                     raise CatalogError(f'The dataset list "{folder / name}" names the unknown class "{entry.category}".')
                 samples.append(MinedSample(entry.id, entry.path, label_of[entry.category], entry.category,
-                                           entry.description))
+                                           entry.description, title_cells.get(entry.id, ())))
             return samples
 
         train, val = read_list("train.csv"), read_list("val.csv")
         if skipped:
             logger.warning("Dataset %s: %d listed images are missing", folder, len(skipped))
         return cls(folder, classes, train, val, _triple(stats.get("mean")), _triple(stats.get("std")), stats,
-                   skipped)
+                   skipped, titles)
+
+
+def _read_titles(folder: Path) -> list[str]:
+    try:
+        return [t for t in (folder / TITLES_FILE).read_text(encoding="utf-8").splitlines() if t.strip()]
+    except OSError as exc:
+        raise CatalogError(f'The dataset file "{folder / TITLES_FILE}" cannot be read ({exc}).') from None
+
+
+def _read_title_cells(path: Path, n_titles: int) -> dict[str, tuple[int, ...]]:
+    """Each list row's title label indices by id (the ``titles`` column; the catalog reader ignores it)."""
+    import csv
+
+    out: dict[str, tuple[int, ...]] = {}
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                try:
+                    labels = tuple(int(v) for v in (row.get(TITLE_COLUMN) or "").split())
+                except ValueError:
+                    labels = (-1,)
+                if any(not 0 <= v < n_titles for v in labels):
+                    raise CatalogError(f'The dataset list "{path}" has a row with title labels that are not line '
+                                       f"numbers of {TITLES_FILE} ({row.get(TITLE_COLUMN)!r}).")
+                out[unescape_csv_cell(row.get("id") or "").strip()] = labels
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CatalogError(f'The dataset list "{path}" cannot be read ({exc}).') from None
+    return out
 
 
 def _triple(value) -> tuple[float, float, float]:
@@ -244,6 +298,7 @@ def mine_dataset(
     allow_outside_root: bool = False,
     coherence: Embedder | None = None,
     min_coherence: float = MIN_COHERENCE,
+    title_labels: int = 0,
     job: JobControl | None = None,
 ) -> MinedDataset:
     """Mine a labelled classification set from a catalog's descriptions and write it to a folder.
@@ -268,6 +323,10 @@ def mine_dataset(
             keywords are only measured. ``None``: not measured.
         min_coherence: Least coherence score a proposed category keeps (see
             :func:`~beauty_app.training.coherence.category_coherence`).
+        title_labels: Most title labels (frequent description n-grams, :mod:`.titles`; each needs
+            ``min_images`` descriptions). Every readable image with one is kept, without a
+            category when its description names none, several or a category over the cap.
+            0: off, the paper's rule (images without exactly one category are dropped).
         job: Optional progress/cancel control (stage ``"mine"``).
 
     Returns:
@@ -280,6 +339,9 @@ def mine_dataset(
     """
     check_positive(n_categories=n_categories, per_category=per_category, min_images=min_images,
                    stats_images=stats_images, workers=workers)
+    if not isinstance(title_labels, int) or title_labels < 0:
+        raise UserError(f"The number of title labels must be a whole number of at least 0 (0 = off), not "
+                        f"{title_labels!r}.")
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"The validation fraction must be at least 0 and below 1, not {val_fraction}.")
     out = Path(out_dir)
@@ -293,9 +355,14 @@ def mine_dataset(
     # stage never reaches its total before the end.
     check_estimate = min(len(entries), n_categories * per_category)
     stats_estimate = min(check_estimate, stats_images)
-    progress.plan(len(entries) + check_estimate + stats_estimate)
+    progress.plan(len(entries) + check_estimate + stats_estimate + (len(entries) if title_labels else 0))
     descriptions = _read_descriptions(catalog_csv, entries)
     kw, keyword_source = _keywords_for(keywords, descriptions, n_categories, min_images, progress)
+    titles = (make_title_labels(descriptions, max_labels=title_labels, min_images=min_images, progress=progress)
+              if title_labels else None)
+    if titles is not None and not titles.vocabulary:
+        logger.warning("No description n-gram is in %d descriptions: mining without title labels", min_images)
+        titles = None
 
     labels = _drop_ambiguous(_label(descriptions, kw, progress), kw)
     coherence_scores: dict[str, Coherence] = {}
@@ -320,15 +387,18 @@ def mine_dataset(
                 f"({len(labels.ambiguous)} ambiguous, {labels.unmatched} unmatched of {len(entries)}); check the "
                 "keywords or lower --min-images."
             )
-        classes, train_ix, val_ix = _split(selection.selected, val_fraction)
-        mean, std, n_used = _mean_std(entries, selection.selected, stats_images, seed, stats_estimate, pool,
-                                      progress)
+        title_only = (_readable_title_only(entries, titles, selection, pool, progress)
+                      if titles is not None else [])
+        classes, train_ix, val_ix = _split(selection.selected, val_fraction, title_only, seed)
+        kept = [i for ix in selection.selected.values() for i in ix] + title_only
+        mean, std, n_used = _mean_std(entries, kept, stats_images, seed, stats_estimate, pool, progress)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
 
     def samples(ix: list[tuple[int, int]]) -> list[MinedSample]:
-        return [MinedSample(entries[i].id, entries[i].path, label, classes[label], entries[i].description)
+        return [MinedSample(entries[i].id, entries[i].path, label, classes[label] if label >= 0 else "",
+                            entries[i].description, titles.per_description[i] if titles is not None else ())
                 for label, i in ix]
 
     train, val = samples(train_ix), samples(val_ix)
@@ -336,7 +406,7 @@ def mine_dataset(
                      "matched": len(labels.by_category[name])} for name in classes}
     stats = {
         "format": DATASET_FORMAT,
-        "version": DATASET_VERSION,
+        "version": DATASET_VERSION if titles is not None else 1,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source_catalog": str(Path(catalog_csv).resolve()),
         "catalog_images": len(entries),
@@ -362,16 +432,45 @@ def mine_dataset(
         "coherence": {name: {"images": c.images, "within": round(c.within, 4), "baseline": round(c.baseline, 4),
                              "score": round(c.score, 4)} for name, c in coherence_scores.items()},
         "settings": {"n_categories": n_categories, "per_category": per_category, "min_images": min_images,
-                     "val_fraction": val_fraction, "seed": seed, "stats_images": stats_images},
+                     "val_fraction": val_fraction, "seed": seed, "stats_images": stats_images,
+                     "title_labels": title_labels},
     }
+    if titles is not None:
+        with_category = len(train) + len(val) - len(title_only)
+        stats["titles"] = {"file": TITLES_FILE, "labels": len(titles.vocabulary),
+                           "images": dict(zip(titles.vocabulary, titles.images)),
+                           "fragments_merged": len(titles.fragments)}
+        stats["kept"] = {"with_category": with_category, "titles_only": len(title_only),
+                         "dropped": len(entries) - with_category - len(title_only)}
     dataset = MinedDataset(out.absolute(), classes, train, val, _triple(stats["mean"]), _triple(stats["std"]),
-                           stats)
-    report_md = report_markdown(dataset, kw, entries, labels.matched, labels.ambiguous, selection.unreadable,
-                                catalog.skipped) + _coherence_markdown(coherence_scores, incoherent, min_coherence)
+                           stats, titles=list(titles.vocabulary) if titles is not None else [])
+    report_md = (report_markdown(dataset, kw, entries, labels.matched, labels.ambiguous, selection.unreadable,
+                                 catalog.skipped) + _coherence_markdown(coherence_scores, incoherent, min_coherence)
+                 + (titles_markdown(dataset, titles) if titles is not None else ""))
     _write_dataset(out, dataset, kw, report_md, proposed=keyword_source == "tfidf")
     dataset.root = out.resolve()
     logger.info("Mined %d classes, %d train / %d val images into %s", len(classes), len(train), len(val), out)
     return dataset
+
+
+def _readable_title_only(entries: Sequence[CatalogEntry], titles: TitleLabels, selection: _Selection,
+                         pool: ThreadPoolExecutor | None, progress: StageProgress) -> list[int]:
+    """The images kept for their title labels only: every other one with a title label that decodes."""
+    taken = {i for ix in selection.selected.values() for i in ix}
+    unreadable = {item for item, _ in selection.unreadable}
+    candidates = [i for i, found in enumerate(titles.per_description)
+                  if found and i not in taken and entries[i].id not in unreadable]
+    progress.plan(len(candidates))
+    kept: list[int] = []
+    for start in range(0, len(candidates), 256):
+        batch = candidates[start:start + 256]
+        for i, problem in zip(batch, _map(pool, _check_image, [entries[i].path for i in batch])):
+            if problem is None:
+                kept.append(i)
+            else:
+                selection.unreadable.append((entries[i].id, problem))
+        progress.step(len(batch), "checking images with title labels")
+    return kept
 
 
 def _coherence_markdown(scores: dict[str, Coherence], dropped: list[str], min_score: float) -> str:
@@ -482,9 +581,11 @@ def _sample_readable(entries: Sequence[CatalogEntry], labels: _Labels, chosen: l
     return selection
 
 
-def _split(selected: dict[str, list[int]],
-           val_fraction: float) -> tuple[list[str], list[tuple[int, int]], list[tuple[int, int]]]:
+def _split(selected: dict[str, list[int]], val_fraction: float, title_only: Sequence[int] = (),
+           seed: int = 0) -> tuple[list[str], list[tuple[int, int]], list[tuple[int, int]]]:
     """Stratified split: the first n_val of each class's random order go to validation.
+
+    The title-only images (label :data:`NO_CATEGORY`) are one more group, in a seeded random order.
 
     Returns:
         The class names (sorted; a label is an index), and sorted ``(label, entry)`` pairs of train and val.
@@ -492,20 +593,24 @@ def _split(selected: dict[str, list[int]],
     classes = sorted(selected)
     train_ix: list[tuple[int, int]] = []
     val_ix: list[tuple[int, int]] = []
-    for label, name in enumerate(classes):
-        n_val = _split_counts(len(selected[name]), val_fraction)
-        val_ix += [(label, i) for i in selected[name][:n_val]]
-        train_ix += [(label, i) for i in selected[name][n_val:]]
+    groups = [(label, selected[name]) for label, name in enumerate(classes)]
+    if title_only:
+        order = np.random.default_rng([seed, 2]).permutation(len(title_only))
+        groups.append((NO_CATEGORY, [title_only[k] for k in order]))
+    for label, members in groups:
+        n_val = _split_counts(len(members), val_fraction)
+        val_ix += [(label, i) for i in members[:n_val]]
+        train_ix += [(label, i) for i in members[n_val:]]
     train_ix.sort()
     val_ix.sort()
     return classes, train_ix, val_ix
 
 
-def _mean_std(entries: Sequence[CatalogEntry], selected: dict[str, list[int]], stats_images: int, seed: int,
+def _mean_std(entries: Sequence[CatalogEntry], kept: Sequence[int], stats_images: int, seed: int,
               stats_estimate: int, pool: ThreadPoolExecutor | None,
               progress: StageProgress) -> tuple[np.ndarray, np.ndarray, int]:
     """Statistics: per-channel mean and std on a seeded sample of all mined images, and the images used."""
-    everything = sorted(i for ix in selected.values() for i in ix)
+    everything = sorted(kept)
     rng = np.random.default_rng([seed, 1])
     sample = sorted(rng.choice(len(everything), size=min(stats_images, len(everything)), replace=False))
     paths = [entries[everything[k]].path for k in sample]
@@ -532,9 +637,17 @@ def _write_dataset(out: Path, dataset: MinedDataset, kw: KeywordSet, report_md: 
         # for a finished one, and write it last.
         (out / "stats.json").unlink(missing_ok=True)
         atomic_write_text(out / "classes.txt", "".join(f"{c}\n" for c in dataset.classes))
-        for name, rows in (("train.csv", dataset.train), ("val.csv", dataset.val)):
-            write_csv(out / name, LIST_COLUMNS,
-                      ([s.id, str(s.path), s.label, s.category, s.description] for s in rows))
+        if dataset.has_titles:
+            atomic_write_text(out / TITLES_FILE, "".join(f"{t}\n" for t in dataset.titles))
+            for name, rows in (("train.csv", dataset.train), ("val.csv", dataset.val)):
+                write_csv(out / name, (*LIST_COLUMNS, TITLE_COLUMN),
+                          ([s.id, str(s.path), s.label, s.category, s.description, " ".join(map(str, s.titles))]
+                           for s in rows))
+        else:
+            (out / TITLES_FILE).unlink(missing_ok=True)
+            for name, rows in (("train.csv", dataset.train), ("val.csv", dataset.val)):
+                write_csv(out / name, LIST_COLUMNS,
+                          ([s.id, str(s.path), s.label, s.category, s.description] for s in rows))
         source = dataset.stats["keyword_source"]
         header = (f"Keywords used to mine {out.name} (source: {source}); edit and re-run "
                   "`beauty-app dataset mine --keywords FILE`.")

@@ -9,6 +9,10 @@ from beauty_app.training.keywords import KeywordSet
 
 if TYPE_CHECKING:  # mining imports this module to write its report
     from beauty_app.training.mining import MinedDataset
+    from beauty_app.training.titles import TitleLabels
+
+TOP_TITLE_LABELS = 40
+"""Title labels listed in the report (all of them are in ``titles.txt``)."""
 
 
 def _md(text: str, limit: int = 160) -> str:
@@ -69,8 +73,10 @@ def report_markdown(ds: MinedDataset, kw: KeywordSet, entries: list[CatalogEntry
         lines += [f"- {_md(e)}" for e in examples] or ["- (no description)"]
         lines.append("")
     lines += ["## Dropped", ""]
-    lines.append(f"- {d['unmatched']} descriptions name no category.")
-    lines.append(f"- {d['ambiguous']} descriptions name two or more categories (ambiguous) and were left out.")
+    fate = ("; they are kept without a category when they have a title label (see below)" if "kept" in s
+            else " and were left out")
+    lines.append(f"- {d['unmatched']} descriptions name no category" + (fate if "kept" in s else "") + ".")
+    lines.append(f"- {d['ambiguous']} descriptions name two or more categories (ambiguous){fate}.")
     for i in ambiguous[:10]:
         lines.append(f"  - {_md(entries[i].description, 120)} \u2192 {', '.join(matched[i])}")
     if d["over_per_category"]:
@@ -95,4 +101,29 @@ def report_markdown(ds: MinedDataset, kw: KeywordSet, entries: list[CatalogEntry
             lines.append(f"  - {_md(item, 60)}: {_md(reason, 200)}")
         if len(catalog_skipped) > 50:
             lines.append(f"  - ... and {len(catalog_skipped) - 50} more")
+    return "\n".join(lines) + "\n"
+
+
+def titles_markdown(ds: MinedDataset, titles: TitleLabels) -> str:
+    """The report's section on title labels: images kept with a category, with title labels only, dropped."""
+    kept = ds.stats["kept"]
+    total = ds.stats["catalog_images"]
+    lines = [
+        "", "## Title labels", "",
+        (f"{len(titles.vocabulary)} title labels (description n-grams of 1 to 3 words, each in at least "
+         f"{ds.stats['settings']['min_images']} descriptions; all in `titles.txt`). "
+         f"{titles.labelled} of {total} descriptions have one."), "",
+        f"- Kept with a category: {kept['with_category']} images",
+        f"- Kept with title labels only (no category, ignored by the category loss): {kept['titles_only']} images",
+        f"- Dropped (no category and no title label, unreadable, or over the per-category cap without a title "
+        f"label): {kept['dropped']} images",
+    ]
+    if titles.fragments:
+        merged = ", ".join(f"{_md(a, 40)} \u2192 {_md(b, 40)}" for a, b in list(titles.fragments.items())[:10])
+        lines.append(f"- {len(titles.fragments)} cut-off n-grams joined the label they were cut from: {merged}"
+                     + (", ..." if len(titles.fragments) > 10 else ""))
+    lines += ["", f"Top {min(TOP_TITLE_LABELS, len(titles.vocabulary))} title labels:", "",
+              "| label | title | images |", "|---:|---|---:|"]
+    for index, (name, count) in enumerate(zip(titles.vocabulary[:TOP_TITLE_LABELS], titles.images)):
+        lines.append(f"| {index} | {_md(name, 80)} | {count} |")
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ import bisect
 import functools
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,7 +70,7 @@ _UNIT_WORDS = frozenset({
     "inches", "cm", "mm", "shade", "shades", "blade", "blades", "sheet", "sheets", "colors", "colours",
     "ounce", "ounces",
 })
-_TFIDF_TOKEN = r"(?u)\b[^\W\d_]{2,}\b"  # words of two or more letters: no numbers, sizes or codes
+WORD_TOKEN = r"(?u)\b[^\W\d_]{2,}\b"  # words of two or more letters: no numbers, sizes or codes
 
 Vocabulary = KeywordSet | Literal["default"] | None
 """Known categories for the proposal: the built-in list, a keyword set, or none (data only)."""
@@ -104,7 +104,8 @@ def check_positive(**values: float) -> None:
 
 
 @functools.cache
-def _stop_words() -> frozenset[str]:
+def stop_words() -> frozenset[str]:
+    """Words that never name a product: scikit-learn's English stop words and :data:`FILLER_WORDS`."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return frozenset(ENGLISH_STOP_WORDS) | FILLER_WORDS
@@ -124,7 +125,7 @@ def _head_terms(segments: list[list[str]]) -> list[str]:
         if tok in _CUT_WORDS:
             tokens = tokens[:i]
             break
-    stop = _stop_words()
+    stop = stop_words()
     end = len(tokens)
     while end and (any(c.isdigit() for c in tokens[end - 1]) or tokens[end - 1] in _UNIT_WORDS
                    or tokens[end - 1] in stop):
@@ -264,8 +265,8 @@ def _describe_corpus(descriptions: Sequence[str]) -> _Corpus:
         raise CatalogError("None of the descriptions contains words to propose categories from.")
 
     vectorizer = TfidfVectorizer(
-        lowercase=False, token_pattern=_TFIDF_TOKEN, ngram_range=(1, 2), min_df=2 if len(docs) >= 2 else 1,
-        stop_words=sorted(_stop_words()), sublinear_tf=True, dtype=np.float32,
+        lowercase=False, token_pattern=WORD_TOKEN, ngram_range=(1, 2), min_df=2 if len(docs) >= 2 else 1,
+        stop_words=sorted(stop_words()), sublinear_tf=True, dtype=np.float32,
     )
     try:
         tfidf = vectorizer.fit_transform([texts[i] for i in docs])
@@ -313,22 +314,36 @@ def _candidates(corpus: _Corpus, vocab: KeywordSet, n_categories: int, min_image
     return known + new_terms[: n_categories * MAX_NEW_TERMS_PER_CATEGORY]
 
 
-def _completion(corpus: _Corpus, term: str, sorted_terms: list[str]) -> str | None:
+def cut_completion(term: str, ends: int, frequency: Callable[[str], int], sorted_terms: Sequence[str]) -> str | None:
     """The term that ``term`` is a cut-off fragment of, or None when it is a word of its own.
 
-    A fragment ends most of its descriptions (the cut) and begins a more frequent term; the most
-    frequent such term is the one it was cut from.
+    A fragment ends most of its descriptions (the cut: ``ends`` of them, at least
+    :data:`FRAGMENT_END_SHARE` of ``frequency(term)``) and begins a more frequent term; the most
+    frequent such term is the one it was cut from. Shared by the category proposal and the title
+    labels (:mod:`.titles`).
+
+    Args:
+        term: A word or phrase.
+        ends: Descriptions whose last words are ``term``.
+        frequency: Descriptions containing a term.
+        sorted_terms: Every term, sorted (the candidates for the completion).
     """
-    col = corpus.term_index[term]
-    if corpus.tail_count[term] < FRAGMENT_END_SHARE * corpus.doc_freq[col]:
+    own = frequency(term)
+    if ends < FRAGMENT_END_SHARE * own:
         return None
     start = bisect.bisect_right(sorted_terms, term)
     end = bisect.bisect_left(sorted_terms, term + "\uffff", lo=start)
     longer = sorted_terms[start:end]  # every term that starts with `term`, itself excluded
     if not longer:
         return None
-    best = max(longer, key=lambda t: (corpus.doc_freq[corpus.term_index[t]], t))
-    return best if corpus.doc_freq[corpus.term_index[best]] > corpus.doc_freq[col] else None
+    best = max(longer, key=lambda t: (frequency(t), t))
+    return best if frequency(best) > own else None
+
+
+def _completion(corpus: _Corpus, term: str, sorted_terms: list[str]) -> str | None:
+    """:func:`cut_completion` over the proposal's corpus."""
+    return cut_completion(term, corpus.tail_count[term], lambda t: int(corpus.doc_freq[corpus.term_index[t]]),
+                          sorted_terms)
 
 
 def _merge_fragments(corpus: _Corpus, candidates: list[Candidate]) -> list[Candidate]:
