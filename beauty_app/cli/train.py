@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     objective.add_argument("--category-weight", type=float, default=None, help="weight of the category loss")
     objective.add_argument("--instance-weight", type=float, default=None,
                            help="weight of the (photo, catalog view) InfoNCE on the retrieval vector; 0 = off")
+    objective.add_argument("--title-weight", type=float, default=None,
+                           help="weight of the multi-label title loss (a title head over the mined set's title "
+                                "labels; the instance recipe: 1 where the set has them); 0 = off, no title head")
     objective.add_argument("--instance-pooling", default=defaults.instance_pooling,
                            choices=["auto", "gap", "mac", "gem", "rmac", "srmac"],
                            help="retrieval vector the instance loss trains (auto: srmac with saliency, else rmac)")
@@ -124,7 +127,7 @@ def _jsonl_events():
     return TrainingEvents(
         on_step=lambda s: emit("step", stage=s.stage, iteration=s.iteration, total=s.total, loss=s.loss,
                                loss_cls=s.loss_cls, loss_saliency=s.loss_saliency, loss_text=s.loss_text,
-                               loss_instance=s.loss_instance, lr=s.lr,
+                               loss_instance=s.loss_instance, loss_title=s.loss_title, lr=s.lr,
                                throughput=s.throughput, eta_s=s.eta_s),
         on_stage=lambda stage, text: emit("stage", stage=stage, description=text),
         on_validation=lambda result: emit("validation", **result),
@@ -157,6 +160,8 @@ def _bar_events():
             parts.append(f"txt {step.loss_text:.3f}")
         if step.loss_instance is not None:
             parts.append(f"inst {step.loss_instance:.3f}")
+        if step.loss_title is not None:
+            parts.append(f"title {step.loss_title:.3f}")
         parts.append(f"lr {step.lr:.1e}")
         parts.append(f"{step.throughput:.1f} img/s")
         state["bar"].set_postfix_str(" ".join(parts), refresh=False)

@@ -69,6 +69,7 @@ class ModelBundle:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     metadata: dict = field(default_factory=dict)
+    title_names: list[str] = field(default_factory=list)  # the title head's labels (empty: no head)
 
     @property
     def has_saliency(self) -> bool:
@@ -110,6 +111,7 @@ def save_checkpoint(
     train_config: dict | None = None,
     metrics: dict | None = None,
     extra: dict | None = None,
+    title_names: list[str] | None = None,
 ) -> Path:
     """Write a self-describing checkpoint atomically (a crash never leaves a half-written file).
 
@@ -119,7 +121,12 @@ def save_checkpoint(
     Args:
         extra: more weights_only-safe state (e.g. optimizer state and iteration for resuming); only
             for a ``torch.save`` file, such as the ``<out>.resume`` state of a training run.
+        title_names: the title head's labels, one per output (required when the model has one).
+            Checkpoints without them have no title head.
     """
+    title_names = list(title_names or [])
+    if len(title_names) != model.num_titles:
+        raise ValueError(f"the model has {model.num_titles} title outputs but {len(title_names)} title names were given")
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -130,6 +137,7 @@ def save_checkpoint(
         "attention_head": model.attention_head,
         "num_classes": model.num_classes,
         "class_names": list(class_names),
+        **({"title_names": title_names} if title_names else {}),
         "input_size": int(input_size),
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
@@ -330,6 +338,14 @@ def validate_checkpoint_metadata(meta: dict) -> None:
     head = weights.get("classifier.weight")
     if (classes > 0) != (head is not None) or (head is not None and (head.dim() != 2 or head.shape[0] != classes)):
         raise ValueError(f"its weights do not hold the classifier its num_classes ({classes}) describes")
+    titles = meta.get("title_names", [])
+    if (not isinstance(titles, list | tuple) or len(titles) > MAX_CLASSES
+            or not all(isinstance(t, str) for t in titles)):
+        raise ValueError(f"its title_names must be at most {MAX_CLASSES:,} names")
+    title_head = weights.get("title_head.weight")
+    if (len(titles) > 0) != (title_head is not None) or (
+            title_head is not None and (title_head.dim() != 2 or title_head.shape[0] != len(titles))):
+        raise ValueError(f"its weights do not hold the title head its title_names ({len(titles)}) describe")
     problem = input_size_problem(meta["input_size"])
     if problem:
         raise ValueError(f"its input_size {problem}")
@@ -374,6 +390,7 @@ def model_from_checkpoint(payload: dict) -> MANet:
         external_saliency=bool(payload.get("external_saliency", False)),
         # Checkpoints from before the fine head name none: theirs is the coarse one.
         attention_head=head,
+        num_titles=len(payload.get("title_names", [])),
     )
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
@@ -414,6 +431,7 @@ def load_model(spec: str, *, device: torch.device | str = "cpu", allow_download:
             tuple(payload["mean"]),
             tuple(payload["std"]),
             {k: payload.get(k) for k in ("train_config", "metrics", "versions", "feature_dim")},
+            list(payload.get("title_names", [])),
         )
     bundle.model.to(device).eval()
     log.info("loaded model %s: %s", spec, bundle.describe())

@@ -7,6 +7,8 @@ backbone feature map F (B,C,h,w), and an earlier, finer map E (B,C',H/8,W/8) at 
                     residual attention: a map can only add emphasis, so an untrained branch never
                     erases the backbone)
   -> global average pooling -> dropout -> linear classifier (the 44 Perfect-30K categories)
+                                       -> linear title head (optional: multi-label logits over the
+                                          title n-grams of :mod:`beauty_app.training.titles`)
 
 F' is the retrieval feature map (its GAP is the paper's "last pooling layer" feature) and S drives
 SR-MAC (which pools S onto F's grid itself). Either branch can be switched off for the Table A1
@@ -24,6 +26,7 @@ Attention heads (:data:`ATTENTION_HEADS`, recorded in checkpoints):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -122,6 +125,7 @@ class MANetOutput:
     text: torch.Tensor | None
     saliency_logits: torch.Tensor | None = None
     text_logits: torch.Tensor | None = None
+    title_logits: torch.Tensor | None = None  # (B, num_titles) multi-label logits; None without a title head
 
 
 def upsample_map(attention: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -140,6 +144,7 @@ class MANet(nn.Module):
         external_saliency: the saliency map is given to :meth:`forward` instead of predicted.
         attention_head: ``"fine"`` (stride-8 maps fused from an earlier stage) or ``"coarse"``
             (maps at the final feature map's resolution; checkpoints from before the fine head).
+        num_titles: size of the multi-label title head on the pooled feature; 0 builds none.
     """
 
     def __init__(
@@ -152,6 +157,7 @@ class MANet(nn.Module):
         dropout: float = 0.2,
         allow_download: bool = True,
         attention_head: str = DEFAULT_ATTENTION_HEAD,
+        num_titles: int = 0,
     ):
         super().__init__()
         if attention_head not in ATTENTION_HEADS:
@@ -174,6 +180,13 @@ class MANet(nn.Module):
         self.num_classes = int(num_classes)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(channels, num_classes) if num_classes > 0 else None
+        self.num_titles = int(num_titles)
+        self.title_head = nn.Linear(channels, self.num_titles) if self.num_titles > 0 else None
+        if self.title_head is not None:
+            # Start every title at probability 1/num_titles: the multi-label loss then begins near
+            # log(num_titles), the scale of the category cross-entropy, instead of being swamped by
+            # thousands of confident-at-0.5 negatives.
+            nn.init.constant_(self.title_head.bias, -math.log(max(self.num_titles - 1, 1)))
 
     @property
     def info(self) -> BackboneInfo:
@@ -229,9 +242,17 @@ class MANet(nn.Module):
         pooled = features.float().mean(dim=(2, 3))
         return self.classifier(self.dropout(pooled).to(self.classifier.weight.dtype))
 
+    def forward_titles(self, features: torch.Tensor) -> torch.Tensor | None:
+        """Multi-label title logits from a (re-weighted) feature map, or None without a title head."""
+        if self.title_head is None:
+            return None
+        pooled = features.float().mean(dim=(2, 3))
+        return self.title_head(self.dropout(pooled).to(self.title_head.weight.dtype))
+
     def forward(self, images: torch.Tensor, saliency: torch.Tensor | None = None) -> MANetOutput:
         out = self.forward_features(images, saliency)
         out.logits = self.forward_head(out.features)
+        out.title_logits = self.forward_titles(out.features)
         return out
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -241,5 +262,6 @@ class MANet(nn.Module):
             "saliency": list(self.saliency_branch.parameters()) if self.saliency_branch is not None else [],
             "text": list(self.text_branch.parameters()) if self.text_branch is not None else [],
             "classifier": list(self.classifier.parameters()) if self.classifier is not None else [],
+            "titles": list(self.title_head.parameters()) if self.title_head is not None else [],
         }
         return groups

@@ -50,6 +50,9 @@ class TrainConfig:
     temperature: float = 0.05
     learn_temperature: bool = False
     instance_memory: int = 0  # catalog vectors of earlier batches kept as extra negatives (0 = none)
+    # > 0 and the mined set has title labels: a multi-label title head on the pooled feature, trained with
+    # BCE over the title n-grams (images without a category still teach it); 0 = no title head.
+    title_weight: float = 0.0
 
     @property
     def attention_names(self) -> tuple[str, ...]:
@@ -61,10 +64,11 @@ class TrainConfig:
 
 
 #: Named objectives. "paper": category classification only (Wang et al. 2020). "instance": the
-#: paper's losses plus the instance-level cross-domain InfoNCE on the pooled retrieval vector.
+#: paper's losses plus the instance-level cross-domain InfoNCE on the pooled retrieval vector, and the
+#: multi-label title loss where the mined set has title labels.
 RECIPES: dict[str, dict[str, object]] = {
-    "paper": {"category_weight": 1.0, "instance_weight": 0.0},
-    "instance": {"category_weight": 1.0, "instance_weight": 1.0},
+    "paper": {"category_weight": 1.0, "instance_weight": 0.0, "title_weight": 0.0},
+    "instance": {"category_weight": 1.0, "instance_weight": 1.0, "title_weight": 1.0},
 }
 
 

@@ -54,12 +54,14 @@ class MinedImages(Dataset):
     plain catalog views); validation samples are plain letterboxed catalog views. With `pairs`,
     a training sample is a (photo, catalog view) pair of one image: the photo under the usual keys,
     the view under ``view_*`` keys, and the image's integer ``identity`` (its product id where the
-    rows carry one, else its catalog id).
+    rows carry one, else its catalog id). With `num_titles`, every sample also has a multi-hot
+    ``titles`` target over the title labels.
     """
 
     def __init__(self, rows: list, mask_dir: Path, config: TrainConfig, mean, std, train: bool,
-                 wrong_marks: set[tuple[str, str]] = frozenset(), pairs: bool = False):
+                 wrong_marks: set[tuple[str, str]] = frozenset(), pairs: bool = False, num_titles: int = 0):
         self.rows = rows
+        self.num_titles = num_titles
         self.mask_dir = mask_dir
         self.size = config.input_size
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
@@ -107,13 +109,22 @@ class MinedImages(Dataset):
                 item = self._tensors(photo.image, photo.saliency, photo.text)
                 item.update({f"view_{key}": value
                              for key, value in self._tensors(view.image, view.saliency, view.text).items()})
-                return {**item, "label": int(row.label), "identity": self.identities[index]}
+                return {**item, **self._labels(index)}
             sample = self.augmenter(image, saliency, text, rng, distractors=distractors)
             picture, saliency_t, text_t = sample.image, sample.saliency, sample.text
         else:
             picture, saliency_t, text_t = _plain_view(image, saliency, text, self.size)
-        return {**self._tensors(picture, saliency_t, text_t), "label": int(row.label),
-                "identity": self.identities[index]}
+        return {**self._tensors(picture, saliency_t, text_t), **self._labels(index)}
+
+    def _labels(self, index: int) -> dict:
+        """Category label (-1: none), identity, and the multi-hot title target when there are title labels."""
+        row = self.rows[index]
+        labels = {"label": int(row.label), "identity": self.identities[index]}
+        if self.num_titles:
+            titles = torch.zeros(self.num_titles)
+            titles[list(getattr(row, "titles", ()))] = 1.0
+            labels["titles"] = titles
+        return labels
 
     def _tensors(self, picture, saliency, text) -> dict:
         """Normalised image tensor and mask targets (zeros plus valid = 0 where a mask is missing)."""

@@ -1,4 +1,7 @@
-"""Training losses: attention-map supervision and the instance-level cross-domain metric loss.
+"""Training losses: categories, title labels, attention-map supervision and the instance-level metric loss.
+
+The category loss counts only images that have a category (label -1: kept for its title labels
+only); the title loss is a multi-label binary cross-entropy over the title n-grams.
 
 The instance loss treats every catalog image (or product, where the rows carry a product id) as
 its own identity. A batch holds a synthetic "photo" and a catalog view of each identity; the
@@ -24,6 +27,33 @@ def attention_loss(logits: torch.Tensor | None, target: torch.Tensor, valid: tor
     pooled = F.adaptive_avg_pool2d(target, logits.shape[-2:])
     per_sample = F.binary_cross_entropy_with_logits(logits.float(), pooled, reduction="none").mean(dim=(1, 2, 3))
     return (per_sample * valid).sum() / valid.sum()
+
+
+def category_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the images with a category; images labelled -1 are ignored.
+
+    A batch without any category gives 0, still in the graph (under DDP every parameter, the
+    classifier too, must receive a gradient in every step).
+    """
+    if not bool((labels >= 0).any()):
+        return logits.float().sum() * 0.0
+    return F.cross_entropy(logits.float(), labels, ignore_index=-1)
+
+
+def title_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Multi-label BCE-with-logits over the title labels, summed and divided by the positives in the batch.
+
+    Normalising by the positives (as RetinaNet does for its anchors) keeps the loss on one scale
+    whether the vocabulary has 30 labels or 3,000, where a plain mean over every (image, label)
+    would shrink with the vocabulary.
+
+    Args:
+        logits: (B, T) title logits.
+        targets: (B, T) multi-hot targets (1 where the image's description holds the title).
+    """
+    targets = targets.float()
+    total = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="sum")
+    return total / targets.sum().clamp(min=1.0)
 
 
 def _multi_positive_nce(similarity: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,10 @@ attention map against its target (the pseudo saliency / text mask, or the exact 
 "photo"), counted only for samples whose target exists and was not marked wrong by an annotator.
 With ``instance_weight > 0`` every batch holds (photo, catalog view) pairs of the same catalog
 image, and a symmetric InfoNCE over those identities trains the retrieval vector itself (the
-pooled F' the index stores: SR-MAC with a saliency map) in stage 2.
+pooled F' the index stores: SR-MAC with a saliency map) in stage 2. With ``title_weight > 0`` and a
+mined set with title labels, a multi-label title head learns the description n-grams of each image
+(BCE); the category loss skips the images kept for their title labels only (label -1), and the
+accuracy counts only images with a category.
 
 The loop reports through :class:`TrainingEvents` callbacks (terminal bar, JSON lines for the GUI),
 saves a resumable state every N iterations and on interruption, and runs under torchrun
@@ -29,7 +32,6 @@ from pathlib import Path
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -50,7 +52,7 @@ from .distributed import (
     same_decision,
     use_sync_batchnorm,
 )
-from .losses import CrossBatchMemory, Temperature, attention_loss, symmetric_info_nce
+from .losses import CrossBatchMemory, Temperature, attention_loss, category_loss, symmetric_info_nce, title_loss
 from .mining import MinedDataset
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class StepInfo:
     throughput: float  # images per second (this process)
     eta_s: float
     loss_instance: float | None = None
+    loss_title: float | None = None
 
 
 @dataclass
@@ -162,7 +165,8 @@ def _set_trainable(model: MANet, stage: int) -> list[nn.Parameter]:
     """Stage 1: saliency branch + head on a frozen backbone; stage 2: everything."""
     _set_modes(model, stage)
     groups = model.parameter_groups()
-    trainable = (groups["saliency"] + groups["classifier"]) if stage == 1 else [p for p in model.parameters()]
+    heads = groups["classifier"] + groups["titles"]
+    trainable = (groups["saliency"] + heads) if stage == 1 else [p for p in model.parameters()]
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     for parameter in trainable:
@@ -174,7 +178,8 @@ def _set_trainable(model: MANet, stage: int) -> list[nn.Parameter]:
 def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict:
     """Top-1 accuracy (and per-class accuracy) on a plain-view loader (leaves the model in eval mode).
 
-    Also the open-set threshold chosen on these images (see :mod:`beauty_app.models.open_set`).
+    Also the open-set threshold chosen on these images (see :mod:`beauty_app.models.open_set`). Only
+    images with a category count (those kept for their title labels only have label -1).
     """
     model.eval()
     correct = total = 0
@@ -184,13 +189,16 @@ def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict
         for batch in loader:
             with autocast(device, config.amp):
                 out = model(batch["image"].to(device), saliency=external_saliency(batch, device, model))
-            top_probabilities += torch.softmax(out.logits.float(), dim=1).amax(dim=1).cpu().tolist()
-            predicted = out.logits.float().argmax(dim=1).cpu()
-            for label, guess in zip(batch["label"].tolist(), predicted.tolist()):
+            known = batch["label"] >= 0
+            logits = out.logits.float().cpu()[known]
+            labels = batch["label"][known]
+            top_probabilities += torch.softmax(logits, dim=1).amax(dim=1).tolist()
+            predicted = logits.argmax(dim=1)
+            for label, guess in zip(labels.tolist(), predicted.tolist()):
                 stats = per_class.setdefault(label, [0, 0])
                 stats[0] += int(label == guess)
                 stats[1] += 1
-            correct += int((predicted == batch["label"]).sum())
+            correct += int((predicted == labels).sum())
             total += len(predicted)
     return {"val_accuracy": correct / total if total else None, "val_images": total,
             "val_per_class": {str(k): v[0] / v[1] for k, v in sorted(per_class.items())},
@@ -234,8 +242,12 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
     mean, std = tuple(dataset.mean), tuple(dataset.std)
 
     pretrained = config.weights or config.pretrained
+    # The title head exists only when it is trained: under DDP every parameter must get a gradient.
+    titles = list(dataset.titles) if config.title_weight > 0 else []
+    if titles:
+        say(f"title head over {len(titles)} title labels (weight {config.title_weight:g})")
     model = MANet(config.backbone, len(classes), attention=config.attention, pretrained=pretrained,
-                  external_saliency=config.external_saliency).to(device)
+                  external_saliency=config.external_saliency, num_titles=len(titles)).to(device)
     if use_sync_batchnorm(device, dist_info.world):
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state-dict keys as BatchNorm2d
     instance = config.instance_weight > 0
@@ -249,6 +261,10 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
         if not state_path.is_file():
             raise UserError(f"There is no interrupted run to resume ({state_path} does not exist).")
         payload = read_checkpoint(state_path)
+        if list(payload.get("title_names", [])) != titles:
+            raise UserError(f"The interrupted run in {state_path} was trained with {len(payload.get('title_names', []))} "
+                            f"title labels, not {len(titles)}; resume with the same data and --title-weight or start "
+                            "a new run without --resume.")
         model.load_state_dict(payload["state_dict"])
         resumed_extra = payload.get("extra", {})
         stage, step_in_stage = int(resumed_extra["stage"]), int(resumed_extra["step"])
@@ -257,7 +273,8 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
             temperature.log_t.data.fill_(float(resumed_extra["log_temperature"]))
         say(f"resuming stage {stage} at iteration {step_in_stage}")
 
-    train_set = MinedImages(dataset.train, mask_dir, config, mean, std, train=True, wrong_marks=wrong, pairs=instance)
+    train_set = MinedImages(dataset.train, mask_dir, config, mean, std, train=True, wrong_marks=wrong, pairs=instance,
+                            num_titles=len(titles))
     val_set = MinedImages(dataset.val, mask_dir, config, mean, std, train=False, wrong_marks=wrong)
     per_rank_batch = per_process_batch(config, dist_info.world)
     # A pair sample is two images, so a step sees the same number of images with or without pairs.
@@ -280,7 +297,7 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
     def save_state(current_stage: int, step: int, optimizer, convergence: Stage1Convergence) -> None:
         if dist_info.main:
             save_checkpoint(state_path, model, class_names=classes, input_size=config.input_size, mean=mean,
-                            std=std, train_config=asdict(config),
+                            std=std, train_config=asdict(config), title_names=titles,
                             extra={"stage": current_stage, "step": step,
                                    "optimizer": None if optimizer is None else optimizer.state_dict(),
                                    "log_temperature": float(temperature.log_t.detach()), "stage1": convergence.state()})
@@ -328,12 +345,16 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
                 if instance:  # photos first, then their catalog views: row i and row n + i are one identity
                     for key in ("image", "saliency", "saliency_valid", "text", "text_valid"):
                         batch[key] = torch.cat([batch[key], batch.pop(f"view_{key}")])
-                    batch["label"] = torch.cat([batch["label"], batch["label"]])
+                    for key in ("label", "titles"):
+                        if key in batch:
+                            batch[key] = torch.cat([batch[key], batch[key]])
                 images = batch["image"].to(device, non_blocking=True)
                 labels = batch["label"].to(device)
                 with autocast(device, config.amp):
                     out = network(images, saliency=external_saliency(batch, device, model))
-                loss_cls = F.cross_entropy(out.logits.float(), labels)
+                loss_cls = category_loss(out.logits, labels)
+                loss_title = (title_loss(out.title_logits, batch["titles"].to(device))
+                              if out.title_logits is not None else None)
                 loss_sal = attention_loss(out.saliency_logits, batch["saliency"].to(device),
                                           batch["saliency_valid"].to(device))
                 loss_text = attention_loss(out.text_logits, batch["text"].to(device), batch["text_valid"].to(device))
@@ -354,6 +375,8 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
                     loss = loss + config.text_weight * loss_text
                 if loss_instance is not None:
                     loss = loss + config.instance_weight * loss_instance
+                if loss_title is not None:
+                    loss = loss + config.title_weight * loss_title
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -377,7 +400,8 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
                     events.on_step(StepInfo(current_stage, done, total, reported, loss_cls.item(),
                                             None if loss_sal is None else loss_sal.item(),
                                             None if loss_text is None else loss_text.item(), lr, rate, eta,
-                                            None if loss_instance is None else loss_instance.item()))
+                                            None if loss_instance is None else loss_instance.item(),
+                                            None if loss_title is None else loss_title.item()))
                 if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total:
                     save_state(current_stage, done, optimizer, convergence)
                 if config.validate_every and current_stage == 2 and done % config.validate_every == 0 and done < total:
@@ -411,13 +435,15 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
     metrics["device"] = str(device)
     metrics["global_batch"] = images_per_step
     metrics["processes"] = dist_info.world
+    if titles:
+        metrics["title_labels"] = len(titles)
     if instance:
         metrics["temperature"] = round(float(temperature().detach()), 5)
     if dist_info.main and events.on_validation:
         events.on_validation({"stage": 2, "iteration": config.iterations, "final": True, **metrics})
     if dist_info.main:
         save_checkpoint(out_path, model, class_names=classes, input_size=config.input_size, mean=mean, std=std,
-                        train_config=asdict(config), metrics=metrics)
+                        train_config=asdict(config), metrics=metrics, title_names=titles)
         state_path.unlink(missing_ok=True)
         if events.on_checkpoint:
             events.on_checkpoint("final", str(out_path))
