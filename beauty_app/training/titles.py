@@ -8,9 +8,10 @@ whose description holds one of them has a training target.
 
 :func:`title_labels` builds them in named steps:
 
-1. **Count**: scikit-learn's ``CountVectorizer`` over 1- to 3-word n-grams inside each clause
-   (:func:`~beauty_app.training.keywords.split_clauses`), words of two or more letters, English
-   stop words and :data:`~beauty_app.training.propose.FILLER_WORDS` removed.
+1. **Count**: scikit-learn's ``CountVectorizer`` over 1- to 3-word n-grams of adjacent words inside
+   each clause (:func:`~beauty_app.training.keywords.split_clauses`): words of two or more letters;
+   English stop words and :data:`~beauty_app.training.propose.FILLER_WORDS` break a phrase, so
+   "Lipstick Gift Set with Mascara" gives "lipstick" and "mascara", never "lipstick mascara".
 2. **Merge fragments**: descriptions cut at a fixed length end in pieces of a name ("rosew",
    "rosewo", "velo rosewood bl"); each joins the term it was cut from
    (:func:`~beauty_app.training.propose.cut_completion`, the proposal's rule), so its images keep
@@ -65,15 +66,26 @@ class TitleLabels:
         return sum(bool(labels) for labels in self.per_description)
 
 
-def _ngrams(description: str) -> list[str]:
-    """The analyzer: 1- to 3-word n-grams within each clause, stop words and non-words removed first."""
+def _runs(clause: list[str]) -> list[list[str]]:
+    """The runs of adjacent label words in a clause: stop words, numbers and single letters end a run."""
     stop = stop_words()
+    runs: list[list[str]] = [[]]
+    for word in clause:
+        if word in stop or not _WORD.fullmatch(word):
+            runs.append([])
+        else:
+            runs[-1].append(word)
+    return [run for run in runs if run]
+
+
+def _ngrams(description: str) -> list[str]:
+    """The analyzer: 1- to 3-word n-grams of adjacent words (never across a stop word or a clause)."""
     low, high = NGRAM_RANGE
     out: list[str] = []
     for clause in split_clauses(description):
-        words = [w for w in clause if w not in stop and _WORD.fullmatch(w)]
-        for n in range(low, high + 1):
-            out += [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
+        for words in _runs(clause):
+            for n in range(low, high + 1):
+                out += [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
     return out
 
 
