@@ -325,8 +325,9 @@ def mine_dataset(
             :func:`~beauty_app.training.coherence.category_coherence`).
         title_labels: Most title labels (frequent description n-grams, :mod:`.titles`; each needs
             ``min_images`` descriptions). Every readable image with one is kept, without a
-            category when its description names none, several or a category over the cap.
-            0: off, the paper's rule (images without exactly one category are dropped).
+            category when its description names none, several or a category over the cap (at most
+            ``n_categories * per_category`` such images, a seeded sample). 0: off, the paper's rule
+            (images without exactly one category are dropped).
         job: Optional progress/cancel control (stage ``"mine"``).
 
     Returns:
@@ -387,8 +388,9 @@ def mine_dataset(
                 f"({len(labels.ambiguous)} ambiguous, {labels.unmatched} unmatched of {len(entries)}); check the "
                 "keywords or lower --min-images."
             )
-        title_only = (_readable_title_only(entries, titles, selection, pool, progress)
-                      if titles is not None else [])
+        title_only, over_title_cap = (
+            _readable_title_only(entries, titles, selection, n_categories * per_category, seed, pool, progress)
+            if titles is not None else ([], 0))
         classes, train_ix, val_ix = _split(selection.selected, val_fraction, title_only, seed)
         kept = [i for ix in selection.selected.values() for i in ix] + title_only
         mean, std, n_used = _mean_std(entries, kept, stats_images, seed, stats_estimate, pool, progress)
@@ -441,7 +443,8 @@ def mine_dataset(
                            "images": dict(zip(titles.vocabulary, titles.images)),
                            "fragments_merged": len(titles.fragments)}
         stats["kept"] = {"with_category": with_category, "titles_only": len(title_only),
-                         "dropped": len(entries) - with_category - len(title_only)}
+                         "dropped": len(entries) - with_category - len(title_only),
+                         "over_titles_only_cap": over_title_cap}
     dataset = MinedDataset(out.absolute(), classes, train, val, _triple(stats["mean"]), _triple(stats["std"]),
                            stats, titles=list(titles.vocabulary) if titles is not None else [])
     report_md = (report_markdown(dataset, kw, entries, labels.matched, labels.ambiguous, selection.unreadable,
@@ -453,24 +456,34 @@ def mine_dataset(
     return dataset
 
 
-def _readable_title_only(entries: Sequence[CatalogEntry], titles: TitleLabels, selection: _Selection,
-                         pool: ThreadPoolExecutor | None, progress: StageProgress) -> list[int]:
-    """The images kept for their title labels only: every other one with a title label that decodes."""
+def _readable_title_only(entries: Sequence[CatalogEntry], titles: TitleLabels, selection: _Selection, cap: int,
+                         seed: int, pool: ThreadPoolExecutor | None, progress: StageProgress) -> tuple[list[int], int]:
+    """The images kept for their title labels only: the others with a title label that decode.
+
+    At most ``cap`` of them (a seeded sample), so that a huge catalog does not make a set many
+    times the category images (every kept image gets pseudo masks before training).
+
+    Returns:
+        The kept entries (sorted), and how many readable candidates were left over the cap.
+    """
     taken = {i for ix in selection.selected.values() for i in ix}
     unreadable = {item for item, _ in selection.unreadable}
     candidates = [i for i, found in enumerate(titles.per_description)
                   if found and i not in taken and entries[i].id not in unreadable]
-    progress.plan(len(candidates))
+    order = [candidates[k] for k in np.random.default_rng([seed, 3]).permutation(len(candidates))]
+    progress.plan(min(cap, len(order)))
     kept: list[int] = []
-    for start in range(0, len(candidates), 256):
-        batch = candidates[start:start + 256]
+    pos = 0
+    while len(kept) < cap and pos < len(order):
+        batch = order[pos:pos + min(256, cap - len(kept))]
+        pos += len(batch)
         for i, problem in zip(batch, _map(pool, _check_image, [entries[i].path for i in batch])):
             if problem is None:
                 kept.append(i)
             else:
                 selection.unreadable.append((entries[i].id, problem))
         progress.step(len(batch), "checking images with title labels")
-    return kept
+    return sorted(kept), len(order) - pos
 
 
 def _coherence_markdown(scores: dict[str, Coherence], dropped: list[str], min_score: float) -> str:

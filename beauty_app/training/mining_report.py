@@ -115,9 +115,12 @@ def titles_markdown(ds: MinedDataset, titles: TitleLabels) -> str:
          f"{titles.labelled} of {total} descriptions have one."), "",
         f"- Kept with a category: {kept['with_category']} images",
         f"- Kept with title labels only (no category, ignored by the category loss): {kept['titles_only']} images",
-        f"- Dropped (no category and no title label, unreadable, or over the per-category cap without a title "
-        f"label): {kept['dropped']} images",
+        f"- Dropped (no category and no title label, unreadable, or over a cap): {kept['dropped']} images",
     ]
+    if kept.get("over_titles_only_cap"):
+        lines.append(f"  - {kept['over_titles_only_cap']} images with title labels only were over the cap of "
+                     f"{ds.stats['settings']['n_categories'] * ds.stats['settings']['per_category']} such images "
+                     "(categories x images per category).")
     if titles.fragments:
         merged = ", ".join(f"{_md(a, 40)} \u2192 {_md(b, 40)}" for a, b in list(titles.fragments.items())[:10])
         lines.append(f"- {len(titles.fragments)} cut-off n-grams joined the label they were cut from: {merged}"

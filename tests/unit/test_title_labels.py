@@ -136,6 +136,17 @@ def test_mining_with_title_labels_keeps_most_images_where_the_paper_rule_drops_m
     assert f"| 0 | {titled.titles[0]} |" in report
 
 
+def test_title_only_images_are_capped_at_the_category_budget(noisy_catalog, tmp_path):
+    catalog, _ = noisy_catalog
+    keywords = KeywordSet({kind.lower(): [kind.lower()] for kind in KINDS})
+    ds = mine_dataset(catalog, tmp_path / "capped", keywords=keywords, n_categories=2, per_category=3, min_images=2,
+                      workers=1, allow_outside_root=True, title_labels=300)
+    kept = ds.stats["kept"]
+    assert kept["titles_only"] == 2 * 3 == sum(s.label == NO_CATEGORY for s in ds.train + ds.val)
+    assert kept["over_titles_only_cap"] > 0
+    assert "over the cap of 6 such images" in (ds.root / "report.md").read_text(encoding="utf-8")
+
+
 def test_mined_categories_and_title_labels_hold_no_fragments_of_one_name(noisy_catalog, tmp_path):
     catalog, _ = noisy_catalog
     ds = mine_dataset(catalog, tmp_path / "proposed", min_images=3, workers=1, allow_outside_root=True,
