@@ -20,6 +20,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 _BACKGROUND_SIDE = 640  # packaged photographs are kept at most this large
+P_STUDIO = 0.3  # of the procedural scenes, a light wall or paper backdrop (see studio_backdrop)
 
 # Photographs inside installed wheels: (package, file inside it). Real scenes (a temple, a flower,
 # a portrait) are the kind of clutter the demo's synthetic backdrops lack.
@@ -128,9 +129,34 @@ def picture_background(backgrounds: Sequence[np.ndarray], size: int, rng: np.ran
     return crop[:, ::-1].copy() if rng.random() < 0.5 else crop  # mirroring a table top is harmless
 
 
+def studio_backdrop(size: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A light wall or paper sweep, often with a table edge: the backdrop of many real product photos.
+
+    Off-white, grey or beige with soft light falloff, never the catalog's flat pure white: a photo
+    shot against a bright wall must not look like a catalog image, and the product on it, not the
+    bright empty wall, is what is salient.
+    """
+    wall = hsv_colour(rng, (0.0, 0.15), (0.6, 0.88))
+    th = rng.uniform(0, 2 * np.pi)
+    ramp = (xx - 0.5) * np.cos(th) + (yy - 0.5) * np.sin(th)
+    cx, cy = rng.uniform(0.2, 0.8, 2)
+    falloff = 1.0 - rng.uniform(0.05, 0.3) * np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
+    light = (falloff + rng.uniform(0.0, 0.15) * ramp).astype(np.float32)[..., None]
+    bg = wall * light
+    if rng.random() < 0.6:  # the table the product stands on, below a horizon line
+        horizon = rng.uniform(0.45, 0.9)
+        table = hsv_colour(rng, (0.0, 0.4), (0.35, 0.9))
+        below = (yy > horizon + 0.03 * np.sin(xx * rng.uniform(0, 3)))[..., None]
+        bg = np.where(below, table * (0.85 + 0.3 * (yy[..., None] - horizon)), bg)
+    noise = cv2.GaussianBlur(rng.standard_normal((size, size), dtype=np.float32), (0, 0), 1.0)
+    return np.clip(bg + noise[..., None] * rng.uniform(0.0, 4.0), 0, 250).astype(np.float32)
+
+
 def procedural_background(size: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A surface that is never plain white: clouds, stripes, gradient, wood, tiles or noise; blobs."""
+    """A surface that is never plain white: a light backdrop, clouds, stripes, gradient, wood, tiles or noise."""
     s, yy, xx = size, yy, xx
+    if rng.random() < P_STUDIO:
+        return studio_backdrop(size, yy, xx, rng)
     # Mid-range values: a white backdrop is exactly the catalog cue the samples must not carry.
     c0 = hsv_colour(rng, (0.05, 0.8), (0.12, 0.85))
     c1 = hsv_colour(rng, (0.05, 0.8), (0.12, 0.85))

@@ -66,9 +66,10 @@ def test_saliency_target_covers_exactly_the_pasted_product() -> None:
         assert a.synthetic and b.synthetic
         np.testing.assert_array_equal(a.saliency, b.saliency)
         changed = np.abs(a.image.astype(int) - b.image.astype(int)).sum(axis=2) > 60
-        # Blur and JPEG smear the product's edge by a pixel or two, no more: a target shifted or
-        # warped differently from the picture would fail both shares.
-        precision, recall = _within(changed, a.saliency)
+        # Blur and JPEG smear the product's edge a little (a hand-shake kernel is up to 7 px long, 3 px
+        # each side), no more: a target shifted or warped differently from the picture would fail both.
+        precision, _ = _within(changed, a.saliency, tol=3)
+        _, recall = _within(changed, a.saliency)
         assert precision > 0.97 and recall > 0.99, (seed, precision, recall)
         # The product is scaled to 0.4-0.9 of the frame: the target cannot be a sliver.
         assert (a.saliency > 0.5).mean() > 0.03
