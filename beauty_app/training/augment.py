@@ -5,7 +5,9 @@ white. To bridge the two domains during training, the product is cut out with it
 mask and pasted, rotated, scaled and perspective-warped, onto a cluttered background (procedural
 textures, given background pictures, other products), then re-lit, colour cast, blurred, noised and
 JPEG-compressed. Because the paste is ours, the warped mask is the *exact* saliency target of the
-sample, and the same warp carries the text mask. Other products pasted as clutter are not salient.
+sample, and the same warp carries the text mask. Other products pasted as clutter are not salient;
+their lettering, and lines of text printed in many fonts on and around the product
+(:mod:`.scene_text`), are in the text target, as a text detector would mark them.
 
 Scenes vary so that the saliency branch learns "the product" rather than "the thing in the middle
 of a synthetic backdrop": photographs that ship inside installed packages (:func:`photo_backgrounds`:
@@ -35,6 +37,7 @@ import numpy as np
 
 from beauty_app.imaging import letterbox_box
 
+from .scene_text import draw_text
 from .scenes import (
     hand,
     hsv_colour,
@@ -61,6 +64,7 @@ _MIN_BOX = 4  # products smaller than this (in pixels) are not pasted
 P_OUT_OF_FRAME = 0.15  # a product partly cut by the frame's edge (up to a third of its box outside)
 P_HAND = 0.3  # the product held in a hand
 P_SHELF = 0.2  # the product among others on a shelf (of the samples not on a picture background)
+P_SCENE_TEXT = 0.6  # printed lines drawn on and around the product (when its text mask is known)
 
 
 
@@ -107,10 +111,11 @@ def _unit_mask(mask: np.ndarray | None, height: int, width: int, what: str) -> n
     return m
 
 
-def cutout(image_rgb: np.ndarray, saliency: np.ndarray) -> np.ndarray:
+def cutout(image_rgb: np.ndarray, saliency: np.ndarray, text: np.ndarray | None = None) -> np.ndarray:
     """Crop a product to its mask's bounding box as an RGBA array (alpha = mask).
 
-    This is the form :class:`CrossDomainAugmenter` expects for ``distractors``.
+    This is the form :class:`CrossDomainAugmenter` expects for ``distractors``. With a `text` mask
+    the array has a fifth channel, the product's lettering, so that a scene's text target covers it.
 
     Raises:
         ValueError: the mask is empty.
@@ -121,8 +126,15 @@ def cutout(image_rgb: np.ndarray, saliency: np.ndarray) -> np.ndarray:
     if xs.size == 0:
         raise ValueError("cannot cut out a product from an empty mask")
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    alpha = np.clip(m[y0:y1, x0:x1] * 255 + 0.5, 0, 255).astype(np.uint8)
-    return np.dstack([img[y0:y1, x0:x1], alpha])
+    channels = [img[y0:y1, x0:x1], _byte_mask(m[y0:y1, x0:x1])]
+    t = _unit_mask(text, img.shape[0], img.shape[1], "text")
+    if t is not None:
+        channels.append(_byte_mask(t[y0:y1, x0:x1]))
+    return np.dstack(channels)
+
+
+def _byte_mask(mask: np.ndarray) -> np.ndarray:
+    return np.clip(mask * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 class CrossDomainAugmenter:
@@ -136,16 +148,21 @@ class CrossDomainAugmenter:
             random crop of one of them, the other half a procedural scene. None (the default) takes
             :func:`photo_backgrounds`; an empty sequence uses procedural scenes only.
         seed: Seeds the generator used when a call passes no ``rng``.
+        p_scene_text: Probability that a photo sample gets lines of printed text drawn on and around
+            the product (:mod:`.scene_text`); they are in its text target.
     """
 
     def __init__(self, size: int = 224, p_photo: float = 0.5, backgrounds: Sequence[np.ndarray] | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, p_scene_text: float = P_SCENE_TEXT) -> None:
         if size < 32:
             raise ValueError(f"size must be at least 32 pixels, got {size}")
         if not 0.0 <= p_photo <= 1.0:
             raise ValueError(f"p_photo must be in [0, 1], got {p_photo}")
         self.size = int(size)
         self.p_photo = float(p_photo)
+        if not 0.0 <= p_scene_text <= 1.0:
+            raise ValueError(f"p_scene_text must be in [0, 1], got {p_scene_text}")
+        self.p_scene_text = float(p_scene_text)
         if backgrounds is None:
             backgrounds = photo_backgrounds()
         self.backgrounds = [_check_rgb(b, "background") for b in backgrounds]
@@ -249,30 +266,41 @@ class CrossDomainAugmenter:
         text_w = None if txt is None else np.clip(cv2.warpPerspective(txt, hmat, (s, s), **warp), 0.0, 1.0)
 
         canvas = self._background(rng)
+        # Lettering around the product (other products' labels, printed lines) is text too: the
+        # text target covers all of it, as a text detector would, and none of it is salient.
+        scene_text = np.zeros((s, s), np.float32)
         if rng.random() < P_SHELF:
-            canvas = shelf(canvas, distractors, self.size, rng)
+            canvas = shelf(canvas, distractors, self.size, rng, text=scene_text)
         for _ in range(int(rng.integers(0, 4)) if len(distractors) else 0):
-            canvas = paste_distractor(canvas, distractors, self.size, rng)
+            canvas = paste_distractor(canvas, distractors, self.size, rng, text=scene_text)
         for _ in range(int(rng.integers(0, 3))):
-            canvas = paste_shape(canvas, self.size, self._xx, rng)
+            canvas = paste_shape(canvas, self.size, self._xx, rng, text=scene_text)
         canvas = self._shadow(canvas, alpha, rng)
         a3 = alpha[..., None]
         canvas = canvas * (1.0 - a3) + fg * a3
+        scene_text *= 1.0 - alpha
 
         # Something in front of the product (a hand holding it, a finger, another product): the
         # hidden part is not a visible product pixel, so it leaves the saliency and text targets.
         visible = np.ones((s, s), np.float32)
         if rng.random() < P_HAND:
-            canvas, cover = hand(canvas, alpha, self.size, rng)
+            canvas, cover = hand(canvas, alpha, self.size, rng, text=scene_text)
             visible = np.minimum(visible, 1.0 - cover)
         if rng.random() < 0.2:
             canvas, cover = self._occlude(canvas, alpha, rng)
             visible = np.minimum(visible, 1.0 - cover)
-        canvas = self._photometric(canvas, rng)
-
         sal_t = alpha * visible
-        txt_t = None if text_w is None else text_w * visible
-        return Sample(canvas, sal_t, txt_t, synthetic=True)
+        if text_w is not None:
+            text_w = np.maximum(text_w * visible, scene_text)
+            # Printed lines in many fonts and sizes, on the product and around it (see scene_text).
+            # Only where the product's own text mask is known: elsewhere the target would be partial.
+            if rng.random() < self.p_scene_text:
+                for _ in range(int(rng.integers(1, 5))):
+                    on_product = rng.random() < 0.5
+                    canvas, line = draw_text(canvas, s, rng, region=sal_t if on_product else None)
+                    text_w = np.maximum(text_w, line)
+        canvas = self._photometric(canvas, rng)
+        return Sample(canvas, sal_t, text_w, synthetic=True)
 
     def _placement(self, x0: int, y0: int, x1: int, y1: int, rng: np.random.Generator) -> np.ndarray:
         """Homography from the product's box to a rotated, scaled, perspective-warped place in the frame."""

@@ -101,9 +101,9 @@ class MinedImages(Dataset):
             rng = np.random.default_rng([self.seed, index, torch.initial_seed() % 2**63, self._draws])
             other = self.rows[int(rng.integers(len(self.rows)))]
             distractors = []
-            other_saliency, _ = self._masks(other.id)
+            other_saliency, other_text = self._masks(other.id)
             if other.id != row.id and other_saliency is not None and other_saliency.any():
-                distractors = [cutout(self._image(other), other_saliency)]
+                distractors = [cutout(self._image(other), other_saliency, other_text)]
             if self.pairs:
                 photo, view = self.augmenter.pair(image, saliency, text, rng, distractors=distractors)
                 item = self._tensors(photo.image, photo.saliency, photo.text)

@@ -20,6 +20,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 _BACKGROUND_SIDE = 640  # packaged photographs are kept at most this large
+P_STUDIO = 0.3  # of the procedural scenes, a light wall or paper backdrop (see studio_backdrop)
 
 # Photographs inside installed wheels: (package, file inside it). Real scenes (a temple, a flower,
 # a portrait) are the kind of clutter the demo's synthetic backdrops lack.
@@ -29,8 +30,11 @@ _PACKAGED_PHOTOS = (
     ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
 )
 # scikit-image ships these in its wheel (others in skimage.data are downloaded on first use: not those).
+# Pictures with lettering (page.png, text.png, logo.png) are left out: their text is not in any mask,
+# and a background's unmarked text would teach the text branch to ignore text.
 _SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
-                   "hubble_deep_field.jpg", "logo.png", "coins.png", "page.png", "immunohistochemistry.png")
+                   "hubble_deep_field.jpg", "coins.png", "ihc.png", "brick.png", "grass.png", "gravel.png",
+                   "camera.png", "retina.jpg")
 
 
 def _package_dir(name: str) -> Path | None:
@@ -79,12 +83,28 @@ def hsv_colour(rng: np.random.Generator, s: tuple[float, float], v: tuple[float,
 def as_rgba(product: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Split a distractor into RGB and float alpha; an RGB catalog image's near-white is transparent."""
     arr = np.asarray(product)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
-        raise ValueError(f"distractors must be uint8 RGBA or RGB arrays, got {arr.dtype} {arr.shape}")
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4, 5) or arr.dtype != np.uint8:
+        raise ValueError(f"distractors must be uint8 RGB, RGBA or RGBA+text arrays, got {arr.dtype} {arr.shape}")
     rgb = np.ascontiguousarray(arr[..., :3])
-    if arr.shape[2] == 4:
+    if arr.shape[2] >= 4:
         return rgb, arr[..., 3].astype(np.float32) * np.float32(1 / 255)
     return rgb, (arr.min(axis=2) < 235).astype(np.float32)
+
+
+def text_channel(product: np.ndarray) -> np.ndarray | None:
+    """A distractor's text mask (float, 0..1) when it carries one as a fifth channel, else None."""
+    arr = np.asarray(product)
+    return arr[..., 4].astype(np.float32) * np.float32(1 / 255) if arr.ndim == 3 and arr.shape[2] == 5 else None
+
+
+def _cover_text(text: np.ndarray | None, layer: np.ndarray, layer_text: np.ndarray | None = None) -> None:
+    """Update a scene's text mask in place for a layer painted over it (with its own text, if any)."""
+    if text is None:
+        return
+    layer = layer[..., 0] if layer.ndim == 3 else layer
+    text *= 1.0 - layer
+    if layer_text is not None:
+        text += layer_text * layer
 
 
 def unit_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,9 +129,34 @@ def picture_background(backgrounds: Sequence[np.ndarray], size: int, rng: np.ran
     return crop[:, ::-1].copy() if rng.random() < 0.5 else crop  # mirroring a table top is harmless
 
 
+def studio_backdrop(size: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A light wall or paper sweep, often with a table edge: the backdrop of many real product photos.
+
+    Off-white, grey or beige with soft light falloff, never the catalog's flat pure white: a photo
+    shot against a bright wall must not look like a catalog image, and the product on it, not the
+    bright empty wall, is what is salient.
+    """
+    wall = hsv_colour(rng, (0.0, 0.15), (0.6, 0.88))
+    th = rng.uniform(0, 2 * np.pi)
+    ramp = (xx - 0.5) * np.cos(th) + (yy - 0.5) * np.sin(th)
+    cx, cy = rng.uniform(0.2, 0.8, 2)
+    falloff = 1.0 - rng.uniform(0.05, 0.3) * np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
+    light = (falloff + rng.uniform(0.0, 0.15) * ramp).astype(np.float32)[..., None]
+    bg = wall * light
+    if rng.random() < 0.6:  # the table the product stands on, below a horizon line
+        horizon = rng.uniform(0.45, 0.9)
+        table = hsv_colour(rng, (0.0, 0.4), (0.35, 0.9))
+        below = (yy > horizon + 0.03 * np.sin(xx * rng.uniform(0, 3)))[..., None]
+        bg = np.where(below, table * (0.85 + 0.3 * (yy[..., None] - horizon)), bg)
+    noise = cv2.GaussianBlur(rng.standard_normal((size, size), dtype=np.float32), (0, 0), 1.0)
+    return np.clip(bg + noise[..., None] * rng.uniform(0.0, 4.0), 0, 250).astype(np.float32)
+
+
 def procedural_background(size: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A surface that is never plain white: clouds, stripes, gradient, wood, tiles or noise; blobs."""
+    """A surface that is never plain white: a light backdrop, clouds, stripes, gradient, wood, tiles or noise."""
     s, yy, xx = size, yy, xx
+    if rng.random() < P_STUDIO:
+        return studio_backdrop(size, yy, xx, rng)
     # Mid-range values: a white backdrop is exactly the catalog cue the samples must not carry.
     c0 = hsv_colour(rng, (0.05, 0.8), (0.12, 0.85))
     c1 = hsv_colour(rng, (0.05, 0.8), (0.12, 0.85))
@@ -165,10 +210,15 @@ def procedural_background(size: int, yy: np.ndarray, xx: np.ndarray, rng: np.ran
 
 
 def paste_distractor(canvas: np.ndarray, distractors: Sequence[np.ndarray], size: int,
-                     rng: np.random.Generator) -> np.ndarray:
-    """Another product lying around: any rotation, often cut by the frame's edge."""
+                     rng: np.random.Generator, text: np.ndarray | None = None) -> np.ndarray:
+    """Another product lying around: any rotation, often cut by the frame's edge.
+
+    `text`, when given, is the scene's text mask, updated in place: the distractor hides what it
+    covers and adds its own lettering when it carries a text channel (see :func:`text_channel`).
+    """
     s = size
-    rgb, a = as_rgba(distractors[int(rng.integers(len(distractors)))])
+    product = distractors[int(rng.integers(len(distractors)))]
+    rgb, a = as_rgba(product)
     h, w = a.shape
     scale = rng.uniform(0.3, 0.7) * s / max(h, w)
     m = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-180, 180)), scale)
@@ -176,11 +226,18 @@ def paste_distractor(canvas: np.ndarray, distractors: Sequence[np.ndarray], size
     warp = {"flags": cv2.INTER_LINEAR, "borderMode": cv2.BORDER_CONSTANT, "borderValue": 0}
     layer = cv2.warpAffine(rgb, m, (s, s), **warp).astype(np.float32)
     la = cv2.warpAffine(a, m, (s, s), **warp)[..., None]
+    lettering = text_channel(product)
+    if text is not None:
+        _cover_text(text, la, None if lettering is None else cv2.warpAffine(lettering, m, (s, s), **warp))
     return canvas * (1.0 - la) + layer * la
 
 
-def paste_shape(canvas: np.ndarray, size: int, xx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A product-like object that is not in the catalog: a bottle, tube, jar or box in flat colours."""
+def paste_shape(canvas: np.ndarray, size: int, xx: np.ndarray, rng: np.random.Generator,
+                text: np.ndarray | None = None) -> np.ndarray:
+    """A product-like object that is not in the catalog: a bottle, tube, jar or box in flat colours.
+
+    `text`, when given, is the scene's text mask: the shape hides the lettering it covers (in place).
+    """
     s = size
     w, h = rng.uniform(0.06, 0.3, 2) * s
     layer = np.zeros((s, s), np.float32)
@@ -198,13 +255,17 @@ def paste_shape(canvas: np.ndarray, size: int, xx: np.ndarray, rng: np.random.Ge
         cv2.rectangle(layer, (int(x), int(y)), (int(x + w), int(y + h)), 1.0, -1)
     m = cv2.getRotationMatrix2D((float(x + w / 2), float(y + h / 2)), float(rng.uniform(-40, 40)), 1.0)
     layer = cv2.warpAffine(layer, m, (s, s))[..., None]
+    _cover_text(text, layer)
     shade = 0.75 + 0.35 * (0.5 + 0.5 * np.sin((xx - x / s) * rng.uniform(6, 20)))[..., None]
     return canvas * (1.0 - layer) + colour * shade * layer
 
 
 def shelf(canvas: np.ndarray, distractors: Sequence[np.ndarray], size: int,
-          rng: np.random.Generator) -> np.ndarray:
-    """Shelf boards with rows of other products standing on them (behind the pasted product)."""
+          rng: np.random.Generator, text: np.ndarray | None = None) -> np.ndarray:
+    """Shelf boards with rows of other products standing on them (behind the pasted product).
+
+    `text`, when given, is the scene's text mask, updated in place with the standing products' lettering.
+    """
     s = size
     board = hsv_colour(rng, (0.0, 0.5), (0.3, 0.95))
     rows = int(rng.integers(2, 4))
@@ -216,6 +277,8 @@ def shelf(canvas: np.ndarray, distractors: Sequence[np.ndarray], size: int,
             continue
         thick = max(3, int(rng.uniform(0.03, 0.07) * s))
         canvas[max(0, y):min(s, y + thick)] = board
+        if text is not None:
+            text[max(0, y):min(s, y + thick)] = 0.0
         canvas[max(0, y + thick):min(s, y + thick + 2)] *= 0.6  # the board's edge shadow
         # Products standing on the board above this one's top edge.
         x = rng.uniform(-0.1, 0.1) * s
@@ -223,7 +286,9 @@ def shelf(canvas: np.ndarray, distractors: Sequence[np.ndarray], size: int,
             w = rng.uniform(0.08, 0.2) * s
             h = min(pitch * rng.uniform(0.5, 0.9), 0.95 * pitch)
             if len(distractors) and rng.random() < 0.6:
-                rgb, a = as_rgba(distractors[int(rng.integers(len(distractors)))])
+                product = distractors[int(rng.integers(len(distractors)))]
+                rgb, a = as_rgba(product)
+                lettering = text_channel(product)
                 f = min(w / a.shape[1], h / a.shape[0])
                 pw, ph = max(1, int(a.shape[1] * f)), max(1, int(a.shape[0] * f))
                 x0, y0 = int(x), int(y - ph)
@@ -234,10 +299,15 @@ def shelf(canvas: np.ndarray, distractors: Sequence[np.ndarray], size: int,
                     crop = (slice(ys0 - y0, ys1 - y0), slice(xs0 - x0, xs1 - x0))
                     region = canvas[ys0:ys1, xs0:xs1]
                     canvas[ys0:ys1, xs0:xs1] = region * (1 - pa[crop]) + prgb[crop] * pa[crop]
+                    if text is not None:
+                        pt = None if lettering is None else cv2.resize(lettering, (pw, ph), interpolation=cv2.INTER_LINEAR)
+                        _cover_text(text[ys0:ys1, xs0:xs1], pa[crop], None if pt is None else pt[crop])
             else:
                 colour = hsv_colour(rng, (0.0, 0.9), (0.15, 0.95))
                 x0, y0 = int(x), int(y - h)
                 cv2.rectangle(canvas, (x0, y0), (int(x + w), y), tuple(float(c) for c in colour), -1)
+                if text is not None:
+                    text[max(0, y0):max(0, y), max(0, x0):max(0, int(x + w))] = 0.0
                 cv2.rectangle(canvas, (int(x + 0.3 * w), y0 - int(0.08 * h)), (int(x + 0.7 * w), y0),
                               tuple(float(c) * 0.6 for c in colour), -1)
             x += w + rng.uniform(0.0, 0.05) * s
@@ -245,10 +315,11 @@ def shelf(canvas: np.ndarray, distractors: Sequence[np.ndarray], size: int,
 
 
 def hand(canvas: np.ndarray, alpha: np.ndarray, size: int,
-         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+         rng: np.random.Generator, text: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A hand holding the product: a palm behind one side and fingers wrapped over the product.
 
     Returns the canvas and the hand's coverage; only the fingers (drawn over the product) hide it.
+    `text`, when given, is the scene's text mask: the whole hand hides the lettering it covers (in place).
     """
     s = size
     cover = np.zeros((s, s), np.float32)
@@ -285,4 +356,5 @@ def hand(canvas: np.ndarray, alpha: np.ndarray, size: int,
     behind = np.maximum(behind * (1.0 - alpha), cover)  # the palm is behind the product, the fingers in front
     shade = (0.8 + 0.25 * cv2.GaussianBlur(behind, (0, 0), max(1.0, finger_w / 2)))[..., None]
     h3 = behind[..., None]
+    _cover_text(text, behind)
     return canvas * (1.0 - h3) + tone * shade * h3, cover

@@ -57,7 +57,8 @@ def test_saliency_target_covers_exactly_the_pasted_product() -> None:
     """Same random stream, product painted red or blue: the pixels that change are the product."""
     red, mask, text = _product((230, 20, 20))
     blue, _, _ = _product((20, 20, 230))
-    aug = CrossDomainAugmenter(size=SIZE, p_photo=1.0)
+    # No drawn scene text: lettering printed over the product would hide the colour that tells it apart.
+    aug = CrossDomainAugmenter(size=SIZE, p_photo=1.0, p_scene_text=0.0)
     ious = []
     for seed in range(12):
         a = aug(red, mask, text, np.random.default_rng(seed))
@@ -65,9 +66,10 @@ def test_saliency_target_covers_exactly_the_pasted_product() -> None:
         assert a.synthetic and b.synthetic
         np.testing.assert_array_equal(a.saliency, b.saliency)
         changed = np.abs(a.image.astype(int) - b.image.astype(int)).sum(axis=2) > 60
-        # Blur and JPEG smear the product's edge by a pixel or two, no more: a target shifted or
-        # warped differently from the picture would fail both shares.
-        precision, recall = _within(changed, a.saliency)
+        # Blur and JPEG smear the product's edge a little (a hand-shake kernel is up to 7 px long, 3 px
+        # each side), no more: a target shifted or warped differently from the picture would fail both.
+        precision, _ = _within(changed, a.saliency, tol=3)
+        _, recall = _within(changed, a.saliency)
         assert precision > 0.97 and recall > 0.99, (seed, precision, recall)
         # The product is scaled to 0.4-0.9 of the frame: the target cannot be a sliver.
         assert (a.saliency > 0.5).mean() > 0.03
@@ -78,7 +80,7 @@ def test_saliency_target_covers_exactly_the_pasted_product() -> None:
 def test_text_target_follows_the_label_through_the_warp() -> None:
     a_img, mask, text = _product((230, 20, 20), label=(250, 250, 250))
     b_img, _, _ = _product((230, 20, 20), label=(10, 10, 10))
-    aug = CrossDomainAugmenter(size=SIZE, p_photo=1.0)
+    aug = CrossDomainAugmenter(size=SIZE, p_photo=1.0, p_scene_text=0.0)  # the label is the only text
     for seed in range(10):
         a = aug(a_img, mask, text, np.random.default_rng(seed))
         b = aug(b_img, mask, text, np.random.default_rng(seed))
@@ -95,7 +97,7 @@ def test_distractors_are_clutter_not_salient() -> None:
     green, _, _ = _product((20, 200, 20))
     magenta, _, _ = _product((200, 20, 200))
     d_green, d_magenta = cutout(green, mask), cutout(magenta, mask)
-    aug = CrossDomainAugmenter(size=SIZE, p_photo=1.0)
+    aug = CrossDomainAugmenter(size=SIZE, p_photo=1.0, p_scene_text=0.0)  # drawn text takes its colour from the clutter
     pasted = 0
     for seed in range(16):
         a = aug(img, mask, text, np.random.default_rng(seed), distractors=[d_green])
@@ -237,7 +239,8 @@ def test_hands_shelves_and_framing_keep_the_targets_on_the_visible_product() -> 
     img[mask > 0] = (220, 30, 30)
     text = np.zeros_like(mask)
     text[100:120, 50:110] = 255
-    aug = CrossDomainAugmenter(size=SIZE, p_photo=1.0)
+    # Without drawn scene text, so that the only text is the product's (test_scene_text covers the rest).
+    aug = CrossDomainAugmenter(size=SIZE, p_photo=1.0, p_scene_text=0.0)
     centres, hidden = [], 0
     for seed in range(40):
         s = aug(img, mask, text, np.random.default_rng(seed))
