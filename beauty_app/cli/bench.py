@@ -163,6 +163,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model spec (default: the shipped demo MANet, else the ImageNet backbone)")
     p.add_argument("--out", default=f"{DEFAULT_OUT}/maps", help="folder for maps.json, maps_per_photo.csv and "
                    "maps_sheet.png (default %(default)s)")
+    p.add_argument("--figure", type=lambda value: [name.strip() for name in value.split(",") if name.strip()],
+                   default=[], metavar="PHOTO[,PHOTO...]",
+                   help="also draw these photos (file names) with both maps into maps_figure.png, e.g. for a README")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_device_option(p)
     p.set_defaults(func=cmd_bench_maps)
@@ -293,7 +296,7 @@ def cmd_bench_maps(args: argparse.Namespace) -> int:
     extractor = new_extractor(args.model or default_model_spec()[0], device=device_of(args))
     bundle = extractor.bundle
     with progress_bar(not args.quiet) as job:
-        result = run_maps_bench(extractor, photos, boxes, args.out, job=job)
+        result = run_maps_bench(extractor, photos, boxes, args.out, job=job, figure_photos=args.figure)
     if args.json:
         print_json({"model": str(bundle.spec), "summary": result.summary, "text_detector": result.text_detector,
                     "files": {label: str(path) for label, path in result.files.items()}})

@@ -394,6 +394,50 @@ def contact_sheet(rows: Sequence[tuple[PhotoMaps, dict]], out_png: str | os.Path
     return out
 
 
+_FIGURE_PANEL = 300
+
+
+def maps_figure(rows: Sequence[tuple[PhotoMaps, dict]], out_png: str | os.PathLike[str]) -> Path:
+    """A PNG for documents: per photo, the photo, its saliency map and its text map as the app overlays
+    them (fixed 0..1 scale, turbo colours), with the colour scale at the bottom.
+
+    Raises:
+        UserError: there is nothing to draw, or the PNG cannot be written.
+    """
+    from ..visualize import colour_bar
+
+    if not rows:
+        raise UserError("None of the photos named for the figure is among the photos.")
+    side, caption = _FIGURE_PANEL, 18
+    legend_h = 34
+    sheet = Image.new("RGB", (3 * side, len(rows) * (side + caption) + legend_h), (45, 45, 45))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=13)
+    for k, (scores, drawing) in enumerate(rows):
+        y = k * (side + caption)
+        labels = (scores.photo, f"saliency (peak {scores.saliency_peak or 0:.2f})",
+                  f"text (peak {scores.text_peak or 0:.2f})")
+        for j, heat in enumerate((None, drawing["saliency"], drawing["text"])):
+            sheet.paste(_panel(drawing["image"], (), (), heat, side=side), (j * side, y))
+            draw.text((j * side + 6, y + side + 2), labels[j], fill=(230, 230, 230), font=font)
+    bar_y = len(rows) * (side + caption) + 4
+    bar = Image.fromarray(colour_bar(3 * side - 80, 12))
+    sheet.paste(bar, (40, bar_y))
+    draw.text((6, bar_y - 1), "0", fill=(230, 230, 230), font=font)
+    draw.text((3 * side - 34, bar_y - 1), "1", fill=(230, 230, 230), font=font)
+    draw.text((40, bar_y + 14), "attention, on the app's fixed scale", fill=(230, 230, 230), font=font)
+    import io
+
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG", optimize=True)
+    out = Path(out_png)
+    try:
+        atomic_write_bytes(out, buffer.getvalue())
+    except OSError as exc:
+        raise UserError(f'The figure "{out}" cannot be written ({exc.strerror or exc}).') from None
+    return out
+
+
 # ----------------------------------------------------------------------------- the bench
 @dataclass
 class MapsReport:
@@ -407,7 +451,7 @@ class MapsReport:
 
 def run_maps_bench(extractor, photo_paths: Sequence[str | os.PathLike[str]],
                    product_boxes: Mapping[str, Sequence[Box]] | None, out_dir: str | os.PathLike[str], *,
-                   detector=None, job: JobControl | None = None) -> MapsReport:
+                   detector=None, job: JobControl | None = None, figure_photos: Sequence[str] = ()) -> MapsReport:
     """Score the app's maps on real photos and write ``maps.json``, ``maps_per_photo.csv`` and ``maps_sheet.png``.
 
     Args:
@@ -416,6 +460,7 @@ def run_maps_bench(extractor, photo_paths: Sequence[str | os.PathLike[str]],
         product_boxes: ``{photo file name: relative boxes}`` (:func:`read_boxes`), or None.
         detector: a text detector; by default the PP-OCR one when :func:`text_detection.available`,
             otherwise the text map is not scored (the report says why).
+        figure_photos: file names of photos to draw into ``maps_figure.png`` (:func:`maps_figure`).
 
     Raises:
         UserError: no photo can be read, or the output cannot be written.
@@ -461,6 +506,12 @@ def run_maps_bench(extractor, photo_paths: Sequence[str | os.PathLike[str]],
     except OSError as exc:
         raise UserError(f"The results cannot be written to {out} ({exc.strerror or exc}).") from None
     contact_sheet(rows, files["sheet"])
+    if figure_photos:
+        by_name = {scores.photo: (scores, drawing) for scores, drawing in rows}
+        missing = [name for name in figure_photos if name not in by_name]
+        if missing:
+            raise UserError(f"The figure's photo(s) {', '.join(missing)} are not among the photos read.")
+        files["figure"] = maps_figure([by_name[name] for name in figure_photos], out / "maps_figure.png")
     return MapsReport(photos, summary, files, detector_note)
 
 

@@ -201,3 +201,28 @@ def test_bench_maps_command_scores_a_folder_and_writes_the_sheet(tmp_path, tiny_
     assert "saliency vs products" in printed and str(out / "maps_sheet.png") in printed
     summary = json.loads((out / "maps.json").read_text())
     assert summary["photos"] == 1 and summary["saliency"]["photos"] == 1 and summary["model"] == str(tiny_checkpoint)
+
+
+def test_bench_maps_draws_the_named_photos_into_a_figure(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    from beauty_app.cli.main import main
+    from beauty_app.training import text_detection
+
+    monkeypatch.setattr(text_detection, "available", lambda: False)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        Image.new("RGB", (120, 90), (200, 120, 90)).save(photos / name)
+    out = tmp_path / "out"
+    args = ["bench", "maps", "--photos", str(photos), "--model", str(tiny_checkpoint), "--out", str(out),
+            "--device", "cpu", "-q"]
+    assert main([*args, "--figure", "c.jpg,a.jpg"]) == 0
+    assert str(out / "maps_figure.png") in capsys.readouterr().out
+    figure = Image.open(out / "maps_figure.png")
+    # Two rows (photo, saliency, text) and the colour scale under them.
+    assert figure.size[0] == 3 * am._FIGURE_PANEL and figure.size[1] > 2 * am._FIGURE_PANEL
+    # The photo panel of the first row is the photo itself (its colour), not a heatmap.
+    middle = figure.getpixel((am._FIGURE_PANEL // 2, am._FIGURE_PANEL // 2))
+    assert max(abs(a - b) for a, b in zip(middle, (200, 120, 90))) < 12
+
+    assert main([*args, "--figure", "missing.jpg"]) == 2
+    assert "missing.jpg" in capsys.readouterr().err
