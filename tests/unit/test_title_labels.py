@@ -7,7 +7,6 @@ import argparse
 import csv
 import json
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 import torch
