@@ -113,13 +113,14 @@ def _worker_context():
 
     A plain fork copies the parent's thread pools and locks mid-use (OpenVINO's TBB, ONNX Runtime,
     Qt): a speed bench that had loaded OpenVINO and then forked decoders crashed later in the
-    parent. The fork server is a clean process started once (it imports this module, with torch),
-    and each worker is forked from it quickly.
+    parent. The fork server is a clean process started once (it imports this module, with torch,
+    and decodes one image so that PIL's plugins are loaded: :mod:`.decode_preload`), and each worker
+    is forked from it quickly and warm.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return None  # the platform's own (spawn on Windows)
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload([__name__, f"{__package__}.decode_preload"])
     return context
 
 

@@ -73,3 +73,23 @@ def test_joined_pixels_are_the_pieces_in_order():
     joined = join_pixels(pieces)
     assert joined.shape == (6, 2, 2, 3) and joined[:, 0, 0, 0].tolist() == [3, 3, 3, 1, 2, 2]
     assert join_pixels(pieces[:1]) is pieces[0]  # one piece: no copy
+
+
+def test_decoding_workers_are_forked_from_a_warm_server():
+    import multiprocessing
+    import subprocess
+    import sys
+
+    from beauty_app.retrieval.pipeline import _worker_context
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return  # spawn (Windows): no server to warm
+    _worker_context()
+    from multiprocessing import forkserver
+
+    assert "beauty_app.retrieval.decode_preload" in forkserver._forkserver._preload_modules
+    # What that import leaves in the server: PIL's format plugins loaded, nothing left for a worker's first image.
+    probe = ("import sys; import beauty_app.retrieval.decode_preload; "
+             "print(all(m in sys.modules for m in ('PIL.JpegImagePlugin', 'PIL.PngImagePlugin', 'pi_heif')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
