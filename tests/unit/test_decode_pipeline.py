@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from beauty_app.catalog_io import read_catalog
@@ -83,7 +84,7 @@ def test_decoding_workers_are_forked_from_a_warm_server():
     from beauty_app.retrieval.pipeline import _worker_context
 
     if "forkserver" not in multiprocessing.get_all_start_methods():
-        return  # spawn (Windows): no server to warm
+        pytest.skip("no fork server on this platform (spawn)")
     _worker_context()
     from multiprocessing import forkserver
 
