@@ -143,7 +143,10 @@ def join_pixels(pieces: list[torch.Tensor], pin_memory: bool = False) -> torch.T
     total = sum(piece.shape[0] for piece in pieces)
     # torch's host allocator caches page-locked blocks, so this costs no cudaHostAlloc per batch.
     out = torch.empty((total, *pieces[0].shape[1:]), dtype=pieces[0].dtype, pin_memory=pin_memory)
-    return torch.cat(pieces, out=out)
+    # numpy's copy, not torch.cat: a plain memcpy, where torch.cat of uint8 took 50 times the CPU
+    # time (15 ms a batch of 32 at 224 px), all of it on the main process.
+    np.concatenate([piece.numpy() for piece in pieces], out=out.numpy())
+    return out
 
 
 @dataclass
