@@ -35,7 +35,7 @@ class TextColumn:
     """Lower-cased id, description and category of every catalog row, for exact substring filters."""
 
     def __init__(self, rows: np.ndarray, texts: list[bytes]):
-        """`rows`: row numbers in ascending order; `texts`: each row's encoded fields joined by 0xFF."""
+        """`rows`: row numbers in ascending order; `texts`: each row's encoded fields joined by 0xFF (the list is taken over)."""
         self.rows = np.asarray(rows, dtype=np.int64)
         lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         longest = int(lengths.max()) if len(texts) else 0
