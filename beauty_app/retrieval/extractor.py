@@ -217,8 +217,7 @@ class FeatureExtractor:
                 at_scale_one = out
             features = out.features.float()
             saliency = out.saliency.float() if out.saliency is not None else None
-            for name in poolings:
-                pooled = pooling_ops.POOLINGS[name](features, saliency)
+            for name, pooled in pooling_ops.pool_several(features, saliency, poolings).items():
                 totals[name] = pooled if name not in totals else totals[name] + pooled
         vectors = {name: F.normalize(total, dim=1).cpu().numpy().astype(np.float32) for name, total in totals.items()}
         return vectors, at_scale_one
@@ -261,7 +260,8 @@ class FeatureExtractor:
             begin.record()
         with torch.inference_mode():
             features, saliency = runtime.features(pixels)
-            pooled = {name: F.normalize(pooling_ops.POOLINGS[name](features, saliency), dim=1) for name in poolings}
+            pooled = {name: F.normalize(vector, dim=1)
+                      for name, vector in pooling_ops.pool_several(features, saliency, poolings).items()}
         if self.device.type == "cuda":
             end.record()
         vectors = {name: vector.cpu().numpy().astype(np.float32) for name, vector in pooled.items()}

@@ -283,7 +283,8 @@ def test_an_index_of_the_previous_format_is_upgraded_once(tmp_path, caplog):
     with CatalogIndex.open(directory) as index:  # a reader: upgraded under the write lock, in place
         assert [h.id for h in index.search(records[3].vector[None], k=5)[0]] == before
         assert index.settings()["format_version"] == 2 and index.verify() == 50
-        assert index.count_items("product 1") == 11  # the browser's text index was made too
+        assert index.count_items("product 1") == 11
+        assert index.store.has_text_index()  # the FTS5 table was made too
     assert caplog.text.count("upgraded the index") == 1
     caplog.clear()
     with CatalogIndex.open(directory) as index:
@@ -307,14 +308,14 @@ def test_a_legacy_index_with_an_edited_row_is_refused_not_upgraded(tmp_path):
         CatalogIndex.open(directory)
 
 
-def test_the_browser_filter_uses_the_trigram_index_once_finalised(tmp_path):
+def test_the_trigram_index_is_kept_up_to_date_and_agrees_with_the_browser_filter(tmp_path):
     def fts_matches(index, text):
         return index._db.execute("SELECT count(*) FROM items_text WHERE items_text MATCH ?", (f'"{text}"',)).fetchone()[0]
 
     with CatalogIndex.create(tmp_path / "idx", _settings()) as index:
         index.add_items(_records(50))
         assert fts_matches(index, "product 1") == 0  # filled when the build is finalised, not row by row
-        assert index.count_items("product 1") == 11  # meanwhile the browser scans
+        assert index.count_items("product 1") == 11  # the browser reads the rows' text itself
         index.finalize()
         assert fts_matches(index, "product 1") == 11 == index.count_items("PRODUCT 1")
         index.add_items([ItemRecord("n1", "/n.jpg", "product 100 new", "", _records(1)[0].vector)], staged=True)

@@ -310,3 +310,31 @@ def test_ramac_is_srmac_with_activation_attention():
     torch.testing.assert_close(ramac(x), srmac(x, activation_attention(x)))
     assert (ramac(x) - rmac(x)).abs().max() > 1e-3
     torch.testing.assert_close(ramac(torch.ones(1, 4, 5, 5)), rmac(torch.ones(1, 4, 5, 5)))
+
+
+# ---------------------------------------------------------------- several poolings of one map at once
+@pytest.mark.parametrize("shape", [(3, 16, 7, 7), (2, 8, 5, 9), (1, 4, 11, 3), (2, 6, 1, 1)])
+def test_pool_several_gives_every_pooling_bit_for_bit(shape):
+    from beauty_app.retrieval.pooling import pool_several
+
+    generator = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(shape, generator=generator).relu()
+    saliency = torch.rand((shape[0], 1, shape[2], shape[3]), generator=generator)
+    saliency[0] = 0.0  # an empty saliency: plain R-MAC for that image
+    names = ["srmac", "gap", "mac", "rmac", "ramac", "spoc", "gem"]
+    together = pool_several(x, saliency, names)
+    assert list(together) == names
+    for name in names:
+        assert torch.equal(together[name], POOLINGS[name](x, saliency)), name
+    with pytest.raises(ValueError, match="saliency"):
+        pool_several(x, None, ["srmac"])
+
+
+def test_regional_maxima_do_not_depend_on_the_layout():
+    # The regions are reduced channels-last; the same maxima as reducing the (B, C, H, W) map.
+    from beauty_app.retrieval.pooling import _regional_maxes
+
+    x = torch.randn((2, 5, 6, 9), generator=torch.Generator().manual_seed(3))
+    regions = rmac_regions(6, 9)
+    expected = torch.stack([x[:, :, t:t + h, s:s + w].amax(dim=(2, 3)) for t, s, h, w in regions], dim=1)
+    assert torch.equal(_regional_maxes(x, regions), expected)

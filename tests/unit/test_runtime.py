@@ -61,6 +61,14 @@ def test_each_runtime_keeps_features_and_vectors_within_the_cosine_bound(bundle,
     assert np.min(np.sum(fp32 * fast, axis=1)) >= MIN_COSINE
 
 
+@pytest.mark.skipif(not EXPORTED, reason="onnxruntime not installed")
+def test_onnxruntime_threads_sleep_between_runs_instead_of_spinning(bundle):
+    # Spinning pool threads took the cores the decoding processes and the pooling need.
+    options = make_runtime("onnxruntime", bundle, bundle.input_size).session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+
+
 @pytest.mark.skipif(not (HAS_ONNX and importlib.util.find_spec("openvino")), reason="openvino not installed")
 def test_openvino_keeps_vectors_within_the_cosine_bound_in_fp32_and_bf16(tiny_checkpoint):
     import subprocess

@@ -492,6 +492,7 @@ def test_scale_bench_runs_every_phase_in_its_own_process(tmp_path):
     waits = {row[0].strip(): row[1] for row in report.tables[2].rows}
     assert waits["added rows found at rank 1 (of 10)"] == 10 and report.results["filter_counts"]["rare"]["matches"] == 1
     assert report.results["filter_counts"]["common"]["matches"] == 3000 and report.results["filter_counts"]["text_index"]
+    assert report.results["filter_counts"]["short"]["matches"] == 3000 and report.results["filter_counts"]["prepare_ms"] > 0
     again = run_scale_bench(tmp_path, ScaleSettings(size=3000, dim=16, queries=20))  # reuses the stored vectors
     assert "populate" not in again.results and again.results["database_bytes"] == report.results["database_bytes"]
 

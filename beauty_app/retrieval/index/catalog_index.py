@@ -411,8 +411,12 @@ class CatalogIndex:
         return self._browser.iter_items(filter_text, limit, offset, after_row)
 
     def count_items(self, filter_text: str = "") -> int:
-        """How many rows :meth:`iter_items` lists for `filter_text` (the trigram index counts a filter's matches)."""
+        """How many rows :meth:`iter_items` lists for `filter_text` (exact; see :meth:`CatalogBrowser.count_items`)."""
         return self._browser.count_items(filter_text)
+
+    def prepare_filters(self) -> None:
+        """Read the rows' text the browser's filters search now (else the first filter does; see :mod:`.browse`)."""
+        self._browser.prepare_filters()
 
     def verify(self) -> int:
         """Check every catalog row, vector and comparison vector against its chunk's checksum, SQLite's own
