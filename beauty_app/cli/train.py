@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     objective.add_argument("--title-weight", type=float, default=None,
                            help="weight of the multi-label title loss (a title head over the mined set's title "
                                 "labels; the instance recipe: 1 where the set has them); 0 = off, no title head")
+    objective.add_argument("--map-dice-weight", type=float, default=None,
+                           help="weight of a soft Dice term next to the attention maps' BCE (the instance recipe: 1); "
+                                "0 = BCE only, as in the paper")
     objective.add_argument("--instance-pooling", default=defaults.instance_pooling,
                            choices=["auto", "gap", "mac", "gem", "rmac", "srmac"],
                            help="retrieval vector the instance loss trains (auto: srmac with saliency, else rmac)")
@@ -64,7 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--final-lr", type=float, default=defaults.final_lr)
     p.add_argument("--momentum", type=float, default=defaults.momentum)
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    p.add_argument("--input-size", type=input_side, default=defaults.input_size)
+    p.add_argument("--input-size", type=input_side, default=defaults.input_size, help="training input side")
+    p.add_argument("--query-size", type=lambda value: 0 if value.strip() == "0" else input_side(value),
+                   default=defaults.query_size,
+                   help="input side the trained model is used at for queries and catalog images "
+                        "(0: the training input side; default %(default)s)")
     p.add_argument("--photo-probability", type=float, default=defaults.photo_probability,
                    help="share of synthetic real-photo samples (cross-domain augmentation)")
     p.add_argument("--workers", type=non_negative_int, default=defaults.workers, help="data loading processes")

@@ -112,6 +112,7 @@ def save_checkpoint(
     metrics: dict | None = None,
     extra: dict | None = None,
     title_names: list[str] | None = None,
+    query_size: int = 0,
 ) -> Path:
     """Write a self-describing checkpoint atomically (a crash never leaves a half-written file).
 
@@ -123,6 +124,9 @@ def save_checkpoint(
             for a ``torch.save`` file, such as the ``<out>.resume`` state of a training run.
         title_names: the title head's labels, one per output (required when the model has one).
             Checkpoints without them have no title head.
+        query_size: the input side the model is used at for queries and catalog images, when it is
+            not the training side `input_size` (0: the same). Loaded models report it as their
+            ``input_size``; the training side stays in the file.
     """
     title_names = list(title_names or [])
     if len(title_names) != model.num_titles:
@@ -139,6 +143,7 @@ def save_checkpoint(
         "class_names": list(class_names),
         **({"title_names": title_names} if title_names else {}),
         "input_size": int(input_size),
+        **({"query_size": int(query_size)} if query_size and int(query_size) != int(input_size) else {}),
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
         "feature_dim": model.feature_dim,
@@ -346,9 +351,10 @@ def validate_checkpoint_metadata(meta: dict) -> None:
     if (len(titles) > 0) != (title_head is not None) or (
             title_head is not None and (title_head.dim() != 2 or title_head.shape[0] != len(titles))):
         raise ValueError(f"its weights do not hold the title head its title_names ({len(titles)}) describe")
-    problem = input_size_problem(meta["input_size"])
-    if problem:
-        raise ValueError(f"its input_size {problem}")
+    for key in ("input_size", "query_size"):
+        problem = input_size_problem(meta[key]) if key in meta else None
+        if problem:
+            raise ValueError(f"its {key} {problem}")
     for key in ("mean", "std"):
         values = meta[key]
         if (not isinstance(values, list | tuple) or len(values) != 3
@@ -427,10 +433,11 @@ def load_model(spec: str, *, device: torch.device | str = "cpu", allow_download:
             str(path),
             file_fingerprint(path),
             list(payload["class_names"]),
-            int(payload["input_size"]),
+            # The side it is used at: a model trained on 224 px pasted photos may retrieve best at more.
+            int(payload.get("query_size") or payload["input_size"]),
             tuple(payload["mean"]),
             tuple(payload["std"]),
-            {k: payload.get(k) for k in ("train_config", "metrics", "versions", "feature_dim")},
+            {k: payload.get(k) for k in ("train_config", "metrics", "versions", "feature_dim", "input_size")},
             list(payload.get("title_names", [])),
         )
     bundle.model.to(device).eval()

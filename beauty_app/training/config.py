@@ -53,6 +53,10 @@ class TrainConfig:
     # > 0 and the mined set has title labels: a multi-label title head on the pooled feature, trained with
     # BCE over the title n-grams (images without a category still teach it); 0 = no title head.
     title_weight: float = 0.0
+    map_dice_weight: float = 0.0  # > 0: a soft Dice term next to each attention map's BCE (see losses.attention_loss)
+    # Input side for queries and catalog images of the trained model (0 = input_size). A model trained on
+    # pasted photos at 224 px retrieves and maps best at a larger side (docs/benchmarks.md, issue 13/18).
+    query_size: int = 0
 
     @property
     def attention_names(self) -> tuple[str, ...]:
@@ -67,8 +71,8 @@ class TrainConfig:
 #: paper's losses plus the instance-level cross-domain InfoNCE on the pooled retrieval vector, and the
 #: multi-label title loss where the mined set has title labels.
 RECIPES: dict[str, dict[str, object]] = {
-    "paper": {"category_weight": 1.0, "instance_weight": 0.0, "title_weight": 0.0},
-    "instance": {"category_weight": 1.0, "instance_weight": 1.0, "title_weight": 1.0},
+    "paper": {"category_weight": 1.0, "instance_weight": 0.0, "title_weight": 0.0, "map_dice_weight": 0.0},
+    "instance": {"category_weight": 1.0, "instance_weight": 1.0, "title_weight": 1.0, "map_dice_weight": 1.0},
 }
 
 

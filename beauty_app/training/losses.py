@@ -20,12 +20,24 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def attention_loss(logits: torch.Tensor | None, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
-    """BCE between an attention logit map (B,1,h,w) and a mask target pooled to h x w, valid samples only."""
+def attention_loss(logits: torch.Tensor | None, target: torch.Tensor, valid: torch.Tensor,
+                   dice_weight: float = 0.0) -> torch.Tensor | None:
+    """BCE between an attention logit map (B,1,h,w) and a mask target pooled to h x w, valid samples only.
+
+    With ``dice_weight`` > 0 a soft Dice term is added per sample. Pixel-averaged BCE lets a map whose
+    positives are rare (text lines: a tenth of a photo) stay faint and spread; Dice scores the overlap
+    of the map with the mask as a whole, which keeps the map's mass on the mask (as text detectors
+    such as DB pair the two).
+    """
     if logits is None or valid.sum() == 0:
         return None
     pooled = F.adaptive_avg_pool2d(target, logits.shape[-2:])
     per_sample = F.binary_cross_entropy_with_logits(logits.float(), pooled, reduction="none").mean(dim=(1, 2, 3))
+    if dice_weight > 0:
+        probs = torch.sigmoid(logits.float())
+        overlap = (probs * pooled).sum(dim=(1, 2, 3))
+        dice = 1.0 - (2.0 * overlap + 1.0) / (probs.sum(dim=(1, 2, 3)) + pooled.sum(dim=(1, 2, 3)) + 1.0)
+        per_sample = per_sample + dice_weight * dice
     return (per_sample * valid).sum() / valid.sum()
 
 

@@ -356,8 +356,9 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
                 loss_title = (title_loss(out.title_logits, batch["titles"].to(device))
                               if out.title_logits is not None else None)
                 loss_sal = attention_loss(out.saliency_logits, batch["saliency"].to(device),
-                                          batch["saliency_valid"].to(device))
-                loss_text = attention_loss(out.text_logits, batch["text"].to(device), batch["text_valid"].to(device))
+                                          batch["saliency_valid"].to(device), config.map_dice_weight)
+                loss_text = attention_loss(out.text_logits, batch["text"].to(device), batch["text_valid"].to(device),
+                                           config.map_dice_weight)
                 loss_instance = None
                 if instance and current_stage == 2:
                     vectors = pooling(out.features.float(), None if out.saliency is None else out.saliency.float())
@@ -443,7 +444,7 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
         events.on_validation({"stage": 2, "iteration": config.iterations, "final": True, **metrics})
     if dist_info.main:
         save_checkpoint(out_path, model, class_names=classes, input_size=config.input_size, mean=mean, std=std,
-                        train_config=asdict(config), metrics=metrics, title_names=titles)
+                        train_config=asdict(config), metrics=metrics, title_names=titles, query_size=config.query_size)
         state_path.unlink(missing_ok=True)
         if events.on_checkpoint:
             events.on_checkpoint("final", str(out_path))

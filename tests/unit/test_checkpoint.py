@@ -109,3 +109,26 @@ def test_shipped_checkpoint_loads_with_its_head_and_gives_the_outputs_it_gave_be
     for name, got in (("saliency", out.saliency[0, 0]), ("text", out.text[0, 0]), ("logits", out.logits[0]),
                       ("features_mean", out.features.mean(dim=(2, 3))[0, :32])):
         torch.testing.assert_close(got, torch.tensor(reference[name]), atol=2e-5, rtol=1e-4)
+
+
+def test_a_query_size_is_the_side_the_loaded_model_is_used_at(tmp_path):
+    from beauty_app.retrieval.extractor import FeatureExtractor
+
+    torch.manual_seed(0)
+    model = MANet("tiny", num_classes=2, attention="both")
+    common = {"class_names": ["a", "b"], "input_size": 96, "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    path = save_checkpoint(tmp_path / "q.safetensors", model, query_size=160, **common)
+    bundle = load_model(str(path))
+    assert bundle.input_size == 160 and bundle.metadata["input_size"] == 96  # the training side stays known
+    assert FeatureExtractor(bundle, "srmac", use_amp=False).input_size == 160  # indexes and queries follow it
+    # Without one (or the same as the training side) nothing changes: older files load as before.
+    plain = load_model(str(save_checkpoint(tmp_path / "p.safetensors", model, **common)))
+    same = save_checkpoint(tmp_path / "s.safetensors", model, query_size=96, **common)
+    assert plain.input_size == 96 and "query_size" not in read_checkpoint(same)
+    # A crafted size is refused like a crafted input_size.
+    payload = read_checkpoint(path)
+    payload["query_size"] = 10**6
+    from beauty_app.models.checkpoint import validate_checkpoint_metadata
+
+    with pytest.raises(ValueError, match="query_size"):
+        validate_checkpoint_metadata(payload)

@@ -71,3 +71,45 @@ def test_attention_loss_is_reexported_by_the_trainer() -> None:
     from beauty_app.training import trainer
 
     assert trainer.attention_loss is attention_loss
+
+
+def test_the_dice_term_prefers_a_map_on_the_mask_to_a_faint_spread_one():
+    import torch
+
+    from beauty_app.training.losses import attention_loss
+
+    target = torch.zeros(2, 1, 16, 16)
+    target[:, :, 4:8, 2:14] = 1.0  # a text line: under a fifth of the map
+    valid = torch.ones(2)
+    faint = torch.full((2, 1, 16, 16), -2.2)  # about 0.1 everywhere
+    on_mask = torch.where(target > 0, torch.tensor(0.5), torch.tensor(-3.0))
+    assert torch.equal(attention_loss(faint, target, valid, 0.0), attention_loss(faint, target, valid))
+
+    def dice_part(logits):
+        return (attention_loss(logits, target, valid, 1.0) - attention_loss(logits, target, valid, 0.0)).item()
+
+    assert dice_part(on_mask) < 0.5 * dice_part(faint)
+    logits = faint.clone().requires_grad_(True)
+    attention_loss(logits, target, valid, 1.0).backward()
+    # The gradient raises the map on the mask and lowers it off the mask.
+    assert logits.grad[target > 0].mean() < 0 < logits.grad[target == 0].mean()
+
+
+def test_map_dice_and_query_size_follow_the_recipe_and_the_flags():
+    import argparse
+
+    from beauty_app.cli.train import config_from_args, register
+    from beauty_app.training.config import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+
+    def parsed(*flags):
+        return config_from_args(parser.parse_args(["train", "--data", "d", *flags]))
+
+    assert parsed().map_dice_weight == 1.0 and parsed("--recipe", "paper").map_dice_weight == 0.0
+    assert parsed("--map-dice-weight", "0").map_dice_weight == 0.0
+    assert TrainConfig().map_dice_weight == 0.0  # the paper's BCE for the bench's paper runs
+    assert parsed().query_size == 0 and parsed("--query-size", "320").query_size == 320
+    with pytest.raises(SystemExit):
+        parsed("--query-size", "5")
