@@ -414,6 +414,11 @@ class CatalogIndex:
         """How many rows :meth:`iter_items` lists for `filter_text` (the trigram index counts a filter's matches)."""
         return self._browser.count_items(filter_text)
 
+    def check_all_text(self) -> int:
+        """Check every chunk's catalog text (ids, paths, descriptions) now, as the first read of each would;
+        returns the chunks checked. Raises IndexStoreError naming an edit."""
+        return self.store.verify_all_text()
+
     def verify(self) -> int:
         """Check every catalog row, vector and comparison vector against its chunk's checksum, SQLite's own
         structure, and the search structure file; returns the rows checked. Raises IndexStoreError naming an edit."""
