@@ -115,10 +115,9 @@ def run_gui(index=None, model=None, queries=(), presenter_samples=None, device: 
     catalog is built on the worker with its progress in the window.
 
     Args:
-        screenshot: after the first search, search the same photo nine more times (each after the results
-            painted), save the window as
-            this PNG and quit, printing launch-to-first-result (from process start) and the 1st, 2nd
-            and 10th search times.
+        screenshot: after the first search, search the same photo nine more times (each once the results
+            have painted), save the window as this PNG and quit, printing launch-to-first-result (from
+            process start) and the 1st, 2nd and 10th search times.
         qt_args: Qt's own options from the command line, passed to QApplication.
     """
     from .startup import Startup
