@@ -157,8 +157,9 @@ def run_gui(index=None, model=None, queries=(), presenter_samples=None, device: 
 TIMED_SEARCHES = 10
 #: The pause before each repeated search, as a user's next click would leave: the window paints the
 #: results first. Without it the second search shared the 2 CPU cores with the first paint of the results
-#: grid (fonts, 12 thumbnails, the heatmap; in a real X window the X server too) and took 1.1-1.7x the tenth.
-TIMED_SEARCH_PAUSE_MS = 150
+#: grid (fonts, 12 thumbnails, the heatmap; in a real X window the X server too, for more than 150 ms) and
+#: took 1.1-2.7x the tenth; after a 1 s pause 0.92-1.00x (measured under Xvfb on a fresh Debian 12).
+TIMED_SEARCH_PAUSE_MS = 500
 
 
 def _quit_after_searches(window, path: str) -> None:
