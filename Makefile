@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml setup.py
 setup: $(STAMP)
 
 # Names the system packages Qt's X11 plugin lacks (one sentence) before anything starts.
+# DEMO_ARGS go to `beauty-app demo`, e.g. `make demo DEMO_ARGS="--screenshot demo.png"` (time it and quit).
+DEMO_ARGS ?=
 demo: setup
 	@$(PY) -m beauty_app.gui.system_libraries
-	$(PY) -m beauty_app demo --workdir build/demo
+	$(PY) -m beauty_app demo --workdir build/demo $(DEMO_ARGS)
 
 demo-headless: setup
 	$(PY) -m beauty_app demo --workdir build/demo --headless

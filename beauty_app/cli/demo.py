@@ -35,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The demo: the window opens at once and builds the demo data with a progress bar; headless prints the search."""
+    if not args.headless:
+        from ..cpu_threads import prefer_sleeping_waits
+
+        prefer_sleeping_waits()  # before torch loads (the imports below): the window's searches stay steady
     from ..demo.runner import prepare_demo
     from ..models.open_set import outside_categories, rule_for
     from ..retrieval.search import SearchSession

@@ -69,6 +69,9 @@ def cmd_gui(args: argparse.Namespace) -> int:
         if not Path(query).is_file():
             raise UserError(f"Query image {query} does not exist.")
     check_window_can_open(args.qt_args)
+    from ..cpu_threads import prefer_sleeping_waits
+
+    prefer_sleeping_waits()  # before torch loads (gui.app's start-up imports it): steady searches on a busy CPU
     from ..gui.app import run_gui
 
     return run_gui(index=args.index, model=args.model, queries=queries, device=args.device,

@@ -327,18 +327,23 @@ class SearchTab(QWidget):
         self.relevant = set()
         self.search_again()
 
+    def next_search(self) -> SearchRequest | None:
+        """The search :meth:`search_again` would make now (None without a photo); the warm-up makes it first."""
+        if self.source is None:
+            return None
+        ratio = self.results.devicePixelRatioF()
+        return SearchRequest(self.source, k=self.k_spin.value(),
+                             query_expansion=self.qe_spin.value() if self.qe_check.isChecked() else 0,
+                             pooling=self.pooling_combo.currentData(), crop=self.crop,
+                             thumbnail_side=round(THUMB * ratio) if ratio > 1 else 0)
+
     def search_again(self) -> None:
         if self.source is None:
             return
         if not self.session.model:
             self._show_without_index()
             return
-        pooling = self.pooling_combo.currentData()
-        ratio = self.results.devicePixelRatioF()
-        request = SearchRequest(self.source, k=self.k_spin.value(),
-                                query_expansion=self.qe_spin.value() if self.qe_check.isChecked() else 0,
-                                pooling=pooling, crop=self.crop,
-                                thumbnail_side=round(THUMB * ratio) if ratio > 1 else 0)
+        request = self.next_search()
         self.status_label.setText("Searching...")
         job = self._submit(request)
         job.finished.connect(self._on_search_finished)

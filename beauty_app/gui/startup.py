@@ -13,6 +13,9 @@ from .worker import DemoRequest, Operation, WarmUpRequest
 class Startup(QObject):
     """Launch to first result: [build the demo data] -> open the index -> one warm-up search -> the first query.
 
+    The warm-up search is the first query's own search when the window has one (the demo's sample,
+    ``gui PHOTO``), else a synthetic photo's; either way it runs the search handler's every stage.
+
     The engine runs jobs in the order they are submitted, so the warm-up search (submitted right
     after the open) runs before the first query's search, which the search tab submits when the
     session arrives. ``ready`` is emitted when the warm-up has ended (or there is nothing to
@@ -41,7 +44,8 @@ class Startup(QObject):
     def open(self, index: str, model: str = "") -> None:
         """Open `index` (with `model`, default its own) and warm the engine up behind it."""
         self.window.open_index(index, model)
-        self.warm_up_job = self.window.client.submit(WarmUpRequest())
+        # The warm-up is the search the window makes first (its photo, as the search tab will ask for it).
+        self.warm_up_job = self.window.client.submit(WarmUpRequest(self.window.search_tab.next_search()))
         for ended in (self.warm_up_job.finished, self.warm_up_job.failed, self.warm_up_job.cancelled):
             ended.connect(self._finish)
 

@@ -28,6 +28,7 @@ _PACKAGE_EXCEPTIONS = {
     "libEGL.so.1": "libegl1",
     "libGLX.so.0": "libglx0",
     "libOpenGL.so.0": "libopengl0",
+    "libz.so.1": "zlib1g",
 }
 # Loaded with the C library itself; never worth checking.
 _ALWAYS_PRESENT = re.compile(r"^(libc|libm|libdl|libpthread|librt|libgcc_s|ld-linux.*)\.so")

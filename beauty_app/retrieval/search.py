@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Sequence
 
@@ -28,6 +28,9 @@ from .session import extractor_for_index
 
 log = logging.getLogger(__name__)
 
+#: The warm-up checks every catalog chunk's text up to this many rows (about 400 chunks; well under a second).
+WARM_UP_CHECKED_ROWS = 100_000
+
 
 @dataclass
 class QueryResult:
@@ -37,6 +40,8 @@ class QueryResult:
     hits: list[SearchHit]
     analysis: QueryAnalysis | None = None
     error: str | None = None
+    #: Seconds per stage of :meth:`SearchSession.search_image` ("decode", "network", "index"), in order.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         data = {"query": self.query, "results": [hit.as_dict() for hit in self.hits]}
@@ -98,39 +103,57 @@ class SearchSession:
             query_expansion: n > 0 re-queries with the query averaged with its top-n results, with any pooling.
             pooling: rank with another pooling stored in the index (comparison; no whitening).
         """
+        stages: dict[str, float] = {}
+        clock = time.perf_counter()
         name = "image"
         if not isinstance(image, Image.Image):
             name = str(image)
             image = load_image(image, max_side=DECODE_MAX_SIDE)
+            clock = _lap(stages, "decode", clock)
         analysis = self.extractor.analyze(image, pooling=pooling)
+        clock = _lap(stages, "network", clock)
         if pooling is None or pooling == self.pooling:
             hits = self.index.search(analysis.vector[None], k, query_expansion=query_expansion)[0]
         else:
             hits = self.index.search_alternate(pooling, analysis.vector, k, query_expansion=query_expansion)[0]
-        return QueryResult(name, hits, analysis)
+        _lap(stages, "index", clock)
+        return QueryResult(name, hits, analysis, stage_seconds=stages)
+
+    def check_catalog_text(self, max_rows: int = WARM_UP_CHECKED_ROWS) -> int:
+        """Check every chunk's catalog text against its checksum now, as a search's first read of it would.
+
+        A search checks the chunks its hits lie in the first time it reads them after the index is
+        opened; done here, behind the splash, no later search pays for it. Skipped (returns 0) for an
+        index of more than `max_rows` rows, where reading every row would delay the window too long.
+        Returns the chunks checked.
+        """
+        if self.index.count() > max_rows:
+            return 0
+        return self.index.check_all_text()
+
+    def prepare_catalog_filters(self, max_rows: int = WARM_UP_CHECKED_ROWS) -> bool:
+        """Read the text the catalog browser's filters search now, so the first filter does not wait for it.
+
+        Skipped (False) above `max_rows` rows, as :meth:`check_catalog_text` is (0.6 s at 500,000 rows).
+        """
+        if self.index.count() > max_rows:
+            return False
+        self.index.prepare_filters()
+        return True
 
     def warm_up(self, k: int = 12, photo_size: tuple[int, int] = (1280, 960)) -> float:
-        """Search one synthetic photo and drop the result, so the first real search costs what later ones do.
+        """Search :func:`warm_up_photo` and drop the result, so the first real search costs what later ones do.
 
         The first pass through the network (kernel selection, memory pools), the search structure's
         load, the first JPEG decode and the first SQLite reads otherwise land on the user's first
-        search. The photo is a phone-sized JPEG decoded through the same loader, so the decode,
-        resize and map upsampling run at a real photo's sizes. Returns the seconds it took.
+        search. The window's worker warms up with the user's first photo instead when it knows it
+        (see ``gui.worker.WarmUpRequest``). Returns the seconds it took.
         """
-        import io
-
         started = time.perf_counter()
-        width, height = photo_size
-        # Structured, not blank: an empty saliency map would take SR-MAC's fall-back path instead.
-        xs, ys = np.linspace(0, 255, width, dtype=np.float32), np.linspace(0, 255, height, dtype=np.float32)
-        pixels = np.stack([np.add.outer(ys, xs) / 2, np.tile(xs, (height, 1)),
-                           np.full((height, width), 200.0, np.float32)], -1)
-        encoded = io.BytesIO()
-        Image.fromarray(pixels.astype(np.uint8)).save(encoded, format="JPEG", quality=90)
-        image = load_image(encoded.getvalue(), max_side=DECODE_MAX_SIDE, name="warm-up photo")
-        result = self.search_image(image, k=k)
+        result = self.search_image(warm_up_photo(photo_size), k=k)
         for hit in result.hits:
             self.index.thumbnail(hit.id)
+        self.check_catalog_text()
         return time.perf_counter() - started
 
     def search_files(self, paths: Sequence[str | os.PathLike], k: int = 7, query_expansion: int = 0,
@@ -150,6 +173,30 @@ class SearchSession:
             done += len(batch.items) + len(batch.failures)
             report(job, "search", done, len(paths), f"{done} of {len(paths)} queries")
         return [results[i] for i in range(len(paths))]
+
+
+def warm_up_photo(photo_size: tuple[int, int] = (1280, 960)) -> Image.Image:
+    """A phone-sized synthetic photo, JPEG-encoded and decoded through the query loader.
+
+    Structured, not blank: an empty saliency map would take SR-MAC's fall-back path instead. Its
+    decode, resize and map upsampling run at a real photo's sizes.
+    """
+    import io
+
+    width, height = photo_size
+    xs, ys = np.linspace(0, 255, width, dtype=np.float32), np.linspace(0, 255, height, dtype=np.float32)
+    pixels = np.stack([np.add.outer(ys, xs) / 2, np.tile(xs, (height, 1)),
+                       np.full((height, width), 200.0, np.float32)], -1)
+    encoded = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(encoded, format="JPEG", quality=90)
+    return load_image(encoded.getvalue(), max_side=DECODE_MAX_SIDE, name="warm-up photo")
+
+
+def _lap(stages: dict[str, float], stage: str, since: float) -> float:
+    """Record the seconds since `since` as `stage`; returns now (the next stage's start)."""
+    now = time.perf_counter()
+    stages[stage] = now - since
+    return now
 
 
 def query_files_in(folder: str | os.PathLike) -> list[Path]:

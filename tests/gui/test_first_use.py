@@ -177,6 +177,30 @@ def test_missing_x11_libraries_are_named_with_their_packages():
     assert system.missing_libraries(plugin) == []  # this machine has them all
 
 
+#: What `python -m beauty_app.gui.system_libraries` named on a fresh `debootstrap --variant=minbase bookworm`
+#: with only python3, python3-venv, make, git, xvfb and xauth installed (issue 16, measured in a chroot).
+MISSING_ON_MINIMAL_DEBIAN_12 = ("libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-util1 libxcb-image0 "
+                                "libxcb-keysyms1 libxcb-render-util0 libxcb-render0 libxcb-shape0 libxcb-xkb1 "
+                                "libglib2.0-0 libegl1 libfontconfig1 libdbus-1-3").split()
+
+
+def test_the_readme_apt_line_installs_what_a_minimal_debian_lacked():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("sudo apt-get install ", 1)[1].split("```", 1)[0]
+    listed = set(block.replace("\\", " ").split())
+    assert set(MISSING_ON_MINIMAL_DEBIAN_12) <= listed, set(MISSING_ON_MINIMAL_DEBIAN_12) - listed
+
+
+def test_every_library_the_plugin_needs_is_named_by_a_real_debian_package():
+    from beauty_app.gui import system_libraries as system
+
+    packages = {system.apt_package(soname) for soname in system.missing_libraries(loads=lambda soname: False)}
+    assert set(MISSING_ON_MINIMAL_DEBIAN_12) <= packages
+    assert "zlib1g" in packages and "libz1" not in packages  # Debian's zlib is not named after its soname
+
+
 def test_gui_command_refuses_in_one_sentence_when_libraries_are_missing(monkeypatch, tmp_path):
     from beauty_app.cli.main import main
     from beauty_app.gui import system_libraries

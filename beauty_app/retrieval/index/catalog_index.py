@@ -418,6 +418,11 @@ class CatalogIndex:
         """Read the rows' text the browser's filters search now (else the first filter does; see :mod:`.browse`)."""
         self._browser.prepare_filters()
 
+    def check_all_text(self) -> int:
+        """Check every chunk's catalog text (ids, paths, descriptions) now, as the first read of each would;
+        returns the chunks checked. Raises IndexStoreError naming an edit."""
+        return self.store.verify_all_text()
+
     def verify(self) -> int:
         """Check every catalog row, vector and comparison vector against its chunk's checksum, SQLite's own
         structure, and the search structure file; returns the rows checked. Raises IndexStoreError naming an edit."""

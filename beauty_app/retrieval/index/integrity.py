@@ -225,6 +225,13 @@ class ChunkIntegrity:
                 if self.has_text_index():  # filled in one go for the rows stored before sealing
                     self.refill_text_index()
 
+    def verify_all_text(self) -> int:
+        """Check the text of every chunk not yet checked on this connection (what :meth:`verify_rows` does on
+        a chunk's first read); returns the number of chunks holding rows."""
+        chunks = list(self.chunks())
+        self.verify_rows([chunk * self.chunk_rows for chunk in chunks])
+        return len(chunks)
+
     def verify_all(self, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Check every chunk (rows, vectors, comparison vectors) and SQLite's own structure; returns the rows checked."""
         self.check_integrity()
