@@ -44,11 +44,16 @@ def test_rule_from_a_checkpoint_and_the_default_for_old_ones():
         assert "default threshold" in default.describe() and "records none" in default.describe()
 
 
-def test_shipped_demo_model_falls_back_to_the_default():
+def test_the_shipped_demo_model_carries_the_threshold_of_its_validation_split():
     from pathlib import Path
 
     from beauty_app.models.checkpoint import read_checkpoint
 
     shipped = Path(__file__).resolve().parents[2] / "model_store" / "demo_manet.safetensors"
     metadata = {k: v for k, v in read_checkpoint(shipped).items() if k != "state_dict"}
-    assert not rule_for(metadata).from_validation
+    rule = rule_for(metadata)
+    assert rule.from_validation and 0.0 < rule.threshold <= 1.0
+    assert f"{metadata['metrics']['val_images']} validation photos" in rule.describe()
+    # The model it replaced (trained before the rule existed) still gets the documented default.
+    legacy = Path(__file__).resolve().parents[1] / "data" / "legacy_coarse_manet.safetensors"
+    assert not rule_for({k: v for k, v in read_checkpoint(legacy).items() if k != "state_dict"}).from_validation
