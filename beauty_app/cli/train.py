@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 from ..training.config import RECIPES, TrainConfig, config_for_recipe  # torch-free: the options' defaults
 from ..errors import UserError
@@ -86,6 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="terminal bar, one JSON object per step on stdout (for the GUI), or nothing (as -q)")
     p.add_argument("--json", action="store_true",
                    help="print the final summary as one JSON object (not with --progress jsonl)")
+    p.add_argument("--recalibrate-open-set", action="store_true",
+                   help="do not train: choose the open-set threshold of the trained checkpoint --out again, on "
+                        "synthetic photos of --data's validation images (for models trained before it came from photos)")
     p.set_defaults(func=cmd_train)
 
 
@@ -195,6 +199,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json and args.progress == "jsonl":
         raise UserError("--json and --progress jsonl both write to stdout; choose one.")
     config = config_from_args(args)
+    if args.recalibrate_open_set:
+        from ..training.trainer import recalibrate_open_set
+
+        if not Path(config.out).is_file():
+            raise UserError(f"There is no trained checkpoint {config.out} to recalibrate; give it with --out.")
+        record = recalibrate_open_set(config.out, config.data, device=config.device)
+        if args.json:
+            print_json({"checkpoint": str(config.out), "open_set": record})
+        elif not args.quiet:
+            print(f"{config.out}: open-set threshold {record['threshold']:.3f}, which {record['keep']:.0%} of "
+                  f"{record['val_images']} synthetic photos of the validation images reach")
+        return 0
     if args.resume:
         check_resume_matches(config)
     close = lambda: None  # noqa: E731

@@ -205,6 +205,76 @@ def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict
             "open_set": choose_threshold(top_probabilities)}
 
 
+def open_set_on_photos(model: MANet, rows: list, mask_dir: Path, config: TrainConfig, mean, std, device) -> dict:
+    """The open-set threshold record chosen on synthetic photos of the validation images.
+
+    Queries are photos, not catalog views: on plain views a trained model's top class takes nearly
+    all the probability, so a threshold chosen there (0.98 for the demo model) calls most photos of
+    known categories unknown. Each validation image with a category is pasted into a scene by the
+    training augmenter (every sample a photo; seeded, so the record is reproducible), and the rule of
+    :func:`beauty_app.models.open_set.choose_threshold` is applied to those photos' top-class
+    probabilities. Images without a saliency mask cannot be pasted and stay plain views.
+    """
+    from dataclasses import replace
+
+    known = [row for row in rows if int(row.label) >= 0]
+    if not known:
+        return {}
+    # At the side the model is used at (its query size), as the app will see queries.
+    side = config.query_size or config.input_size
+    photos = MinedImages(known, mask_dir, replace(config, photo_probability=1.0, input_size=side), mean, std, train=True)
+    state = torch.get_rng_state()
+    torch.manual_seed(config.seed)  # the photos' scenes draw from the seed (see MinedImages.__getitem__)
+    try:
+        model.eval()
+        top: list[float] = []
+        with torch.inference_mode():
+            for batch in DataLoader(photos, batch_size=max(2, config.batch_size), shuffle=False, num_workers=0):
+                with autocast(device, config.amp):
+                    out = model(batch["image"].to(device), saliency=external_saliency(batch, device, model))
+                top += torch.softmax(out.logits.float().cpu(), dim=1).amax(dim=1).tolist()
+    finally:
+        torch.set_rng_state(state)
+    record = choose_threshold(top)
+    if record:
+        record["images"] = "synthetic photos of the validation images (pasted into scenes, seeded)"
+    return record
+
+
+def recalibrate_open_set(checkpoint: str | Path, data: str | Path, device: str = "cpu") -> dict:
+    """Choose a trained checkpoint's open-set threshold again, on photos of `data`'s validation images.
+
+    For models trained before the threshold came from photos (:func:`open_set_on_photos`): the
+    checkpoint is rewritten in place (atomically) with the new record in its metrics; nothing else
+    changes. Returns the record.
+
+    Raises:
+        UserError: unreadable checkpoint or data folder, or a model without categories.
+    """
+    from dataclasses import fields
+
+    from ..models.checkpoint import _write_payload, model_from_checkpoint
+
+    path = Path(checkpoint)
+    payload = read_checkpoint(path)
+    if not payload.get("num_classes"):
+        raise UserError(f"{path.name} has no categories, so it has no open-set threshold to choose.")
+    dataset = MinedDataset.load(data)
+    names = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in (payload.get("train_config") or {}).items() if k in names})
+    config.query_size = int(payload.get("query_size") or 0)
+    torch_device = pick_device(device)
+    model = model_from_checkpoint(payload).to(torch_device)
+    mask_dir = prepare_masks(dataset)
+    record = open_set_on_photos(model, dataset.val, mask_dir, config, tuple(payload["mean"]), tuple(payload["std"]),
+                                torch_device)
+    if not record:
+        raise UserError(f"The validation split of {data} has no image with a category.")
+    payload["metrics"] = {**(payload.get("metrics") or {}), "open_set": record}
+    _write_payload(path, payload)
+    return record
+
+
 def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents | None = None,
           should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """Run (or resume) a training run; returns the final checkpoint and its validation accuracy.
@@ -431,6 +501,8 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
         raise Interrupted(state_path) from None
 
     metrics = evaluate_accuracy(model, val_loader, device, config)
+    if model.num_classes > 0:
+        metrics["open_set"] = open_set_on_photos(model, dataset.val, mask_dir, config, mean, std, device)
     metrics["train_images"] = len(dataset.train)
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     metrics["device"] = str(device)

@@ -12,7 +12,6 @@ import torch
 from beauty_app.errors import ModelError
 from beauty_app.models.checkpoint import load_model, read_checkpoint, save_checkpoint
 from beauty_app.models.manet import MANet
-from beauty_app.paths import demo_checkpoint
 from tests.conftest import make_tiny_checkpoint
 
 

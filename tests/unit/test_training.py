@@ -49,10 +49,11 @@ def test_two_stage_training_writes_a_self_describing_checkpoint(mined, tmp_path)
     assert payload["class_names"] == mined.classes
     assert payload["mean"] == pytest.approx(list(mined.mean))
     assert 0.0 <= payload["metrics"]["val_accuracy"] <= 1.0
-    # the open-set threshold is chosen on the same validation images, by the rule of models/open_set.py
+    # the open-set threshold is chosen on synthetic photos of the same validation images (queries are
+    # photos), by the rule of models/open_set.py
     open_set = payload["metrics"]["open_set"]
     assert open_set["val_images"] == payload["metrics"]["val_images"] > 0
-    assert 0.0 < open_set["threshold"] <= 1.0 and open_set["keep"] == 0.95
+    assert 0.0 < open_set["threshold"] <= 1.0 and open_set["keep"] == 0.95 and "photos" in open_set["images"]
     assert payload["train_config"]["iterations"] == 6
     assert not resume_path_for(result.checkpoint).exists()
     bundle = load_model(str(result.checkpoint))
@@ -321,3 +322,26 @@ def test_torchrun_resumes_an_interrupted_run_through_convergence(mined, tmp_path
     assert (steps[0]["stage"], steps[0]["iteration"]) == (1, 3)  # continued where the state was saved
     assert _converged_at(proc.stdout) >= 3
     assert out.exists() and not info.value.resume_path.exists()
+
+
+def test_the_open_set_threshold_comes_from_photos_and_an_old_checkpoint_can_be_recalibrated(mined, tmp_path):
+    from beauty_app.cli.main import main
+    from beauty_app.models.checkpoint import save_checkpoint
+    from beauty_app.training.trainer import open_set_on_photos, recalibrate_open_set
+
+    result = train(_config(mined, tmp_path / "m.safetensors"))
+    payload = read_checkpoint(result.checkpoint)
+    bundle = load_model(str(result.checkpoint))
+    config = _config(mined, tmp_path / "m.safetensors")
+    mask_dir = Path(mined.root) / "masks"
+    again = open_set_on_photos(bundle.model, mined.val, mask_dir, config, mined.mean, mined.std, torch.device("cpu"))
+    assert again == payload["metrics"]["open_set"]  # seeded: the same photos, the same record
+    # A checkpoint written with a plain-view record gets the photo record, and nothing else changes.
+    old = save_checkpoint(tmp_path / "old.safetensors", bundle.model, class_names=payload["class_names"],
+                          input_size=64, mean=mined.mean, std=mined.std, train_config=payload["train_config"],
+                          metrics={"val_accuracy": 0.5, "open_set": {"threshold": 0.999, "val_images": 3}})
+    assert main(["train", "--recalibrate-open-set", "--data", str(mined.root), "--out", str(old), "-q"]) == 0
+    rewritten = read_checkpoint(old)
+    assert rewritten["metrics"]["open_set"] == again and rewritten["metrics"]["val_accuracy"] == 0.5
+    assert all(torch.equal(rewritten["state_dict"][k], v) for k, v in payload["state_dict"].items())
+    assert recalibrate_open_set(old, mined.root) == again
