@@ -1,12 +1,14 @@
 """Open-set honesty: saying "not one of the model's categories" when a photo is far from every class.
 
 The score is the maximum softmax probability (Hendrycks & Gimpel 2017), the number the app already
-shows beside the top class. The rule: the threshold is the 5th percentile of that score over the
-validation images at the end of training, so 95% of validation photos of known categories are
-accepted; a photo scoring below it is reported as outside the model's categories. Training stores
-the threshold in the checkpoint's metrics (``metrics["open_set"]``). A checkpoint without it (saved
-before this existed, such as the shipped demo model) gets :data:`DEFAULT_THRESHOLD`, and the app
-says that the threshold is a default.
+shows beside the top class. The rule: the threshold is the 5th percentile of that score over
+synthetic photos of the validation images at the end of training (each pasted into a scene, as
+queries are photos: on plain catalog views a trained model is nearly always sure), so 95% of photos
+of known categories are accepted; a photo scoring below it is reported as outside the model's
+categories. Training stores the threshold in the checkpoint's metrics (``metrics["open_set"]``;
+``train --recalibrate-open-set`` chooses it again for a trained model). A checkpoint without it
+(saved before this existed) gets :data:`DEFAULT_THRESHOLD`, and the app says that the threshold is a
+default.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 #: Share of validation photos the chosen threshold accepts.
 KEEP_FRACTION = 0.95
 #: For checkpoints that record no threshold: the top class must take at least half the probability.
-#: (The shipped demo model accepts 95% of its own synthetic query photos at 0.67, half of real photos at 0.51.)
+#: (The demo model shipped before the threshold existed accepted 95% of its synthetic query photos at 0.67.)
 DEFAULT_THRESHOLD = 0.5
 RULE = "the largest top-class probability that 95% of the validation photos reach"
 
