@@ -19,13 +19,25 @@ import sys
 WAIT_POLICY_VARIABLE = "OMP_WAIT_POLICY"
 
 
+_SET_BY_US = False  # whether this process chose the policy (children then get the user's own setting back)
+
+
 def prefer_sleeping_waits() -> bool:
     """Ask OpenMP to let waiting threads sleep, unless the user chose a policy; call before importing torch.
 
     Returns whether the choice can still take effect (torch is not loaded yet in this process).
     """
-    os.environ.setdefault(WAIT_POLICY_VARIABLE, "PASSIVE")
+    global _SET_BY_US
+    if WAIT_POLICY_VARIABLE not in os.environ:
+        os.environ[WAIT_POLICY_VARIABLE] = "PASSIVE"
+        _SET_BY_US = True
     return "torch" not in sys.modules
+
+
+def chosen_for_this_process() -> bool:
+    """True when :func:`prefer_sleeping_waits` set the policy here (not the user): a child process such as
+    a training run, which works in batches, should not inherit it."""
+    return _SET_BY_US
 
 
 def wait_policy() -> str:

@@ -89,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="print the final summary as one JSON object (not with --progress jsonl)")
     p.add_argument("--recalibrate-open-set", action="store_true",
                    help="do not train: choose the open-set threshold of the trained checkpoint --out again, on "
-                        "synthetic photos of --data's validation images (for models trained before it came from photos)")
+                        "synthetic photos of --data's validation images (for models trained before it came from "
+                        "photos); the file is rewritten, so indexes built with it must be rebuilt")
     p.set_defaults(func=cmd_train)
 
 

@@ -157,6 +157,14 @@ def save_checkpoint(
     return _write_payload(Path(path), payload)
 
 
+def rewrite_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
+    """Write a read checkpoint's payload back (atomically), e.g. after changing its metrics.
+
+    The file's bytes change, so its fingerprint does: indexes built with the old file ask to be rebuilt.
+    """
+    return _write_payload(Path(path), payload)
+
+
 def _is_safetensors_name(path: Path) -> bool:
     return path.suffix.lower() == MODEL_SUFFIX
 

@@ -289,6 +289,7 @@ class CrossDomainAugmenter:
         if rng.random() < 0.2:
             canvas, cover = self._occlude(canvas, alpha, rng)
             visible = np.minimum(visible, 1.0 - cover)
+            scene_text *= 1.0 - cover
         sal_t = alpha * visible
         if text_w is not None:
             text_w = np.maximum(text_w * visible, scene_text)

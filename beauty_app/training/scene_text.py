@@ -68,7 +68,7 @@ def _draws_letters(path: str) -> bool:
     return all(bytes(font.getmask(ch)) != missing for ch in "Aag")
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=2048)  # fonts x pixel sizes: a small cache would reload font files all the time
 def _font(path: str | None, px: int) -> ImageFont.ImageFont:
     if path is None:
         return ImageFont.load_default(size=px)

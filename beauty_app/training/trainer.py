@@ -178,13 +178,12 @@ def _set_trainable(model: MANet, stage: int) -> list[nn.Parameter]:
 def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict:
     """Top-1 accuracy (and per-class accuracy) on a plain-view loader (leaves the model in eval mode).
 
-    Also the open-set threshold chosen on these images (see :mod:`beauty_app.models.open_set`). Only
-    images with a category count (those kept for their title labels only have label -1).
+    Only images with a category count (those kept for their title labels only have label -1). The
+    open-set threshold is chosen on photos, not on these views (:func:`open_set_on_photos`).
     """
     model.eval()
     correct = total = 0
     per_class: dict[int, list[int]] = {}
-    top_probabilities: list[float] = []
     with torch.inference_mode():
         for batch in loader:
             with autocast(device, config.amp):
@@ -192,7 +191,6 @@ def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict
             known = batch["label"] >= 0
             logits = out.logits.float().cpu()[known]
             labels = batch["label"][known]
-            top_probabilities += torch.softmax(logits, dim=1).amax(dim=1).tolist()
             predicted = logits.argmax(dim=1)
             for label, guess in zip(labels.tolist(), predicted.tolist()):
                 stats = per_class.setdefault(label, [0, 0])
@@ -201,11 +199,11 @@ def evaluate_accuracy(model: MANet, loader, device, config: TrainConfig) -> dict
             correct += int((predicted == labels).sum())
             total += len(predicted)
     return {"val_accuracy": correct / total if total else None, "val_images": total,
-            "val_per_class": {str(k): v[0] / v[1] for k, v in sorted(per_class.items())},
-            "open_set": choose_threshold(top_probabilities)}
+            "val_per_class": {str(k): v[0] / v[1] for k, v in sorted(per_class.items())}}
 
 
-def open_set_on_photos(model: MANet, rows: list, mask_dir: Path, config: TrainConfig, mean, std, device) -> dict:
+def open_set_on_photos(model: MANet, rows: list, mask_dir: Path, config: TrainConfig, mean, std, device,
+                       wrong_marks: set[tuple[str, str]] = frozenset()) -> dict:
     """The open-set threshold record chosen on synthetic photos of the validation images.
 
     Queries are photos, not catalog views: on plain views a trained model's top class takes nearly
@@ -222,7 +220,8 @@ def open_set_on_photos(model: MANet, rows: list, mask_dir: Path, config: TrainCo
         return {}
     # At the side the model is used at (its query size), as the app will see queries.
     side = config.query_size or config.input_size
-    photos = MinedImages(known, mask_dir, replace(config, photo_probability=1.0, input_size=side), mean, std, train=True)
+    photos = MinedImages(known, mask_dir, replace(config, photo_probability=1.0, input_size=side), mean, std, train=True,
+                         wrong_marks=wrong_marks)
     state = torch.get_rng_state()
     torch.manual_seed(config.seed)  # the photos' scenes draw from the seed (see MinedImages.__getitem__)
     try:
@@ -253,7 +252,8 @@ def recalibrate_open_set(checkpoint: str | Path, data: str | Path, device: str =
     """
     from dataclasses import fields
 
-    from ..models.checkpoint import _write_payload, model_from_checkpoint
+    from ..models.checkpoint import model_from_checkpoint, rewrite_checkpoint
+    from .mask_cache import build_mask_cache
 
     path = Path(checkpoint)
     payload = read_checkpoint(path)
@@ -265,13 +265,15 @@ def recalibrate_open_set(checkpoint: str | Path, data: str | Path, device: str =
     config.query_size = int(payload.get("query_size") or 0)
     torch_device = pick_device(device)
     model = model_from_checkpoint(payload).to(torch_device)
-    mask_dir = prepare_masks(dataset)
+    mask_dir = Path(dataset.root) / MASK_CACHE_DIR
+    build_mask_cache([(row.id, Path(row.path)) for row in dataset.val], mask_dir)  # only the images it pastes
+    wrong = read_mask_marks(config.mask_marks)
     record = open_set_on_photos(model, dataset.val, mask_dir, config, tuple(payload["mean"]), tuple(payload["std"]),
-                                torch_device)
+                                torch_device, wrong)
     if not record:
         raise UserError(f"The validation split of {data} has no image with a category.")
     payload["metrics"] = {**(payload.get("metrics") or {}), "open_set": record}
-    _write_payload(path, payload)
+    rewrite_checkpoint(path, payload)
     return record
 
 
@@ -502,7 +504,7 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
 
     metrics = evaluate_accuracy(model, val_loader, device, config)
     if model.num_classes > 0:
-        metrics["open_set"] = open_set_on_photos(model, dataset.val, mask_dir, config, mean, std, device)
+        metrics["open_set"] = open_set_on_photos(model, dataset.val, mask_dir, config, mean, std, device, wrong)
     metrics["train_images"] = len(dataset.train)
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     metrics["device"] = str(device)

@@ -172,3 +172,19 @@ def test_stage_report_shows_the_second_and_last_search_stage_by_stage():
     outcomes.append(SimpleNamespace(stage_seconds={"decode": 0.001, "network": 0.020, "index": 0.0004}))
     assert stage_report(outcomes) == ("stages of the 2nd/10th search (ms): decode 1.0/1.0, network 30.0/20.0, "
                                       "index 0.5/0.4")
+
+
+@pytest.mark.parametrize("chosen", [None, "ACTIVE"])
+def test_a_training_child_does_not_inherit_the_window_s_sleeping_waits(monkeypatch, chosen):
+    from beauty_app import cpu_threads
+    from beauty_app.gui.widgets.train_process import _child_environment
+
+    monkeypatch.setattr(cpu_threads, "_SET_BY_US", False)
+    if chosen:
+        monkeypatch.setenv("OMP_WAIT_POLICY", chosen)
+    else:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    cpu_threads.prefer_sleeping_waits()
+    child = _child_environment()
+    # The window's own choice stays in the window; a policy the user set reaches the child unchanged.
+    assert child.value("OMP_WAIT_POLICY", "unset") == (chosen or "unset")

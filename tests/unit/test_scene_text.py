@@ -50,6 +50,7 @@ def test_text_on_a_region_is_centred_on_it() -> None:
 
 def test_fonts_draw_letters_and_words_vary() -> None:
     fonts = font_files()
+    assert len(fonts) >= 5  # matplotlib (a dev dependency) ships DejaVu and STIX families
     for path in fonts:
         font = ImageFont.truetype(path, 24)
         assert bytes(font.getmask("A")) != bytes(font.getmask("\ue000")), path

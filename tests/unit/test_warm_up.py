@@ -80,4 +80,4 @@ def test_preparing_the_filters_reads_the_catalog_text_unless_the_index_is_too_la
         assert session.prepare_catalog_filters(max_rows=0) is False and browser._text is None
         assert session.prepare_catalog_filters() is True and browser._text is not None
         column = browser._text[1]
-        assert session.index.count_items("") == session.index.count() and browser._text[1] is column  # not re-read
+        assert session.index.count_items("c0") >= 1 and browser._text[1] is column  # a filter uses it, not re-read

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
+from ... import cpu_threads
+
 log = logging.getLogger(__name__)
 
 # The CLI's exit status after SIGTERM/Ctrl-C, once it has saved a resumable state.
@@ -63,6 +65,10 @@ def _child_environment() -> QProcessEnvironment:
     env.insert("PYTHONPATH", package_parent + (os.pathsep + existing if existing else ""))
     env.insert("PYTHONUNBUFFERED", "1")
     env.insert("PYTHONIOENCODING", "utf-8")
+    # The window asked OpenMP for sleeping waits (one query at a time); training runs in batches and
+    # keeps OpenMP's default unless the user chose a policy.
+    if cpu_threads.chosen_for_this_process():
+        env.remove(cpu_threads.WAIT_POLICY_VARIABLE)
     return env
 
 
