@@ -479,6 +479,9 @@ def run_maps_bench(extractor, photo_paths: Sequence[str | os.PathLike[str]],
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"The output folder {out} cannot be created ({exc.strerror or exc}).") from None
+    missing = [name for name in figure_photos if name not in {Path(p).name for p in photo_paths}]
+    if missing:  # before the network runs, not after
+        raise UserError(f"The figure's photo(s) {', '.join(missing)} are not among the photos.")
     boxes = dict(product_boxes or {})
     unknown = sorted(set(boxes) - {Path(p).name for p in photo_paths})
     if unknown:
@@ -508,9 +511,9 @@ def run_maps_bench(extractor, photo_paths: Sequence[str | os.PathLike[str]],
     contact_sheet(rows, files["sheet"])
     if figure_photos:
         by_name = {scores.photo: (scores, drawing) for scores, drawing in rows}
-        missing = [name for name in figure_photos if name not in by_name]
-        if missing:
-            raise UserError(f"The figure's photo(s) {', '.join(missing)} are not among the photos read.")
+        unreadable = [name for name in figure_photos if name not in by_name]
+        if unreadable:
+            raise UserError(f"The figure's photo(s) {', '.join(unreadable)} could not be read.")
         files["figure"] = maps_figure([by_name[name] for name in figure_photos], out / "maps_figure.png")
     return MapsReport(photos, summary, files, detector_note)
 
