@@ -61,6 +61,8 @@ class _Progress:
         report(job, "index", 0, total, "featurising catalog images")
 
     def advance(self, count: int, summary: BuildSummary) -> None:
+        """Count a batch as it is featurised (stored with its write group), so the bar moves and a
+        cancel is seen batch by batch, whatever the size of the write groups."""
         self.done += count
         report(self.job, "index", self.done, self.total,
                f"{summary.indexed} indexed, {len(summary.skipped)} skipped")
@@ -76,8 +78,8 @@ class _WriteGroup:
     """Batches collected into one database transaction, so commits (an fsync each) stay a small
     share of the work however small the batches, while a kill still loses only the last moments."""
 
-    def __init__(self, index: CatalogIndex, staged: bool, summary: BuildSummary, progress: _Progress):
-        self.index, self.staged, self.summary, self.progress = index, staged, summary, progress
+    def __init__(self, index: CatalogIndex, staged: bool, summary: BuildSummary):
+        self.index, self.staged, self.summary = index, staged, summary
         self.records: list[ItemRecord] = []
         self.reasons: list[tuple[str, str]] = []
         self.processed = 0
@@ -102,7 +104,6 @@ class _WriteGroup:
             timings["commits"] = timings.get("commits", 0) + 1
             self.summary.indexed += len(self.records)
             self.summary.skipped.extend(self.reasons)
-            self.progress.advance(self.processed, self.summary)
         self.records, self.reasons, self.processed = [], [], 0
         self.opened = time.perf_counter()
 
@@ -113,7 +114,7 @@ def _featurise(index: CatalogIndex, entries: list[CatalogEntry], extractor: Feat
     """Featurise `entries` and store them in write groups (one transaction each), thumbnails included."""
     extra = extractor.usable_poolings(COMPARISON_POOLINGS)
     fallbacks_before = len(extractor.memory_fallbacks)
-    group = _WriteGroup(index, staged, summary, progress)
+    group = _WriteGroup(index, staged, summary)
     started, cpu_started = time.perf_counter(), time.thread_time()
     for batch in extractor.iter_batches(entries, extra_poolings=extra):
         records = [
@@ -122,8 +123,9 @@ def _featurise(index: CatalogIndex, entries: list[CatalogEntry], extractor: Feat
                        position=None if positions is None else positions[entry.id])
             for i, entry in enumerate(batch.items)
         ]
-        group.add(records, [(entry.id, reason) for entry, reason in batch.failures],
-                  len(batch.items) + len(batch.failures))
+        processed = len(batch.items) + len(batch.failures)
+        group.add(records, [(entry.id, reason) for entry, reason in batch.failures], processed)
+        progress.advance(processed, summary)
         if progress.job is not None and progress.job.cancelled:
             # A cancel stops the build at its next batch, not at the end of a write group: what is
             # featurised is stored first, so a resume starts after it.
