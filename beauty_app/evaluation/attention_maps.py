@@ -382,16 +382,7 @@ def contact_sheet(rows: Sequence[tuple[PhotoMaps, dict]], out_png: str | os.Path
                     f"  | panels: photo, saliency, text, text / its peak")
         draw.text((x + 4, y + _PANEL + 2), caption, fill=(230, 230, 230), font=font)
         draw.text((x + 4, y + _PANEL + 15), caption2, fill=(230, 230, 230), font=font)
-    import io
-
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG", optimize=True)
-    out = Path(out_png)
-    try:
-        atomic_write_bytes(out, buffer.getvalue())
-    except OSError as exc:
-        raise UserError(f'The contact sheet "{out}" cannot be written ({exc.strerror or exc}).') from None
-    return out
+    return _write_png(sheet, out_png, "contact sheet")
 
 
 _FIGURE_PANEL = 300
@@ -426,15 +417,20 @@ def maps_figure(rows: Sequence[tuple[PhotoMaps, dict]], out_png: str | os.PathLi
     draw.text((6, bar_y - 1), "0", fill=(230, 230, 230), font=font)
     draw.text((3 * side - 34, bar_y - 1), "1", fill=(230, 230, 230), font=font)
     draw.text((40, bar_y + 14), "attention, on the app's fixed scale", fill=(230, 230, 230), font=font)
+    return _write_png(sheet, out_png, "figure")
+
+
+def _write_png(image: Image.Image, out_png: str | os.PathLike[str], what: str) -> Path:
+    """Save `image` as a PNG atomically; a write error becomes one sentence naming `what` it was."""
     import io
 
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG", optimize=True)
     out = Path(out_png)
     try:
         atomic_write_bytes(out, buffer.getvalue())
     except OSError as exc:
-        raise UserError(f'The figure "{out}" cannot be written ({exc.strerror or exc}).') from None
+        raise UserError(f'The {what} "{out}" cannot be written ({exc.strerror or exc}).') from None
     return out
 
 

@@ -472,17 +472,8 @@ def _readable_title_only(entries: Sequence[CatalogEntry], titles: TitleLabels, s
                   if found and i not in taken and entries[i].id not in unreadable]
     order = [candidates[k] for k in np.random.default_rng([seed, 3]).permutation(len(candidates))]
     progress.plan(min(cap, len(order)))
-    kept: list[int] = []
-    pos = 0
-    while len(kept) < cap and pos < len(order):
-        batch = order[pos:pos + min(256, cap - len(kept))]
-        pos += len(batch)
-        for i, problem in zip(batch, _map(pool, _check_image, [entries[i].path for i in batch])):
-            if problem is None:
-                kept.append(i)
-            else:
-                selection.unreadable.append((entries[i].id, problem))
-        progress.step(len(batch), "checking images with title labels")
+    kept, pos = _take_readable(entries, order, cap, pool, selection.unreadable, progress,
+                               "checking images with title labels", max_batch=256)
     return sorted(kept), len(order) - pos
 
 
@@ -566,6 +557,26 @@ def _choose_categories(labels: _Labels, kw: KeywordSet, n_categories: int,
     return big[:n_categories], small, beyond_cap
 
 
+def _take_readable(entries: Sequence[CatalogEntry], order: Sequence[int], want: int, pool: ThreadPoolExecutor | None,
+                   unreadable: list[tuple[str, str]], progress: StageProgress, what: str,
+                   max_batch: int | None = None) -> tuple[list[int], int]:
+    """The first `want` entries of `order` that decode, checked a batch at a time (only as many as still
+    needed); the others are added to `unreadable` with the reason. Returns them and how far `order` was read."""
+    good: list[int] = []
+    pos = 0
+    while len(good) < want and pos < len(order):
+        size = want - len(good) if max_batch is None else min(max_batch, want - len(good))
+        batch = order[pos:pos + size]
+        pos += len(batch)
+        for idx, problem in zip(batch, _map(pool, _check_image, [entries[i].path for i in batch])):
+            if problem is None:
+                good.append(idx)
+            else:
+                unreadable.append((entries[idx].id, problem))
+        progress.step(len(batch), what)
+    return good, pos
+
+
 def _sample_readable(entries: Sequence[CatalogEntry], labels: _Labels, chosen: list[str], per_category: int,
                      min_images: int, seed: int, pool: ThreadPoolExecutor | None,
                      progress: StageProgress) -> _Selection:
@@ -575,18 +586,8 @@ def _sample_readable(entries: Sequence[CatalogEntry], labels: _Labels, chosen: l
         order = list(labels.by_category[name])
         rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
         order = [order[k] for k in rng.permutation(len(order))]
-        want = min(per_category, len(order))
-        good: list[int] = []
-        pos = 0
-        while len(good) < want and pos < len(order):
-            batch = order[pos:pos + want - len(good)]
-            pos += len(batch)
-            for idx, problem in zip(batch, _map(pool, _check_image, [entries[i].path for i in batch])):
-                if problem is None:
-                    good.append(idx)
-                else:
-                    selection.unreadable.append((entries[idx].id, problem))
-            progress.step(len(batch), f"checking images of {name!r}")
+        good, _ = _take_readable(entries, order, min(per_category, len(order)), pool, selection.unreadable,
+                                 progress, f"checking images of {name!r}")
         if len(good) < min_images:
             selection.too_few_readable[name] = len(good)
         else:
