@@ -284,9 +284,15 @@ def ramac(x: torch.Tensor, levels: int = 3, keep_ratio: float = 0.5) -> torch.Te
     return srmac(x, activation_attention(x), levels=levels, keep_ratio=keep_ratio)
 
 
-def _srmac_entry(x: torch.Tensor, saliency: torch.Tensor | None = None) -> torch.Tensor:
+def _required_saliency(saliency: torch.Tensor | None) -> torch.Tensor:
+    """The saliency map SR-MAC needs, or one clear error when there is none."""
     if saliency is None:
         raise ValueError("srmac pooling needs a saliency map; use a model with a saliency branch or pass one")
+    return saliency
+
+
+def _srmac_entry(x: torch.Tensor, saliency: torch.Tensor | None = None) -> torch.Tensor:
+    saliency = _required_saliency(saliency)
     return srmac(x, saliency)
 
 
@@ -326,9 +332,7 @@ def pool_several(x: torch.Tensor, saliency: torch.Tensor | None, names: Sequence
         elif name == "rmac":
             out[name] = _l2n(torch.cat([global_mac()[:, None], regional()], dim=1).sum(dim=1))
         elif name == "srmac":
-            if saliency is None:
-                raise ValueError("srmac pooling needs a saliency map; use a model with a saliency branch or pass one")
-            out[name] = _l2n(srmac_terms(x, saliency, regional_macs=regional()).sum(dim=1))
+            out[name] = _l2n(srmac_terms(x, _required_saliency(saliency), regional_macs=regional()).sum(dim=1))
         elif name == "ramac":
             out[name] = _l2n(srmac_terms(x, activation_attention(x), regional_macs=regional()).sum(dim=1))
         else:
@@ -356,8 +360,7 @@ def _single_term(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]
 
 
 def _srmac_terms_entry(x: torch.Tensor, saliency: torch.Tensor | None = None) -> torch.Tensor:
-    if saliency is None:
-        raise ValueError("srmac pooling needs a saliency map; use a model with a saliency branch or pass one")
+    saliency = _required_saliency(saliency)
     return srmac_terms(x, saliency)
 
 
