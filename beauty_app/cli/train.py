@@ -56,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     objective.add_argument("--map-dice-weight", type=float, default=None,
                            help="weight of a soft Dice term next to the attention maps' BCE (the instance recipe: 1); "
                                 "0 = BCE only, as in the paper")
+    objective.add_argument("--map-gradient", type=float, default=None,
+                           help="share of the attention maps' loss gradient that reaches the backbone "
+                                "(1: all, as in the paper; 0: the maps do not reshape the backbone)")
     objective.add_argument("--instance-pooling", default=defaults.instance_pooling,
                            choices=["auto", "gap", "mac", "gem", "rmac", "srmac"],
                            help="retrieval vector the instance loss trains (auto: srmac with saliency, else rmac)")

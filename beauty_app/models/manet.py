@@ -89,6 +89,14 @@ class FineAttentionBranch(nn.Module):
         return self.body(self.lateral(fine) + top)
 
 
+def scale_gradient(tensor: torch.Tensor, scale: float) -> torch.Tensor:
+    """`tensor` unchanged in the forward pass, its gradient multiplied by `scale` in the backward pass."""
+    if scale == 1.0:
+        return tensor
+    detached = tensor.detach()
+    return detached if scale == 0.0 else detached + scale * (tensor - detached)
+
+
 def _grid(tensor: torch.Tensor) -> tuple[int, int]:
     """A feature map's (H, W) as plain ints: an exported graph (ONNX, traced at a fixed input size)
     then holds constant sizes, which its resize and adaptive-pooling operators require."""
@@ -182,6 +190,10 @@ class MANet(nn.Module):
         self.classifier = nn.Linear(channels, num_classes) if num_classes > 0 else None
         self.num_titles = int(num_titles)
         self.title_head = nn.Linear(channels, self.num_titles) if self.num_titles > 0 else None
+        #: Share of the attention branches' gradient that reaches the backbone while training (1: all,
+        #: as in the paper; 0: the maps learn on the backbone's features without reshaping them, so the
+        #: map losses do not compete with the retrieval objective for the backbone). Training only.
+        self.map_gradient = 1.0
         if self.title_head is not None:
             # Start every title at probability 1/num_titles: the multi-label loss then begins near
             # log(num_titles), the scale of the category cross-entropy, instead of being swamped by
@@ -213,7 +225,8 @@ class MANet(nn.Module):
         size = _grid(features)
 
         def predict(branch: nn.Module) -> torch.Tensor:
-            return branch(fine, features) if uses_fine else branch(features)
+            coarse = scale_gradient(features, self.map_gradient)
+            return branch(scale_gradient(fine, self.map_gradient), coarse) if uses_fine else branch(coarse)
 
         weight = None
         saliency_map = saliency_logits = text_map = text_logits = None

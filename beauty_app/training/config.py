@@ -53,6 +53,8 @@ class TrainConfig:
     # > 0 and the mined set has title labels: a multi-label title head on the pooled feature, trained with
     # BCE over the title n-grams (images without a category still teach it); 0 = no title head.
     title_weight: float = 0.0
+    # Share of the attention map losses' gradient that reaches the backbone (1: all, the paper; 0: none).
+    map_gradient: float = 1.0
     map_dice_weight: float = 0.0  # > 0: a soft Dice term next to each attention map's BCE (see losses.attention_loss)
     # Input side for queries and catalog images of the trained model (0 = input_size). A model trained on
     # pasted photos at 224 px retrieves and maps best at a larger side (docs/benchmarks.md, issue 13/18).

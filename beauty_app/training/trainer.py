@@ -320,6 +320,7 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
         say(f"title head over {len(titles)} title labels (weight {config.title_weight:g})")
     model = MANet(config.backbone, len(classes), attention=config.attention, pretrained=pretrained,
                   external_saliency=config.external_saliency, num_titles=len(titles)).to(device)
+    model.map_gradient = config.map_gradient
     if use_sync_batchnorm(device, dist_info.world):
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state-dict keys as BatchNorm2d
     instance = config.instance_weight > 0
