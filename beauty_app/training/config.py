@@ -93,6 +93,18 @@ def config_for_recipe(recipe: str, **overrides) -> TrainConfig:
     return TrainConfig(**{**RECIPES[recipe], **overrides, "recipe": recipe})
 
 
+def same_training(recorded: dict | None, wanted: TrainConfig) -> bool:
+    """Whether a checkpoint's recorded ``train_config`` describes the run `wanted` asks for.
+
+    A setting the record lacks (the checkpoint predates it) counts as its default, which is how that
+    run behaved: adding a setting does not make every earlier checkpoint a stranger.
+    """
+    if not isinstance(recorded, dict):
+        return False
+    defaults = TrainConfig()
+    return all(recorded.get(f.name, getattr(defaults, f.name)) == getattr(wanted, f.name) for f in fields(TrainConfig))
+
+
 def resume_path_for(out: str | os.PathLike) -> Path:
     """Where a run writing checkpoint `out` keeps its resumable state (``<out>.resume``)."""
     out = Path(out)

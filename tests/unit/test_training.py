@@ -223,12 +223,53 @@ def test_recipes_and_flags_reach_the_config():
     assert TrainConfig().recipe == "paper" and TrainConfig().instance_weight == 0.0  # the bench's paper runs
     tuned = config_from_args(parser.parse_args(
         ["train", "--data", "d", "--recipe", "instance", "--category-weight", "0", "--instance-memory", "64",
-         "--temperature", "0.1", "--learn-temperature", "--per-device-batch", "8", "--attention", "saliency"]))
+         "--temperature", "0.1", "--learn-temperature", "--per-device-batch", "8", "--attention", "saliency",
+         "--map-gradient", "0"]))
     assert (tuned.recipe, tuned.instance_weight, tuned.category_weight) == ("instance", 1.0, 0.0)
     assert (tuned.instance_memory, tuned.temperature, tuned.learn_temperature, tuned.per_device_batch) == (
         64, 0.1, True, 8)
+    assert tuned.map_gradient == 0.0 and default.map_gradient == 1.0
     with pytest.raises(ValueError, match="recipe"):
         config_for_recipe("fancy")
+
+
+def test_same_training_reads_missing_settings_as_their_defaults():
+    from dataclasses import asdict
+
+    from beauty_app.training.config import same_training
+
+    wanted = TrainConfig(iterations=7)
+    recorded = asdict(wanted)
+    assert same_training(recorded, wanted)
+    older = {k: v for k, v in recorded.items() if k != "map_gradient"}  # written before the setting existed
+    assert same_training(older, wanted)
+    assert not same_training(older, TrainConfig(iterations=7, map_gradient=0.0))
+    assert not same_training({**recorded, "iterations": 8}, wanted)
+    assert not same_training(None, wanted)
+
+
+def test_map_gradient_scales_what_the_map_losses_give_the_backbone():
+    from beauty_app.models.manet import MANet, scale_gradient
+
+    x = torch.ones(3, requires_grad=True)
+    (scale_gradient(x, 0.25) * 2).sum().backward()
+    assert torch.allclose(x.grad, torch.full((3,), 0.5))
+    assert torch.equal(scale_gradient(x, 0.0), x.detach())
+
+    torch.manual_seed(0)
+    model = MANet("tiny", 3, attention="both")
+    images = torch.randn(2, 3, 64, 64)
+
+    def backbone_grad(share: float) -> float:
+        model.zero_grad()
+        model.map_gradient = share
+        out = model(images)
+        (out.saliency_logits.sum() + out.text_logits.sum()).backward()  # a map loss only
+        return sum(float(p.grad.abs().sum()) for p in model.backbone.parameters() if p.grad is not None)
+
+    assert backbone_grad(1.0) > 0
+    assert backbone_grad(0.0) == 0.0  # the maps still learn, the backbone is left to the other losses
+    assert all(p.grad is not None for p in model.saliency_branch.parameters())
 
 
 def test_stage1_convergence_needs_patience_and_minimum_steps():

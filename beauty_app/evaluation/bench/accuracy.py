@@ -135,16 +135,16 @@ def _train_variant(key: str, attention: str, external: bool, settings: AccuracyS
                    models_dir: Path, echo: Echo, job: JobControl | None) -> tuple[Path, float]:
     """Train one variant (or reuse its checkpoint trained with the same config); returns (path, seconds)."""
     from beauty_app.models.checkpoint import read_checkpoint
+    from beauty_app.training.config import same_training
     from beauty_app.training.trainer import TrainingEvents, resume_path_for, train
 
     out = models_dir / f"{key}.safetensors"
     config = _train_config(settings, mined_root, out, attention, external)
-    wanted = asdict(config)
-    if out.is_file() and read_checkpoint(out).get("train_config") == wanted:
+    if out.is_file() and same_training(read_checkpoint(out).get("train_config"), config):
         echo(f"{key}: reusing {out}")
         return out, float(read_checkpoint(out).get("metrics", {}).get("train_seconds", 0.0))
     state = resume_path_for(out)
-    resume = state.is_file() and read_checkpoint(state).get("train_config") == wanted
+    resume = state.is_file() and same_training(read_checkpoint(state).get("train_config"), config)
     if state.is_file() and not resume:
         state.unlink()
     echo(f"{key}: training {settings.backbone} MANet, attention {attention}"

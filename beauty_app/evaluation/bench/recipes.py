@@ -126,7 +126,7 @@ def _train(model: TrainedModel, settings: RecipeSettings, mined_root: Path, mode
            job: JobControl | None) -> tuple[Path, float]:
     """Train one model (or reuse its checkpoint trained with the same config); returns (path, seconds)."""
     from beauty_app.models.checkpoint import read_checkpoint
-    from beauty_app.training.config import config_for_recipe, resume_path_for
+    from beauty_app.training.config import config_for_recipe, resume_path_for, same_training
     from beauty_app.training.trainer import TrainingEvents, train
 
     out = models_dir / f"{model.key}.safetensors"
@@ -137,12 +137,11 @@ def _train(model: TrainedModel, settings: RecipeSettings, mined_root: Path, mode
         input_size=settings.input_size, workers=settings.workers,
         checkpoint_every=max(10, settings.iterations // 4), seed=settings.seed, device=settings.device,
         amp=settings.amp)
-    wanted = asdict(config)
-    if out.is_file() and read_checkpoint(out).get("train_config") == wanted:
+    if out.is_file() and same_training(read_checkpoint(out).get("train_config"), config):
         echo(f"{model.key}: reusing {out}")
         return out, float(read_checkpoint(out).get("metrics", {}).get("train_seconds", 0.0))
     state = resume_path_for(out)
-    resume = state.is_file() and read_checkpoint(state).get("train_config") == wanted
+    resume = state.is_file() and same_training(read_checkpoint(state).get("train_config"), config)
     if state.is_file() and not resume:
         state.unlink()
     echo(f"{model.key}: training {settings.backbone}, recipe {model.recipe}, attention {model.attention}"
