@@ -59,8 +59,6 @@ def _speed_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--runtime", help="our indexing runtime: auto (default), torch, torch-channels-last, "
                    "torch-compile, onnxruntime, openvino")
     g.add_argument("--compile", action="store_true", help="also time torch.compile (minutes on a small CPU)")
-    g.add_argument("--openvino", action="store_true", help="also time OpenVINO (experimental: with it loaded, "
-                   "a later step of the bench crashed on the dev machine)")
 
 
 def _pipeline_args(p: argparse.ArgumentParser) -> None:
@@ -233,7 +231,7 @@ def _settings(args: argparse.Namespace, name: str):
         return SpeedSettings(**_given(
             catalog_size=args.catalog_size, queries=args.queries, device=args.device, model=args.model,
             pooling=args.pooling, batch_size=args.batch_size, workers=args.workers, runtime=args.runtime,
-            compile=args.compile or None, openvino=args.openvino or None, **common))
+            compile=args.compile or None, **common))
     if name == "pipeline":
         from ..evaluation.bench import PipelineSettings
 

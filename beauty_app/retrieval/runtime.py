@@ -16,7 +16,9 @@ without it, eager torch is used.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import functools
 import hashlib
 import importlib.util
@@ -24,6 +26,7 @@ import json
 import logging
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,10 +46,8 @@ AUTO = "auto"
 #: Environment variable that overrides the automatic choice (a runtime name or "auto").
 RUNTIME_ENV = "BEAUTY_APP_RUNTIME"
 #: Calibration candidates: those that prepare in seconds (torch.compile takes minutes on 2 cores).
-#: OpenVINO is fastest on the dev CPU but is left out: with openvino 2026.4 loaded, a later search
-#: in the same process crashed (SIGSEGV) once decoding worker processes had run; `--runtime
-#: openvino` still asks for it.
-AUTO_CANDIDATES = ("torch", "torch-channels-last", "onnxruntime")
+#: OpenVINO is among them since its signal-stack handling is contained (see keep_signal_stack).
+AUTO_CANDIDATES = ("torch", "torch-channels-last", "onnxruntime", "openvino")
 #: Every runtime's vectors must stay this close (cosine, per image and pooling) to eager fp32's.
 MIN_COSINE = 0.99
 _PACKAGES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}
@@ -199,6 +200,36 @@ def _import_openvino():
     return openvino
 
 
+class _SignalStack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def keep_signal_stack():
+    """Leave the calling thread's alternate signal stack as it was before the block (Linux).
+
+    OpenVINO's CPU plugin installs a signal stack of its own on the thread that compiles a model and,
+    when the compiled model is freed, puts back the one it found. With two compiled models freed in
+    the order they were made, that puts back the first model's stack, already freed: the next signal
+    handled on the thread (a decoding worker's exit sends SIGCHLD, and Python's handlers run on the
+    alternate stack) then cannot be delivered and the kernel kills the process with SIGSEGV. Keeping
+    the thread's own stack makes every later "put back" a no-op on memory that stays valid.
+    """
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = _SignalStack()
+    if libc.sigaltstack(None, ctypes.byref(before)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        if libc.sigaltstack(ctypes.byref(before), None) != 0:
+            log.warning("could not restore the thread's signal stack (errno %d)", ctypes.get_errno())
+
+
 class OpenVinoRuntime(InferenceRuntime):
     """OpenVINO on the CPU; bf16 inside where the processor has it and amp is on, else fp32."""
 
@@ -209,8 +240,9 @@ class OpenVinoRuntime(InferenceRuntime):
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or cpu_threads()}
         if not use_amp:
             config["INFERENCE_PRECISION_HINT"] = "f32"
-        self.compiled = openvino.Core().compile_model(str(export_onnx(bundle, input_size)), "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        with keep_signal_stack():
+            self.compiled = openvino.Core().compile_model(str(export_onnx(bundle, input_size)), "CPU", config)
+            self.request = self.compiled.create_infer_request()
 
     def features(self, pixels: torch.Tensor):
         result = self.request.infer({0: pixels.numpy()})

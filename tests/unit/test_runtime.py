@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -17,18 +18,26 @@ from beauty_app.retrieval.runtime import (MIN_COSINE, TorchRuntime, calibration_
                                           fastest_faithful, feature_cosines, make_runtime)
 
 HAS_ONNX = bool(importlib.util.find_spec("onnx"))
-# OpenVINO is checked in a child process: with it loaded, a later search in the same process
-# crashed once decoding worker processes had run (see AUTO_CANDIDATES in retrieval/runtime.py).
+HAS_OPENVINO = HAS_ONNX and bool(importlib.util.find_spec("openvino"))
 EXPORTED = ["onnxruntime"] if HAS_ONNX and importlib.util.find_spec("onnxruntime") else []
-_OPENVINO_CHECK = """
-import sys
+# The crash keep_signal_stack prevents: two compiled models freed in the order they were made left
+# the thread's signal stack on freed memory, and the next handled signal killed the process (SIGSEGV).
+_OPENVINO_SIGNAL_CHECK = """
+import gc, os, signal, sys, time
 from beauty_app.models.checkpoint import load_model
-from beauty_app.retrieval.runtime import TorchRuntime, calibration_pixels, feature_cosines, make_runtime
+from beauty_app.retrieval.runtime import make_runtime
 bundle = load_model(sys.argv[1])
-pixels = calibration_pixels(bundle.input_size, 6)
-reference = TorchRuntime(bundle, use_amp=False).features(pixels)
-for use_amp in (False, True):
-    print(feature_cosines(reference, make_runtime("openvino", bundle, bundle.input_size, use_amp=use_amp).features(pixels)))
+first = make_runtime("openvino", bundle, bundle.input_size, use_amp=False)
+second = make_runtime("openvino", bundle, bundle.input_size, use_amp=True)
+del first
+gc.collect()
+del second
+gc.collect()
+handled = []
+signal.signal(signal.SIGUSR1, lambda *args: handled.append(True))
+os.kill(os.getpid(), signal.SIGUSR1)
+time.sleep(0.05)
+print("handled" if handled else "not handled")
 """
 
 
@@ -69,16 +78,46 @@ def test_onnxruntime_threads_sleep_between_runs_instead_of_spinning(bundle):
     assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
 
 
-@pytest.mark.skipif(not (HAS_ONNX and importlib.util.find_spec("openvino")), reason="openvino not installed")
-def test_openvino_keeps_vectors_within_the_cosine_bound_in_fp32_and_bf16(tiny_checkpoint):
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino not installed")
+def test_openvino_keeps_vectors_within_the_cosine_bound_in_fp32_and_bf16(bundle):
+    pixels = calibration_pixels(bundle.input_size, 6)
+    reference = TorchRuntime(bundle, use_amp=False).features(pixels)
+    for use_amp in (False, True):
+        got = make_runtime("openvino", bundle, bundle.input_size, use_amp=use_amp).features(pixels)
+        assert feature_cosines(reference, got) >= MIN_COSINE
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino not installed")
+def test_freeing_openvino_models_leaves_signal_handling_working(tiny_checkpoint):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", _OPENVINO_CHECK, str(tiny_checkpoint)], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", _OPENVINO_SIGNAL_CHECK, str(tiny_checkpoint)], capture_output=True,
                           text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    cosines = [float(line) for line in done.stdout.split()]
-    assert len(cosines) == 2 and min(cosines) >= MIN_COSINE
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.split()[-1] == "handled"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack via the C library on Linux")
+def test_keep_signal_stack_puts_back_the_threads_signal_stack():
+    import ctypes
+
+    from beauty_app.retrieval.runtime import _SignalStack, keep_signal_stack
+
+    libc = ctypes.CDLL(None)
+
+    def current() -> tuple[int, int]:
+        stack = _SignalStack()
+        assert libc.sigaltstack(None, ctypes.byref(stack)) == 0
+        return stack.ss_sp or 0, stack.ss_size
+
+    before = current()
+    replacement = ctypes.create_string_buffer(64 * 1024)  # what a library sets up inside the block
+    with keep_signal_stack():
+        stack = _SignalStack(ctypes.cast(replacement, ctypes.c_void_p), 0, len(replacement))
+        assert libc.sigaltstack(ctypes.byref(stack), None) == 0
+        assert current() == (ctypes.addressof(replacement), len(replacement))
+    assert current() == before
 
 
 def test_a_perturbed_runtime_falls_below_the_bound():

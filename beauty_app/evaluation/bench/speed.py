@@ -40,7 +40,6 @@ class SpeedSettings:
     workers: int = 2
     runtime: str = "auto"  # our indexing runtime (auto: measured once per machine and model)
     compile: bool = False  # also time torch.compile in the runtime table (minutes on a small CPU)
-    openvino: bool = False  # also time OpenVINO (its presence made a later search crash; see runtime.py)
     seed: int = 0
     warmup: int = 3
 
@@ -62,7 +61,7 @@ class _Threads:
             torch.set_num_threads(before)
 
 
-def runtime_variants(bundle, input_size: int, device, compile_too: bool = False, openvino: bool = False) -> dict:
+def runtime_variants(bundle, input_size: int, device, compile_too: bool = False) -> dict:
     """Label -> runtime factory for every way of running the feature path the bench compares."""
     from functools import partial
 
@@ -88,7 +87,7 @@ def runtime_variants(bundle, input_size: int, device, compile_too: bool = False,
             variants["onnxruntime fp32"] = partial(OnnxRuntime, bundle, input_size)
             if cpu_threads() > 1:
                 variants["onnxruntime fp32, 1 thread"] = partial(OnnxRuntime, bundle, input_size, threads=1)
-        if openvino and "openvino" in installed:
+        if "openvino" in installed:
             variants["openvino fp32"] = partial(OpenVinoRuntime, bundle, input_size, use_amp=False)
             variants["openvino, bf16 where native"] = partial(OpenVinoRuntime, bundle, input_size, use_amp=True)
             if cpu_threads() > 1:
@@ -211,7 +210,7 @@ def run_speed_bench(out_dir: str | os.PathLike, settings: SpeedSettings | None =
     from beauty_app.retrieval.runtime import calibration_pixels, measure_runtimes
 
     echo("timing the ways to run the feature path (one batch each, in turns)")
-    variants = runtime_variants(bundle, ours.input_size, device, settings.compile, settings.openvino)
+    variants = runtime_variants(bundle, ours.input_size, device, settings.compile)
     runtimes = measure_runtimes(bundle, ours.input_size, variants, batch=16, rounds=3,
                                 batch_one=["naive: torch fp32, batch 1"])
     chosen = ours.runtime_for(len(catalog.entries))  # calibrates (first time) and compiles off the clock
