@@ -73,9 +73,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     p.add_argument("--input-size", type=input_side, default=defaults.input_size, help="training input side")
     p.add_argument("--query-size", type=lambda value: 0 if value.strip() == "0" else input_side(value),
-                   default=defaults.query_size,
+                   default=None,
                    help="input side the trained model is used at for queries and catalog images "
-                        "(0: the training input side; default %(default)s)")
+                        "(0: the training input side; default: the instance recipe 10/7 of the training side "
+                        "in steps of 32, 320 for 224; the paper recipe the training side)")
     p.add_argument("--photo-probability", type=float, default=defaults.photo_probability,
                    help="share of synthetic real-photo samples (cross-domain augmentation)")
     p.add_argument("--workers", type=non_negative_int, default=defaults.workers, help="data loading processes")

@@ -78,8 +78,22 @@ RECIPES: dict[str, dict[str, object]] = {
 }
 
 
+#: The instance recipe's models are used at this multiple of their training side, in steps of 32 px:
+#: trained at 224 px on pasted photos, they retrieved and mapped best at 320-352 px (docs/benchmarks.md).
+INSTANCE_QUERY_SCALE = 320 / 224
+
+
+def recipe_query_size(recipe: str, input_size: int) -> int:
+    """The input side a model of `recipe` trained at `input_size` is used at (0: its training side)."""
+    if recipe != "instance":
+        return 0
+    return max(32, round(input_size * INSTANCE_QUERY_SCALE / 32) * 32)
+
+
 def config_for_recipe(recipe: str, **overrides) -> TrainConfig:
     """A TrainConfig with the recipe's objective; `overrides` win over both recipe and defaults.
+
+    The query side follows the recipe (:func:`recipe_query_size`) unless `overrides` name one.
 
     Raises:
         ValueError: unknown recipe or setting name.
@@ -90,6 +104,9 @@ def config_for_recipe(recipe: str, **overrides) -> TrainConfig:
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ValueError(f"unknown training setting(s): {', '.join(unknown)}")
+    if "query_size" not in overrides:
+        side = int(overrides.get("input_size", TrainConfig.input_size))
+        overrides = {**overrides, "query_size": recipe_query_size(recipe, side)}
     return TrainConfig(**{**RECIPES[recipe], **overrides, "recipe": recipe})
 
 

@@ -28,14 +28,17 @@ def _column(table, name):
 def test_recipes_table_has_one_row_per_model_and_pooling(recipes_run):
     _, _, bench = recipes_run
     table, paired = bench.tables
-    assert table.columns == ["model", "pooling", "MAP@7", "± s.e.", "x paper recipe"]
-    assert _column(table, "pooling") == ["GAP", "R-MAC", "GAP", "SR-MAC", "SR-MAC", "R-MAC"]
+    assert table.columns == ["model", "pooling", "input side (px)", "MAP@7", "± s.e.", "x paper recipe"]
+    assert _column(table, "pooling") == ["GAP", "R-MAC", "GAP", "R-MAC", "GAP", "SR-MAC", "SR-MAC", "R-MAC"]
+    # The instance recipe is used at 10/7 of its training side (64 -> 96 px), the paper recipe at its own;
+    # the off-the-shelf backbone is scored at both.
+    assert _column(table, "input side (px)") == [64, 64, 96, 96, 64, 64, 96, 96]
     models = _column(table, "model")
-    assert models[0].startswith("off-the-shelf") and "paper recipe" in models[3] and "instance recipe" in models[4]
+    assert models[0].startswith("off-the-shelf") and "paper recipe" in models[5] and "instance recipe" in models[6]
     assert all(0.0 <= v <= 1.0 for v in _column(table, "MAP@7"))
     assert all(v is not None and v >= 0 for v in _column(table, "± s.e."))
-    paper_row = _column(table, "x paper recipe")[3]
-    assert paper_row == pytest.approx(1.0) or _column(table, "MAP@7")[3] == 0
+    paper_row = _column(table, "x paper recipe")[5]
+    assert paper_row == pytest.approx(1.0) or _column(table, "MAP@7")[5] == 0
     assert len(paired.rows) == len(COMPARISONS)
     assert paired.columns[:3] == ["comparison", "MAP@7 difference", "± s.e."]
     assert any("Issue 18's targets" in note for note in paired.notes)
@@ -52,6 +55,7 @@ def test_trained_rows_come_from_checkpoints_of_their_recipe(recipes_run):
         config = read_checkpoint(rows[key]["spec"])["train_config"]
         assert (config["recipe"], config["attention"], config["iterations"]) == (recipe, attention, 2)
         assert (config["instance_weight"] > 0) == (recipe == "instance")
+        assert config["query_size"] == (96 if recipe == "instance" else 0)
 
 
 def test_map_equals_an_independent_evaluation_of_the_same_model(recipes_run, tmp_path):
@@ -65,15 +69,15 @@ def test_map_equals_an_independent_evaluation_of_the_same_model(recipes_run, tmp
     out, settings, bench = recipes_run
     eval_dir = next((out / "recipes-work").glob("eval-*"))
     table = bench.tables[0]
-    for position, key in ((4, "instance_srmac"), (1, "offshelf_rmac")):
+    for position, key in ((6, "instance_srmac"), (1, "offshelf_rmac"), (3, "offshelf_rmac_q")):
         entry = bench.results["rows"][key]
         bundle = load_model(entry["spec"], device="cpu")
-        extractor = FeatureExtractor(bundle, entry["pooling"], batch_size=4, input_size=settings.input_size,
+        extractor = FeatureExtractor(bundle, entry["pooling"], batch_size=4, input_size=entry["input_size"],
                                      use_amp=False)
         build_index(read_catalog(eval_dir / "catalog.csv"), extractor, tmp_path / key)
         with SearchSession(tmp_path / key, bundle.spec, device="cpu", bundle=bundle, use_amp=False) as session:
             result = evaluate(session, eval_dir / "queries", eval_dir / "truth.csv", k=7)
-        assert table.rows[position][2] == pytest.approx(result.result.value, abs=1e-9)
+        assert table.rows[position][3] == pytest.approx(result.result.value, abs=1e-9)
         assert entry["per_query"] == pytest.approx(result.result.per_query, abs=1e-9)
 
 

@@ -196,7 +196,7 @@ class EvaluationRetrieval:
             self._bundles[spec] = load_model(spec, device=self.device)
         return self._bundles[spec]
 
-    def _ready(self, index_dir: Path, bundle, pooling: str) -> bool:
+    def _ready(self, index_dir: Path, bundle, pooling: str, input_size: int) -> bool:
         from beauty_app.retrieval.index import DB_NAME, CatalogIndex
 
         if not (index_dir / DB_NAME).is_file():
@@ -207,29 +207,35 @@ class EvaluationRetrieval:
         except UserError:
             return False
         return (bool(s.get("complete")) and s.get("model_fingerprint") == bundle.fingerprint
-                and s.get("pooling") == pooling and s.get("input_size") == self.settings.input_size)
+                and s.get("pooling") == pooling and s.get("input_size") == input_size)
 
-    def map_at_7(self, name: str, spec: str, pooling: str, query_expansion: int = 0) -> dict:
-        """MAP@7 (paper denominator) with its standard error over the evaluation queries."""
+    def map_at_7(self, name: str, spec: str, pooling: str, query_expansion: int = 0,
+                 input_size: int | None = None) -> dict:
+        """MAP@7 (paper denominator) with its standard error over the evaluation queries.
+
+        Args:
+            input_size: the network input side for catalog and queries (default the bench's).
+        """
         from beauty_app.retrieval.session import build_catalog, new_extractor
         from beauty_app.retrieval.search import SearchSession
         from beauty_app.evaluation.evaluate import evaluate
 
         bundle = self.bundle(spec)
-        index_dir = self.indexes_dir / f"{name}-{pooling}"
+        size = int(input_size or self.settings.input_size)
+        suffix = "" if size == self.settings.input_size else f"-{size}px"
+        index_dir = self.indexes_dir / f"{name}-{pooling}{suffix}"
         started = time.perf_counter()
-        if not self._ready(index_dir, bundle, pooling):
+        if not self._ready(index_dir, bundle, pooling, size):
             if index_dir.exists():
                 shutil.rmtree(index_dir)
             self.echo(f"indexing the evaluation catalog: {name}, {POOLING_LABELS.get(pooling, pooling)}")
-            extractor = new_extractor(bundle, pooling, batch_size=16, input_size=self.settings.input_size,
-                                      use_amp=self.settings.amp)
+            extractor = new_extractor(bundle, pooling, batch_size=16, input_size=size, use_amp=self.settings.amp)
             build_catalog(self.eval_data.catalog_csv, index_dir, extractor, job=self.job)
         with SearchSession(index_dir, bundle.spec, device=self.device, bundle=bundle,
                            use_amp=self.settings.amp) as session:
             result = evaluate(session, self.eval_data.queries_dir, self.eval_data.truth_csv, k=7,
                               query_expansion=query_expansion, job=self.job)
-        key = f"{name}-{pooling}{'-qe' if query_expansion else ''}"
+        key = f"{name}-{pooling}{suffix}{'-qe' if query_expansion else ''}"
         self.timings[key] = round(time.perf_counter() - started, 1)
         self.per_query[key] = dict(result.result.per_query)
         aps = np.array(list(result.result.per_query.values()), dtype=np.float64)

@@ -67,12 +67,18 @@ class TrainedModel:
 
 @dataclass(frozen=True)
 class Row:
-    """One table row: a model (``offshelf`` or a :class:`TrainedModel` key) scored with one pooling."""
+    """One table row: a model (``offshelf`` or a :class:`TrainedModel` key) scored with one pooling.
+
+    A trained model is scored at the side it is used at (its checkpoint's query size); the
+    off-the-shelf backbone at the bench's input side or, with `at_query_size`, at the instance
+    recipe's query side, so that "the best off-the-shelf pooling" is the best at either side.
+    """
 
     key: str
     model: str
     pooling: str
     label: str
+    at_query_size: bool = False
 
 
 TRAINED: tuple[TrainedModel, ...] = (
@@ -85,6 +91,8 @@ TRAINED: tuple[TrainedModel, ...] = (
 ROWS: tuple[Row, ...] = (
     Row("offshelf_gap", "offshelf", "gap", "off-the-shelf"),
     Row("offshelf_rmac", "offshelf", "rmac", "off-the-shelf"),
+    Row("offshelf_gap_q", "offshelf", "gap", "off-the-shelf", at_query_size=True),
+    Row("offshelf_rmac_q", "offshelf", "rmac", "off-the-shelf", at_query_size=True),
     Row("finetuned_gap", "finetuned", "gap", "fine-tuned without attention (paper recipe: categories)"),
     Row("paper_srmac", "paper", "srmac", "MANet, paper recipe (categories)"),
     Row("instance_srmac", "instance", "srmac", "MANet, instance recipe (instance + categories)"),
@@ -184,12 +192,22 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
 
     retrieval = EvaluationRetrieval(eval_data, work / "indexes" / f"{eval_dir.name}-{settings.input_size}px",
                                     settings, device, job, echo)
+    from beauty_app.training.config import recipe_query_size
+
+    query_size = recipe_query_size("instance", settings.input_size) or settings.input_size
+    rows = [row for row in ROWS if not (row.at_query_size and query_size == settings.input_size)]
     scores: dict[str, dict] = {}
     per_query: dict[str, dict[str, float]] = {}
-    for row in ROWS:
-        scores[row.key] = retrieval.map_at_7(row.model, specs[row.model], row.pooling)
-        per_query[row.key] = retrieval.per_query[f"{row.model}-{row.pooling}"]
-    offshelf_rows = [row.key for row in ROWS if row.model == "offshelf"]
+    sizes: dict[str, int] = {}
+    for row in rows:
+        if row.model == "offshelf":
+            sizes[row.key] = query_size if row.at_query_size else settings.input_size
+        else:
+            sizes[row.key] = retrieval.bundle(specs[row.model]).input_size
+        scores[row.key] = retrieval.map_at_7(row.model, specs[row.model], row.pooling, input_size=sizes[row.key])
+        suffix = "" if sizes[row.key] == settings.input_size else f"-{sizes[row.key]}px"
+        per_query[row.key] = retrieval.per_query[f"{row.model}-{row.pooling}{suffix}"]
+    offshelf_rows = [row.key for row in rows if row.model == "offshelf"]
     best_offshelf = max(offshelf_rows, key=lambda key: scores[key]["map"])
 
     weights = "untrained stand-in" if settings.backbone == "tiny" else "ImageNet"
@@ -200,10 +218,10 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
 
     table = Table(
         "Cross-domain instance retrieval by training recipe: MAP@7",
-        ["model", "pooling", "MAP@7", "± s.e.", "x paper recipe"],
-        [[label(row), POOLING_LABELS[row.pooling], scores[row.key]["map"], scores[row.key]["se"],
-          scores[row.key]["map"] / paper_map if paper_map else None] for row in ROWS])
-    n_queries = scores[ROWS[0].key]["queries"]
+        ["model", "pooling", "input side (px)", "MAP@7", "± s.e.", "x paper recipe"],
+        [[label(row), POOLING_LABELS[row.pooling], sizes[row.key], scores[row.key]["map"], scores[row.key]["se"],
+          scores[row.key]["map"] / paper_map if paper_map else None] for row in rows])
+    n_queries = scores[rows[0].key]["queries"]
     table.notes += [
         f"Trained on {len(mined.train)} images of a generated catalog of {settings.products} products "
         f"({len(mined.classes)} mined categories); retrieval from a catalog of {settings.eval_products} other "
@@ -213,7 +231,9 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
         f"{settings.stage1_iterations} saliency-branch iterations with attention) of {settings.batch_size} "
         f"images at {settings.input_size} px; the instance recipe's batches hold {settings.batch_size // 2} "
         "(photo, catalog view) pairs. Each model is scored with the pooling it is meant for (the instance loss "
-        "trains SR-MAC with saliency, R-MAC without).",
+        "trains SR-MAC with saliency, R-MAC without) at the side it is used at: the paper recipe at its training "
+        f"side, the instance recipe at {query_size} px (its query side, recipe_query_size); the off-the-shelf "
+        "backbone at both.",
     ]
 
     comparisons = []
@@ -223,7 +243,8 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
         diff = paired_difference(per_query[first], per_query[second_key])
         differences[f"{first} - {second_key}"] = diff
         if second == "best_offshelf":
-            text += f" ({POOLING_LABELS[next(r.pooling for r in ROWS if r.key == best_offshelf)]})"
+            text += (f" ({POOLING_LABELS[next(r.pooling for r in rows if r.key == best_offshelf)]}, "
+                     f"{sizes[best_offshelf]} px)")
         comparisons.append([text, diff["difference"], diff["se"], diff["z"], diff["ratio"]])
     paired = Table("Paired differences over the same queries", ["comparison", "MAP@7 difference", "± s.e.",
                                                                   "difference / s.e.", "ratio of MAP@7"],
@@ -248,7 +269,8 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
 
     timings.update(retrieval.timings)
     results = {"rows": {row.key: {**scores[row.key], "model": row.model, "pooling": row.pooling,
-                                  "spec": specs[row.model], "per_query": per_query[row.key]} for row in ROWS},
+                                  "input_size": sizes[row.key], "spec": specs[row.model],
+                                  "per_query": per_query[row.key]} for row in rows},
                "differences": differences, "best_offshelf": best_offshelf, "classes": list(mined.classes),
                "train_images": len(mined.train), "timings_s": timings}
     bench = BenchReport("recipes", "Cross-domain instance retrieval by training recipe", [table, paired],
