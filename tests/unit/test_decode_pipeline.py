@@ -108,20 +108,23 @@ def test_the_ring_is_never_handed_out_past_the_chunk_the_consumer_holds():
     assert list(_PieceSampler(pieces, ring, progress))[-1] == (0, 0, (("d", ""),))
 
 
-def _many_requests(demo_data, tmp_path):
-    """Chunks of 9 files over all demo images, more chunks than any ring has slots, a bad file and a
-    refused one in the middle, and a last chunk that is short."""
+def _many_requests(demo_data, tmp_path, size=9):
+    """Chunks of `size` files over the demo images, more chunks than any ring has slots, a bad file
+    and a refused one in the middle, and a last chunk that is short."""
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     paths = [str(entry.path) for entry in read_catalog(demo_data.catalog_csv).entries]
     requests = [(p, "") for p in paths * 3][:76]
     requests[40:40] = [(str(broken), ""), ("", "known bad: refused")]
-    return [requests[i:i + 9] for i in range(0, len(requests), 9)]
+    return [requests[i:i + size] for i in range(0, len(requests), size)]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_ring_pixels_equal_the_threads_bit_for_bit_while_the_consumer_holds_them(demo_data, tmp_path, workers):
-    chunks = _many_requests(demo_data, tmp_path)
+# Chunks of 9: two pieces with 2 workers; chunks of 5: one piece each, so the loader's 4 pieces in
+# flight are 4 chunks ahead of the consumer's, the most the ring must hold.
+@pytest.mark.parametrize(("workers", "size"), [(1, 9), (2, 9), (2, 5)])
+def test_ring_pixels_equal_the_threads_bit_for_bit_while_the_consumer_holds_them(demo_data, tmp_path, workers,
+                                                                                 size):
+    chunks = _many_requests(demo_data, tmp_path, size)
     assert len(chunks) > 2 * workers + 1 and len(chunks[-1]) < len(chunks[0])
     expected = list(decode_stream(chunks, 40, workers=workers, processes=False))
     stats = DecodeStats()
