@@ -115,7 +115,9 @@ class _ChunkRing:
     def buffer(self) -> torch.Tensor:
         """The ring as one (slots, rows, S, S, 3) uint8 tensor over the shared memory (made once per process)."""
         if self._buffer is None:
-            flat = torch.frombuffer(self.arena.buffer, dtype=torch.uint8, count=math.prod(self.shape))
+            size = math.prod(self.shape)
+            flat = (torch.frombuffer(self.arena.buffer, dtype=torch.uint8, count=size) if size
+                    else torch.empty(0, dtype=torch.uint8))  # chunks of refused files only: no pixels
             self._buffer = flat.view(self.shape)
         return self._buffer
 

@@ -106,6 +106,7 @@ def test_the_ring_is_never_handed_out_past_the_chunk_the_consumer_holds():
         next(tasks)  # chunk 2 goes to slot 0, which chunk 0's consumer still reads
     progress[0] = 1
     assert list(_PieceSampler(pieces, ring, progress))[-1] == (0, 0, (("d", ""),))
+    assert _ChunkRing(slots=1, rows=0, input_size=8).buffer.shape == (1, 0, 8, 8, 3)  # chunks without files
 
 
 def _many_requests(demo_data, tmp_path, size=9):
