@@ -4,8 +4,11 @@ Decoding, resizing and thumbnail encoding cost more CPU per image than a fast ne
 threads they share the main process's GIL with the loop that feeds the network and writes the
 database. For a catalog they run in worker processes instead (a torch DataLoader whose "index"
 is a whole chunk of files, so one round trip per batch), a batch or two ahead of the network.
-Workers hand back uint8 pixels (H,W,3): a quarter of the bytes of normalised floats through shared
-memory and, on CUDA, through the pinned copy; normalising happens where the network runs.
+Workers write uint8 pixels (H,W,3), a quarter of the bytes of normalised floats, straight into a
+small ring of shared-memory chunk buffers made once per stream (:class:`_ChunkRing`); only the
+thumbnails and errors travel pickled. The consumer gets a view of its chunk's buffer: no shared
+segment per piece, no copy to join the pieces (on 2 cores every bit of main-process and kernel work
+is taken off the workers). Normalising happens where the network runs.
 
 Small jobs (a few query photos, a 10-image add) decode on threads: starting processes would cost
 more than it saves.
@@ -15,7 +18,9 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import multiprocessing
+import multiprocessing.heap
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -60,7 +65,11 @@ def decode_for_index(path: str, input_size: int) -> tuple[np.ndarray | None, byt
 
 @dataclass
 class DecodedChunk:
-    """A chunk of files decoded: the readable ones' pixels stacked, thumbnails, and every file's error."""
+    """A chunk of files decoded: the readable ones' pixels stacked, thumbnails, and every file's error.
+
+    From worker processes, `pixels` is a view of a reused shared buffer: valid until the consumer
+    asks :func:`decode_stream` for the next chunk (or closes it). Keep them longer with ``.clone()``.
+    """
 
     pixels: torch.Tensor  # (readable, S, S, 3) uint8
     thumbnails: list[bytes]
@@ -81,27 +90,104 @@ def decode_chunk(requests: Sequence[DecodeRequest], input_size: int) -> DecodedC
     return DecodedChunk(stacked, thumbnails, errors)
 
 
+#: A worker's share of a chunk: the ring slot, the piece's first row in it, and its files.
+PieceTask = tuple[int, int, tuple[DecodeRequest, ...]]
+
+
+class _ChunkRing:
+    """Shared-memory pixel buffers for the chunks in flight, reused in turn (chunk k -> slot k % slots).
+
+    Made before the workers start and handed to them inside the dataset, so every worker maps it
+    once instead of torch making, sending and mapping a new shared segment for every piece it
+    returns. The memory is a :class:`multiprocessing.heap.Arena` (an unlinked file in /dev/shm on
+    Linux, a named mapping on Windows): pickled while a worker starts, its file descriptor travels
+    with the start request (to the fork server too), and it costs no copy or page touching up front,
+    where ``torch.empty(...).share_memory_()`` copied the whole ring (15-20 ms of main-process CPU).
+    """
+
+    def __init__(self, slots: int, rows: int, input_size: int):
+        self.slots = slots
+        self.shape = (slots, rows, input_size, input_size, 3)
+        self.arena = multiprocessing.heap.Arena(max(1, math.prod(self.shape)))
+        self._buffer: torch.Tensor | None = None
+
+    @property
+    def buffer(self) -> torch.Tensor:
+        """The ring as one (slots, rows, S, S, 3) uint8 tensor over the shared memory (made once per process)."""
+        if self._buffer is None:
+            size = math.prod(self.shape)
+            flat = (torch.frombuffer(self.arena.buffer, dtype=torch.uint8, count=size) if size
+                    else torch.empty(0, dtype=torch.uint8))  # chunks of refused files only: no pixels
+            self._buffer = flat.view(self.shape)
+        return self._buffer
+
+    def __getstate__(self):
+        return {"slots": self.slots, "shape": self.shape, "arena": self.arena, "_buffer": None}
+
+    def slot_of(self, chunk_index: int) -> int:
+        return chunk_index % self.slots
+
+
 class _ChunkDecoder(torch.utils.data.Dataset):
-    """A dataset whose keys are whole chunks of files: each worker call decodes one batch."""
+    """A dataset whose keys are pieces of chunks: each worker call decodes one piece into its rows of the ring."""
 
-    def __init__(self, input_size: int):
+    def __init__(self, input_size: int, ring: _ChunkRing):
         self.input_size = input_size
+        self.ring = ring
 
-    def __getitem__(self, requests):
-        chunk = decode_chunk(requests, self.input_size)
-        # A DataLoader collates tensors into shared memory; the list fields travel pickled.
-        return chunk.pixels, chunk.thumbnails, chunk.errors
+    def __getitem__(self, task: PieceTask):
+        slot, first_row, requests = task
+        rows = self.ring.buffer[slot].numpy()
+        thumbnails, errors = [], []
+        for path, problem in requests:
+            pixels, thumb, error = (None, None, problem) if problem else decode_for_index(path, self.input_size)
+            errors.append(error)
+            if error is None:
+                rows[first_row + len(thumbnails)] = pixels
+                thumbnails.append(thumb)
+        # The readable files' pixels fill rows first_row .. first_row + len(thumbnails), in order.
+        return first_row, thumbnails, errors
 
 
-class _ChunkSampler(torch.utils.data.Sampler):
-    def __init__(self, chunks: list[tuple[DecodeRequest, ...]]):
-        self.chunks = chunks
+class _PieceSampler(torch.utils.data.Sampler):
+    """The pieces in order, each with its ring slot; refuses to hand out a slot the consumer still reads.
 
-    def __iter__(self):
-        return iter(self.chunks)
+    The DataLoader keeps at most prefetch_factor * workers pieces in flight past the last one the
+    consumer received, so a ring of that many chunks plus the consumer's own is never overrun; the
+    check turns a change in that bound into an error instead of pixels overwritten under the consumer.
+    """
+
+    def __init__(self, pieces: list[list[tuple[DecodeRequest, ...]]], ring: _ChunkRing, progress: list[int]):
+        self.pieces = pieces
+        self.ring = ring
+        self.progress = progress  # [index of the chunk the consumer holds or waits for]
+
+    def __iter__(self) -> Iterator[PieceTask]:
+        for chunk_index, chunk_pieces in enumerate(self.pieces):
+            if chunk_index - self.progress[0] >= self.ring.slots:
+                raise RuntimeError(f"decoding chunk {chunk_index} would overwrite chunk {self.progress[0]}, "
+                                   f"still in use ({self.ring.slots} ring slots)")
+            first_row = 0
+            for piece in chunk_pieces:
+                yield self.ring.slot_of(chunk_index), first_row, piece
+                first_row += len(piece)
 
     def __len__(self) -> int:
-        return len(self.chunks)
+        return sum(len(chunk_pieces) for chunk_pieces in self.pieces)
+
+
+def gather_rows(rows: torch.Tensor, spans: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """The (first row, count) spans of `rows`, in order, as one tensor: a view when they are contiguous from row 0.
+
+    A piece's unreadable files leave its span short, so a later piece's rows move up in place
+    (rare: only chunks with a bad file pay for a copy).
+    """
+    end = 0
+    for first, count in spans:
+        if first != end and count:
+            rows.numpy()[end:end + count] = rows.numpy()[first:first + count]  # numpy copies overlaps safely
+        end += count
+    return rows[:end]
 
 
 def _identity(sample):
@@ -136,19 +222,6 @@ def split_chunk(chunk: Sequence[DecodeRequest], parts: int) -> list[tuple[Decode
     return [chunk[bounds[i]:bounds[i + 1]] for i in range(count)]
 
 
-def join_pixels(pieces: list[torch.Tensor], pin_memory: bool = False) -> torch.Tensor:
-    """One (N,S,S,3) tensor of the pieces' pixels, page-locked for a CUDA copy if asked (one copy at most)."""
-    if len(pieces) == 1 and not pin_memory:
-        return pieces[0]
-    total = sum(piece.shape[0] for piece in pieces)
-    # torch's host allocator caches page-locked blocks, so this costs no cudaHostAlloc per batch.
-    out = torch.empty((total, *pieces[0].shape[1:]), dtype=pieces[0].dtype, pin_memory=pin_memory)
-    # numpy's copy, not torch.cat: a plain memcpy, where torch.cat of uint8 took 50 times the CPU
-    # time (15 ms a batch of 32 at 224 px), all of it on the main process.
-    np.concatenate([piece.numpy() for piece in pieces], out=out.numpy())
-    return out
-
-
 @dataclass
 class DecodeStats:
     """Where a decode stream's consumer waited: seconds blocked on a chunk that was not ready yet."""
@@ -170,6 +243,8 @@ def decode_stream(chunks: Sequence[Sequence[DecodeRequest]], input_size: int, *,
             :data:`PROCESS_MIN_IMAGES` images on.
         pin_memory: page-lock the pixels for a fast asynchronous copy to a CUDA device.
         stats: filled with the time the consumer spent waiting for decoded chunks.
+
+    From processes, a chunk's pixels are valid until the next chunk is asked for (see :class:`DecodedChunk`).
     """
     chunks = [tuple(chunk) for chunk in chunks]
     workers = max(1, int(workers))
@@ -184,19 +259,32 @@ def decode_stream(chunks: Sequence[Sequence[DecodeRequest]], input_size: int, *,
         # the chunk the consumer waits for: the first chunk arrives sooner and the last round leaves
         # no worker idle (whole chunks dealt out in turns did, which capped 1 -> 2 process scaling).
         pieces = [split_chunk(chunk, workers) for chunk in chunks]
+        prefetch = 2
+        # Slots: the consumer's chunk, plus one per piece the loader may have in flight beyond it
+        # (each in a different chunk at worst); no more than there are chunks.
+        ring = _ChunkRing(min(len(chunks), prefetch * workers + 1), max(len(chunk) for chunk in chunks), input_size)
+        progress = [0]
         loader = torch.utils.data.DataLoader(
-            _ChunkDecoder(input_size), batch_size=None, sampler=_ChunkSampler([p for ps in pieces for p in ps]),
-            num_workers=workers, collate_fn=_identity, pin_memory=False, prefetch_factor=2,
+            _ChunkDecoder(input_size, ring), batch_size=None, sampler=_PieceSampler(pieces, ring, progress),
+            num_workers=workers, collate_fn=_identity, pin_memory=False, prefetch_factor=prefetch,
             multiprocessing_context=_worker_context())
         iterator = iter(loader)
         try:
-            for chunk_pieces in pieces:
+            for chunk_index, chunk_pieces in enumerate(pieces):
+                progress[0] = chunk_index  # the previous chunk's slot may be decoded into from now on
                 t = time.perf_counter()
                 parts = [next(iterator) for _ in chunk_pieces]
                 stats.wait_s += time.perf_counter() - t
                 stats.chunks += 1
-                yield DecodedChunk(join_pixels([part[0] for part in parts], pin_memory),
-                                   [thumb for part in parts for thumb in part[1]],
+                pixels = gather_rows(ring.buffer[ring.slot_of(chunk_index)],
+                                     [(first_row, len(thumbnails)) for first_row, thumbnails, _ in parts])
+                if pin_memory:
+                    # torch pins whole allocations, not a view of the shared ring: one copy into a
+                    # page-locked block (the host allocator caches them, so no cudaHostAlloc per batch).
+                    pinned = torch.empty(pixels.shape, dtype=pixels.dtype, pin_memory=True)
+                    pinned.numpy()[...] = pixels.numpy()
+                    pixels = pinned
+                yield DecodedChunk(pixels, [thumb for part in parts for thumb in part[1]],
                                    [error for part in parts for error in part[2]])
         finally:
             # Stop the workers now, not whenever the iterator is collected (a cancelled build).
