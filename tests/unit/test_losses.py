@@ -110,6 +110,9 @@ def test_map_dice_and_query_size_follow_the_recipe_and_the_flags():
     assert parsed().map_dice_weight == 1.0 and parsed("--recipe", "paper").map_dice_weight == 0.0
     assert parsed("--map-dice-weight", "0").map_dice_weight == 0.0
     assert TrainConfig().map_dice_weight == 0.0  # the paper's BCE for the bench's paper runs
-    assert parsed().query_size == 0 and parsed("--query-size", "320").query_size == 320
+    # The instance recipe is used at 10/7 of its training side unless told; the paper recipe at its own.
+    assert parsed().query_size == 320 and parsed("--input-size", "128").query_size == 192
+    assert parsed("--recipe", "paper").query_size == 0 and TrainConfig().query_size == 0
+    assert parsed("--query-size", "352").query_size == 352 and parsed("--query-size", "0").query_size == 0
     with pytest.raises(SystemExit):
         parsed("--query-size", "5")
