@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attention", default=defaults.attention, choices=["none", "saliency", "text", "both"])
     p.add_argument("--external-saliency", action="store_true",
                    help='"MANet with DSS": saliency from the pseudo-mask generator instead of the learned branch')
-    p.add_argument("--iterations", type=positive_int, default=defaults.iterations, help="end-to-end iterations (paper: 500)")
+    p.add_argument("--iterations", type=positive_int, default=None,
+                   help="end-to-end iterations (default: the recipe's, paper 500, instance 1000)")
     p.add_argument("--stage1-iterations", type=non_negative_int, default=defaults.stage1_iterations,
                    help="at most this many saliency-branch iterations (stops when converged)")
     p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size,

@@ -44,7 +44,7 @@ class RecipeSettings:
     products: int = 200  # training catalog (mined into categories; every image is also an identity)
     eval_products: int = 100  # evaluation catalog of unseen products, one query photo each
     seed: int = 0
-    iterations: int = 100  # end-to-end iterations per trained model (paper: 500)
+    iterations: int = 100  # end-to-end iterations of the paper recipe (paper: 500); the instance recipe: recipe_iterations
     stage1_iterations: int = 10  # at most, saliency branch on a frozen backbone
     batch_size: int = 16  # images per step (the instance recipe: batch_size // 2 (photo, catalog) pairs)
     input_size: int = 128  # training and retrieval input side (paper: 224)
@@ -134,16 +134,17 @@ def _train(model: TrainedModel, settings: RecipeSettings, mined_root: Path, mode
            job: JobControl | None) -> tuple[Path, float]:
     """Train one model (or reuse its checkpoint trained with the same config); returns (path, seconds)."""
     from beauty_app.models.checkpoint import read_checkpoint
-    from beauty_app.training.config import config_for_recipe, resume_path_for, same_training
+    from beauty_app.training.config import config_for_recipe, recipe_iterations, resume_path_for, same_training
     from beauty_app.training.trainer import TrainingEvents, train
 
     out = models_dir / f"{model.key}.safetensors"
+    iterations = recipe_iterations(model.recipe, settings.iterations)
     config = config_for_recipe(
         model.recipe, data=str(mined_root), out=str(out), backbone=settings.backbone,
-        pretrained=settings.backbone != "tiny", attention=model.attention, iterations=settings.iterations,
+        pretrained=settings.backbone != "tiny", attention=model.attention, iterations=iterations,
         stage1_iterations=settings.stage1_iterations, batch_size=settings.batch_size,
         input_size=settings.input_size, workers=settings.workers,
-        checkpoint_every=max(10, settings.iterations // 4), seed=settings.seed, device=settings.device,
+        checkpoint_every=max(10, iterations // 4), seed=settings.seed, device=settings.device,
         amp=settings.amp)
     if out.is_file() and same_training(read_checkpoint(out).get("train_config"), config):
         echo(f"{model.key}: reusing {out}")
@@ -192,7 +193,7 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
 
     retrieval = EvaluationRetrieval(eval_data, work / "indexes" / f"{eval_dir.name}-{settings.input_size}px",
                                     settings, device, job, echo)
-    from beauty_app.training.config import recipe_query_size
+    from beauty_app.training.config import recipe_iterations, recipe_query_size
 
     query_size = recipe_query_size("instance", settings.input_size) or settings.input_size
     rows = [row for row in ROWS if not (row.at_query_size and query_size == settings.input_size)]
@@ -227,8 +228,10 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
         f"({len(mined.classes)} mined categories); retrieval from a catalog of {settings.eval_products} other "
         f"products (another seed, not seen in training) with one synthetic real-world photo each "
         f"({n_queries} queries). MAP@7 with the paper's denominator; s.e. over the queries.",
-        f"Every trained model: {settings.backbone}, {settings.iterations} end-to-end iterations (+ at most "
-        f"{settings.stage1_iterations} saliency-branch iterations with attention) of {settings.batch_size} "
+        f"Every trained model: {settings.backbone}, each recipe on its default schedule: the paper recipe "
+        f"{settings.iterations} end-to-end iterations, the instance recipe "
+        f"{recipe_iterations('instance', settings.iterations)} (recipe_iterations), + at most "
+        f"{settings.stage1_iterations} saliency-branch iterations with attention, of {settings.batch_size} "
         f"images at {settings.input_size} px; the instance recipe's batches hold {settings.batch_size // 2} "
         "(photo, catalog view) pairs. Each model is scored with the pooling it is meant for (the instance loss "
         "trains SR-MAC with saliency, R-MAC without) at the side it is used at: the paper recipe at its training "
