@@ -10,11 +10,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ..training.config import RECIPES, TrainConfig, config_for_recipe  # torch-free: the options' defaults
+from ..training.config import (DEFAULT_RECIPE, RECIPES, TrainConfig,  # torch-free: the options' defaults
+                               config_for_recipe)
 from ..errors import UserError
 from .common import add_command, device_name, input_side, non_negative_int, positive_int, print_json
 
-DEFAULT_RECIPE = "instance"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

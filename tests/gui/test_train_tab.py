@@ -61,12 +61,14 @@ def test_line_buffer_reassembles_lines_split_across_chunks():
     assert format_duration(3720) == "1 h 02 min" and format_duration(None) == "-"
 
 
-def test_form_is_prefilled_with_the_paper_defaults(tab):
-    from beauty_app.training.config import TrainConfig
+def test_form_is_prefilled_with_the_default_recipe(tab):
+    from beauty_app.training.config import DEFAULT_RECIPE, TrainConfig, config_for_recipe
 
-    config = TrainConfig()
+    config = config_for_recipe(DEFAULT_RECIPE)
     args = tab.form.cli_args()
-    assert tab.form.iterations.value() == config.iterations == 500
+    # The paper's hyperparameters; the instance recipe's schedule (twice the paper's 500 iterations).
+    assert tab.form.iterations.value() == config.iterations == 1000 != TrainConfig().iterations
+    assert args[args.index("--recipe") + 1] == DEFAULT_RECIPE == "instance"
     assert tab.form.lr.value() == pytest.approx(config.lr)
     assert tab.form.final_lr.value() == pytest.approx(config.final_lr)
     assert tab.form.lr.text() == "0.01" and tab.form.final_lr.text() == "1e-05"

@@ -1,4 +1,4 @@
-"""The training settings form: backbone, attention and the paper's hyperparameters (from TrainConfig)."""
+"""The training settings form: backbone, attention, the paper's hyperparameters and the default recipe's schedule."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...training.config import TrainConfig
+from ...training.config import DEFAULT_RECIPE, config_for_recipe
 
 BACKBONES = [
     ("efficientnet_lite0", "EfficientNet-Lite0 (paper)"),
@@ -158,8 +158,8 @@ class TrainForm(QWidget):
         return box
 
     def reset_defaults(self) -> None:
-        """Fill every field with TrainConfig's defaults (the paper's settings)."""
-        config = TrainConfig()
+        """Fill every field with the default recipe's settings (the paper's hyperparameters, the recipe's schedule)."""
+        config = config_for_recipe(DEFAULT_RECIPE)
         self.set_choice(self.backbone, config.backbone)
         self.set_choice(self.attention, config.attention)
         self.external_saliency.setChecked(config.external_saliency)
@@ -193,7 +193,8 @@ class TrainForm(QWidget):
 
     def cli_args(self) -> list[str]:
         """The `beauty-app train` options for these settings (without --data/--out)."""
-        args = ["--backbone", self.backbone.currentData(), "--attention", self.attention.currentData(),
+        args = ["--recipe", DEFAULT_RECIPE,
+                "--backbone", self.backbone.currentData(), "--attention", self.attention.currentData(),
                 "--iterations", str(self.iterations.value()),
                 "--stage1-iterations", str(self.stage1_iterations.value()),
                 "--batch-size", str(self.batch_size.value()),
