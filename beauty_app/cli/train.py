@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     objective = p.add_argument_group("objective", "the losses; --recipe sets them, the flags below override it")
     # TrainConfig keeps the paper's recipe (the accuracy bench reproduces the paper with it); the
     # command defaults to the instance recipe, which measured better on cross-domain retrieval
-    # (`bench recipes`, docs/benchmarks.md: MAP@7 +0.085 +- 0.035 paired s.e. over the paper recipe).
+    # (`bench recipes`, docs/benchmarks.md: MAP@7 +0.206 +- 0.040 paired s.e. over the paper recipe).
     objective.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
                            help="paper: category classification only; instance: plus the instance-level "
                                 "cross-domain loss on the retrieval vector (default %(default)s)")
