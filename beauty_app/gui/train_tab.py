@@ -142,7 +142,7 @@ class TrainTab(QWidget):
         mine_form.addRow(self.mine_button)
 
         self.form = TrainForm()
-        self.defaults_button = QPushButton("Reset to paper defaults")
+        self.defaults_button = QPushButton("Reset to defaults")
         self.defaults_button.clicked.connect(self.form.reset_defaults)
 
         settings_panel = QWidget()

@@ -96,7 +96,7 @@ class TrainForm(QWidget):
         self.device.addItems(DEVICES)
         self.device.setToolTip("auto: CUDA, then Apple MPS, then the CPU.")
 
-        self.iterations = self._int(1, 1_000_000, "End-to-end iterations of stage 2 (paper: 500).")
+        self.iterations = self._int(1, 1_000_000, "End-to-end iterations of stage 2 (the default instance recipe: 1000; the paper: 500).")
         self.stage1_iterations = self._int(0, 1_000_000, "At most this many iterations training only the "
                                                          "saliency branch (stage 1 stops early when converged).")
         self.batch_size = self._int(1, 4096, "Images per optimisation step.")
@@ -129,7 +129,7 @@ class TrainForm(QWidget):
         model_form.addRow(self.external_saliency)
         model_form.addRow(self.pretrained)
 
-        hyper_box = QGroupBox("Hyperparameters (paper defaults)")
+        hyper_box = QGroupBox("Hyperparameters (the paper's; 1000 iterations for the instance recipe)")
         hyper_form = QFormLayout(hyper_box)
         for label, widget in (("Iterations (stage 2)", self.iterations), ("Stage 1 iterations", self.stage1_iterations),
                               ("Batch size", self.batch_size), ("Learning rate", self.lr),
