@@ -213,6 +213,8 @@ class EvaluationRetrieval:
                  input_size: int | None = None) -> dict:
         """MAP@7 (paper denominator) with its standard error over the evaluation queries.
 
+        The per-query APs are kept in ``per_query[result["key"]]``.
+
         Args:
             input_size: the network input side for catalog and queries (default the bench's).
         """
@@ -240,7 +242,7 @@ class EvaluationRetrieval:
         self.per_query[key] = dict(result.result.per_query)
         aps = np.array(list(result.result.per_query.values()), dtype=np.float64)
         se = float(aps.std(ddof=1) / math.sqrt(len(aps))) if len(aps) > 1 else None
-        return {"map": float(result.result.value), "se": se, "queries": len(aps)}
+        return {"map": float(result.result.value), "se": se, "queries": len(aps), "key": key}
 
 
 def _accuracy_se(accuracy: float | None, n: int | None) -> float | None:

@@ -170,6 +170,7 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
         results, every row's MAP@7, standard error, per-query APs and checkpoint.
     """
     from beauty_app.device import pick_device
+    from beauty_app.training.config import recipe_iterations, recipe_query_size
 
     settings = settings or RecipeSettings()
     echo = echo or log.info
@@ -193,8 +194,6 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
 
     retrieval = EvaluationRetrieval(eval_data, work / "indexes" / f"{eval_dir.name}-{settings.input_size}px",
                                     settings, device, job, echo)
-    from beauty_app.training.config import recipe_iterations, recipe_query_size
-
     query_size = recipe_query_size("instance", settings.input_size) or settings.input_size
     rows = [row for row in ROWS if not (row.at_query_size and query_size == settings.input_size)]
     scores: dict[str, dict] = {}
@@ -206,8 +205,7 @@ def run_recipes_bench(out_dir: str | os.PathLike, settings: RecipeSettings | Non
         else:
             sizes[row.key] = retrieval.bundle(specs[row.model]).input_size
         scores[row.key] = retrieval.map_at_7(row.model, specs[row.model], row.pooling, input_size=sizes[row.key])
-        suffix = "" if sizes[row.key] == settings.input_size else f"-{sizes[row.key]}px"
-        per_query[row.key] = retrieval.per_query[f"{row.model}-{row.pooling}{suffix}"]
+        per_query[row.key] = retrieval.per_query[scores[row.key]["key"]]
     offshelf_rows = [row.key for row in rows if row.model == "offshelf"]
     best_offshelf = max(offshelf_rows, key=lambda key: scores[key]["map"])
 
