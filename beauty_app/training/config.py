@@ -86,9 +86,10 @@ RECIPES: dict[str, dict[str, object]] = {
 #: keeps the paper's recipe, which the accuracy bench reproduces.
 DEFAULT_RECIPE = "instance"
 
-#: The instance recipe's models are used at this multiple of their training side, in steps of 32 px:
-#: trained at 224 px on pasted photos, they retrieved and mapped best at 320-352 px (docs/benchmarks.md).
-INSTANCE_QUERY_SCALE = 320 / 224
+#: The side a recipe's models are used at, as a multiple of their training side (in steps of 32 px);
+#: a recipe not named here is used at its training side. The instance recipe's models, trained at
+#: 224 px on pasted photos, retrieved and mapped best at 320-352 px (docs/benchmarks.md).
+QUERY_SCALES: dict[str, float] = {"instance": 320 / 224}
 
 
 def recipe_iterations(recipe: str, paper_iterations: int) -> int:
@@ -99,9 +100,8 @@ def recipe_iterations(recipe: str, paper_iterations: int) -> int:
 
 def recipe_query_size(recipe: str, input_size: int) -> int:
     """The input side a model of `recipe` trained at `input_size` is used at (0: its training side)."""
-    if recipe != "instance":
-        return 0
-    return max(32, round(input_size * INSTANCE_QUERY_SCALE / 32) * 32)
+    scale = QUERY_SCALES.get(recipe)
+    return 0 if scale is None else max(32, round(input_size * scale / 32) * 32)
 
 
 def config_for_recipe(recipe: str, **overrides) -> TrainConfig:
