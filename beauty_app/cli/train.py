@@ -60,6 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     objective.add_argument("--map-gradient", type=float, default=None,
                            help="share of the attention maps' loss gradient that reaches the backbone "
                                 "(1: all, as in the paper; 0: the maps do not reshape the backbone)")
+    objective.add_argument("--retrieval-attention", default=None, choices=["all", "saliency"],
+                           help="maps that re-weight the retrieval features: all (saliency and text, as in the "
+                                "paper) or saliency (text re-weights the classifier's input only; the instance "
+                                "recipe's choice)")
     objective.add_argument("--instance-pooling", default=defaults.instance_pooling,
                            choices=["auto", "gap", "mac", "gem", "rmac", "srmac"],
                            help="retrieval vector the instance loss trains (auto: srmac with saliency, else rmac)")

@@ -11,7 +11,10 @@ backbone feature map F (B,C,h,w), and an earlier, finer map E (B,C',H/8,W/8) at 
                                           title n-grams of :mod:`beauty_app.training.titles`)
 
 F' is the retrieval feature map (its GAP is the paper's "last pooling layer" feature) and S drives
-SR-MAC (which pools S onto F's grid itself). Either branch can be switched off for the Table A1
+SR-MAC (which pools S onto F's grid itself). With ``retrieval_attention="saliency"`` the index pools
+F * (1 + pool(S)) instead, and T re-weights only what the classifier and title heads see: trained for
+instance retrieval, text emphasis in the pooled vector cost MAP@7 (printed text is the part of a
+product that a photo blurs and warps most; docs/benchmarks.md, issue 18). Either branch can be switched off for the Table A1
 ablations, and the saliency can come from outside ("MANet with DSS": a mask from a separate
 saliency detector instead of the branch).
 
@@ -41,6 +44,10 @@ ATTENTION_HEADS = ("fine", "coarse")
 DEFAULT_ATTENTION_HEAD = "fine"
 #: The head of checkpoints that do not name one (all written before the fine head existed).
 LEGACY_ATTENTION_HEAD = "coarse"
+#: Which attention maps re-weight the feature map the index pools: "all" (the paper's F') or
+#: "saliency" (the text map re-weights only the classifier's and title head's input). Checkpoints
+#: that do not name one have "all".
+RETRIEVAL_ATTENTIONS = ("all", "saliency")
 
 
 class AttentionBranch(nn.Module):
@@ -134,6 +141,9 @@ class MANetOutput:
     saliency_logits: torch.Tensor | None = None
     text_logits: torch.Tensor | None = None
     title_logits: torch.Tensor | None = None  # (B, num_titles) multi-label logits; None without a title head
+    # What the classifier and title heads read when it differs from `features` (retrieval_attention
+    # "saliency" with a text branch); None: they read `features`.
+    head_features: torch.Tensor | None = None
 
 
 def upsample_map(attention: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -153,6 +163,7 @@ class MANet(nn.Module):
         attention_head: ``"fine"`` (stride-8 maps fused from an earlier stage) or ``"coarse"``
             (maps at the final feature map's resolution; checkpoints from before the fine head).
         num_titles: size of the multi-label title head on the pooled feature; 0 builds none.
+        retrieval_attention: which maps re-weight the retrieval features (:data:`RETRIEVAL_ATTENTIONS`).
     """
 
     def __init__(
@@ -166,10 +177,15 @@ class MANet(nn.Module):
         allow_download: bool = True,
         attention_head: str = DEFAULT_ATTENTION_HEAD,
         num_titles: int = 0,
+        retrieval_attention: str = "all",
     ):
         super().__init__()
         if attention_head not in ATTENTION_HEADS:
             raise ValueError(f"unknown attention head {attention_head!r}; choose {' or '.join(ATTENTION_HEADS)}")
+        if retrieval_attention not in RETRIEVAL_ATTENTIONS:
+            raise ValueError(f"unknown retrieval attention {retrieval_attention!r}; "
+                             f"choose {' or '.join(RETRIEVAL_ATTENTIONS)}")
+        self.retrieval_attention = retrieval_attention
         self.backbone_name = backbone
         self.attention = parse_attention(attention)
         self.external_saliency = bool(external_saliency)
@@ -228,7 +244,7 @@ class MANet(nn.Module):
             coarse = scale_gradient(features, self.map_gradient)
             return branch(scale_gradient(fine, self.map_gradient), coarse) if uses_fine else branch(coarse)
 
-        weight = None
+        weight = head_weight = None
         saliency_map = saliency_logits = text_map = text_logits = None
         if "saliency" in self.attention:
             if self.external_saliency:
@@ -243,10 +259,16 @@ class MANet(nn.Module):
         if self.text_branch is not None:
             text_logits = predict(self.text_branch)
             text_map = torch.sigmoid(text_logits)
-            weight = pool_to(text_map, size) if weight is None else weight + pool_to(text_map, size)
+            with_text = pool_to(text_map, size) if weight is None else weight + pool_to(text_map, size)
+            if self.retrieval_attention == "all":
+                weight = with_text
+            else:
+                head_weight = with_text
+        head_features = None if head_weight is None else features * (1.0 + head_weight)
         if weight is not None:
             features = features * (1.0 + weight)
-        return MANetOutput(features, None, saliency_map, text_map, saliency_logits, text_logits)
+        return MANetOutput(features, None, saliency_map, text_map, saliency_logits, text_logits,
+                           head_features=head_features)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor | None:
         """Classifier logits from a (re-weighted) feature map, or None without a classifier."""
@@ -264,8 +286,9 @@ class MANet(nn.Module):
 
     def forward(self, images: torch.Tensor, saliency: torch.Tensor | None = None) -> MANetOutput:
         out = self.forward_features(images, saliency)
-        out.logits = self.forward_head(out.features)
-        out.title_logits = self.forward_titles(out.features)
+        head_input = out.features if out.head_features is None else out.head_features
+        out.logits = self.forward_head(head_input)
+        out.title_logits = self.forward_titles(head_input)
         return out
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

@@ -319,7 +319,8 @@ def train(config: TrainConfig, *, resume: bool = False, events: TrainingEvents |
     if titles:
         say(f"title head over {len(titles)} title labels (weight {config.title_weight:g})")
     model = MANet(config.backbone, len(classes), attention=config.attention, pretrained=pretrained,
-                  external_saliency=config.external_saliency, num_titles=len(titles)).to(device)
+                  external_saliency=config.external_saliency, num_titles=len(titles),
+                  retrieval_attention=config.retrieval_attention).to(device)
     model.map_gradient = config.map_gradient
     if use_sync_batchnorm(device, dist_info.world):
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same state-dict keys as BatchNorm2d

@@ -116,3 +116,46 @@ def test_srmac_uses_the_fine_map_as_the_reweighting_does():
     assert out.saliency.shape[-2:] != grid
     # SR-MAC shrinks the map onto the feature grid by area averaging, exactly as MANet's re-weighting.
     torch.testing.assert_close(srmac(out.features, out.saliency), srmac(out.features, pool_to(out.saliency, grid)))
+
+
+def test_saliency_retrieval_attention_keeps_text_out_of_the_retrieval_features(tmp_path):
+    from beauty_app.models.checkpoint import load_model, read_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    paper = MANet("tiny", num_classes=3, attention="both").eval()
+    split = MANet("tiny", num_classes=3, attention="both", retrieval_attention="saliency").eval()
+    split.load_state_dict(paper.state_dict())
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        raw = split.backbone(images)
+        ours, theirs = split(images), paper(images)
+    grid = raw.shape[-2:]
+    # The index pools F * (1 + S); the classifier still reads the paper's F * (1 + S + T).
+    torch.testing.assert_close(ours.features, raw * (1 + pool_to(ours.saliency, grid)))
+    torch.testing.assert_close(ours.head_features, theirs.features)
+    torch.testing.assert_close(ours.logits, theirs.logits)
+    assert not torch.allclose(ours.features, theirs.features)
+    assert theirs.head_features is None
+    # The choice travels with the checkpoint; files without it re-weight with every map.
+    common = dict(class_names=["a", "b", "c"], input_size=64, mean=[0.5] * 3, std=[0.25] * 3)
+    path = save_checkpoint(tmp_path / "split.safetensors", split, **common)
+    assert read_checkpoint(path)["retrieval_attention"] == "saliency"
+    assert load_model(str(path)).model.retrieval_attention == "saliency"
+    plain = save_checkpoint(tmp_path / "paper.safetensors", paper, **common)
+    assert "retrieval_attention" not in read_checkpoint(plain)
+    assert load_model(str(plain)).model.retrieval_attention == "all"
+
+
+def test_unknown_retrieval_attention_is_refused(tmp_path):
+    from beauty_app.errors import ModelError
+    from beauty_app.models.checkpoint import load_model, read_checkpoint, rewrite_checkpoint, save_checkpoint
+
+    with pytest.raises(ValueError, match="retrieval attention"):
+        MANet("tiny", num_classes=2, retrieval_attention="text")
+    path = save_checkpoint(tmp_path / "m.safetensors", MANet("tiny", num_classes=2), class_names=["a", "b"],
+                           input_size=64, mean=[0.5] * 3, std=[0.25] * 3)
+    payload = read_checkpoint(path)
+    payload["retrieval_attention"] = "text"
+    rewrite_checkpoint(path, payload)
+    with pytest.raises(ModelError, match="retrieval attention"):
+        load_model(str(path))

@@ -197,8 +197,11 @@ def test_instance_recipe_trains_the_retrieval_vector_on_pairs(mined, tmp_path):
     assert [s.loss_instance is None for s in steps] == [True, True, False, False, False]  # stage 2 only
     assert all(s.loss_instance > 0 for s in steps if s.stage == 2)
     assert any("global batch 4 images per step" in m and "2 (photo, catalog) pairs" in m for m in messages)
-    saved = read_checkpoint(result.checkpoint)["train_config"]
+    checkpoint = read_checkpoint(result.checkpoint)
+    saved = checkpoint["train_config"]
     assert saved["recipe"] == "instance" and saved["instance_weight"] == 1.0 and saved["category_weight"] == 1.0
+    # The recipe's retrieval vector: SR-MAC of the saliency-weighted map, text in the heads' input only.
+    assert saved["retrieval_attention"] == "saliency" and checkpoint["retrieval_attention"] == "saliency"
 
 
 def test_instance_loss_without_attention_and_with_memory_and_learned_temperature(mined, tmp_path):
@@ -230,6 +233,12 @@ def test_recipes_and_flags_reach_the_config():
     assert (tuned.instance_memory, tuned.temperature, tuned.learn_temperature, tuned.per_device_batch) == (
         64, 0.1, True, 8)
     assert tuned.map_gradient == 0.0 and default.map_gradient == 1.0
+    assert (default.retrieval_attention, paper.retrieval_attention) == ("saliency", "all")
+    # Without a text map the setting changes nothing: the default, so the run's record matches older ones.
+    assert tuned.retrieval_attention == "all"
+    assert config_for_recipe("instance", attention="none").retrieval_attention == "all"
+    told = config_from_args(parser.parse_args(["train", "--data", "d", "--retrieval-attention", "all"]))
+    assert told.retrieval_attention == "all" and told.attention_names == ("saliency", "text")
     with pytest.raises(ValueError, match="recipe"):
         config_for_recipe("fancy")
 
