@@ -62,8 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 "(1: all, as in the paper; 0: the maps do not reshape the backbone)")
     objective.add_argument("--retrieval-attention", default=None, choices=["all", "saliency"],
                            help="maps that re-weight the retrieval features: all (saliency and text, as in the "
-                                "paper) or saliency (text re-weights the classifier's input only; the instance "
-                                "recipe's choice)")
+                                "paper; default) or saliency (text re-weights only the classifier's input)")
     objective.add_argument("--instance-pooling", default=defaults.instance_pooling,
                            choices=["auto", "gap", "mac", "gem", "rmac", "srmac"],
                            help="retrieval vector the instance loss trains (auto: srmac with saliency, else rmac)")

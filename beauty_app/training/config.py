@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..models.attention import parse_attention
@@ -58,7 +58,8 @@ class TrainConfig:
     map_dice_weight: float = 0.0  # > 0: a soft Dice term next to each attention map's BCE (see losses.attention_loss)
     # Which attention maps re-weight the feature map the index pools (and the instance loss trains):
     # "all" (saliency and text, the paper's F') or "saliency" (the text map re-weights only the
-    # classifier's and title head's input; see models.manet).
+    # classifier's and title head's input; see models.manet). An ablation: on the instance recipe's
+    # default schedule both measured the same (docs/benchmarks.md, session 6).
     retrieval_attention: str = "all"
     # Input side for queries and catalog images of the trained model (0 = input_size). A model trained on
     # pasted photos at 224 px retrieves and maps best at a larger side (docs/benchmarks.md, issue 13/18).
@@ -75,15 +76,13 @@ class TrainConfig:
 
 #: Named objectives. "paper": category classification only (Wang et al. 2020). "instance": the
 #: paper's losses plus the instance-level cross-domain InfoNCE on the pooled retrieval vector, and the
-#: multi-label title loss where the mined set has title labels; its retrieval vector is SR-MAC of the
-#: saliency-weighted map (the text map weights the heads' input only: with text emphasis in the pooled
-#: vector, MANet + SR-MAC scored 0.06 lower MAP@7 at 224 px over two seeds, docs/benchmarks.md).
+#: multi-label title loss where the mined set has title labels.
 RECIPES: dict[str, dict[str, object]] = {
     "paper": {"category_weight": 1.0, "instance_weight": 0.0, "title_weight": 0.0, "map_dice_weight": 0.0},
     # 1000 iterations: at the paper's 500 the instance objective is still climbing (bench recipes, 224 px:
     # MANet + SR-MAC 0.641 after 500 and 0.694 after 1000 iterations, docs/benchmarks.md).
     "instance": {"category_weight": 1.0, "instance_weight": 1.0, "title_weight": 1.0, "map_dice_weight": 1.0,
-                 "retrieval_attention": "saliency", "iterations": 1000},
+                 "iterations": 1000},
 }
 
 
@@ -127,12 +126,7 @@ def config_for_recipe(recipe: str, **overrides) -> TrainConfig:
     if "query_size" not in overrides:
         side = int(overrides.get("input_size", TrainConfig.input_size))
         overrides = {**overrides, "query_size": recipe_query_size(recipe, side)}
-    config = TrainConfig(**{**RECIPES[recipe], **overrides, "recipe": recipe})
-    if "text" not in config.attention_names and "retrieval_attention" not in overrides:
-        # Without a text map the setting changes nothing; the default keeps such a run's record equal
-        # to the same run's from before the setting existed (benches reuse those checkpoints).
-        config = replace(config, retrieval_attention=TrainConfig.retrieval_attention)
-    return config
+    return TrainConfig(**{**RECIPES[recipe], **overrides, "recipe": recipe})
 
 
 def same_training(recorded: dict | None, wanted: TrainConfig) -> bool:

@@ -188,3 +188,23 @@ def test_small_jobs_use_eager_torch_and_large_ones_the_chosen_runtime(bundle, mo
     assert extractor.runtime_for(3).name == "torch"
     assert extractor.runtime_for(10_000).name == "torch-channels-last"
     assert FeatureExtractor(bundle, "srmac", runtime="auto", scales=(1.0, 0.5)).runtime_for(10_000).name == "torch"
+
+
+@pytest.mark.parametrize("name", [*EXPORTED, *(["openvino"] if HAS_OPENVINO else [])])
+def test_exported_runtimes_keep_the_text_map_out_of_saliency_retrieval_features(tiny_checkpoint, tmp_path, name):
+    from beauty_app.models.checkpoint import read_checkpoint, save_checkpoint
+    from beauty_app.models.manet import MANet
+
+    payload = read_checkpoint(tiny_checkpoint)
+    model = MANet(payload["backbone"], num_classes=payload["num_classes"], attention=tuple(payload["attention"]),
+                  retrieval_attention="saliency")
+    model.load_state_dict(payload["state_dict"])
+    path = save_checkpoint(tmp_path / "split.safetensors", model, class_names=payload["class_names"],
+                           input_size=payload["input_size"], mean=payload["mean"], std=payload["std"])
+    split, paper = load_model(str(path)), load_model(str(tiny_checkpoint))
+    pixels = calibration_pixels(split.input_size, 4)
+    reference = TorchRuntime(split, use_amp=False).features(pixels)
+    got = make_runtime(name, split, split.input_size, use_amp=False).features(pixels)
+    assert feature_cosines(reference, got) >= MIN_COSINE
+    # The exported graph is the split model's, not the paper's F * (1 + S + T).
+    assert feature_cosines(TorchRuntime(paper, use_amp=False).features(pixels), got) < feature_cosines(reference, got)

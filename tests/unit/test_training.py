@@ -192,7 +192,9 @@ def test_instance_recipe_trains_the_retrieval_vector_on_pairs(mined, tmp_path):
     values = _config(mined, tmp_path / "m.pt", iterations=3, stage1_iterations=2).__dict__
     # The recipe's objective; the test's short schedule (the recipe's own is 1000 iterations).
     config = config_for_recipe("instance", **{k: v for k, v in values.items()
-                                              if (k not in RECIPES["instance"] or k == "iterations") and k != "recipe"})
+                                              if (k not in RECIPES["instance"] or k == "iterations")
+                                              and k not in ("recipe", "retrieval_attention")},
+                               retrieval_attention="saliency")
     result = train(config, events=TrainingEvents(on_step=steps.append, on_message=messages.append))
     assert [s.loss_instance is None for s in steps] == [True, True, False, False, False]  # stage 2 only
     assert all(s.loss_instance > 0 for s in steps if s.stage == 2)
@@ -200,7 +202,7 @@ def test_instance_recipe_trains_the_retrieval_vector_on_pairs(mined, tmp_path):
     checkpoint = read_checkpoint(result.checkpoint)
     saved = checkpoint["train_config"]
     assert saved["recipe"] == "instance" and saved["instance_weight"] == 1.0 and saved["category_weight"] == 1.0
-    # The recipe's retrieval vector: SR-MAC of the saliency-weighted map, text in the heads' input only.
+    # The ablation reaches the network: its checkpoint rebuilds a model that pools without the text map.
     assert saved["retrieval_attention"] == "saliency" and checkpoint["retrieval_attention"] == "saliency"
 
 
@@ -233,12 +235,9 @@ def test_recipes_and_flags_reach_the_config():
     assert (tuned.instance_memory, tuned.temperature, tuned.learn_temperature, tuned.per_device_batch) == (
         64, 0.1, True, 8)
     assert tuned.map_gradient == 0.0 and default.map_gradient == 1.0
-    assert (default.retrieval_attention, paper.retrieval_attention) == ("saliency", "all")
-    # Without a text map the setting changes nothing: the default, so the run's record matches older ones.
-    assert tuned.retrieval_attention == "all"
-    assert config_for_recipe("instance", attention="none").retrieval_attention == "all"
-    told = config_from_args(parser.parse_args(["train", "--data", "d", "--retrieval-attention", "all"]))
-    assert told.retrieval_attention == "all" and told.attention_names == ("saliency", "text")
+    assert (default.retrieval_attention, paper.retrieval_attention) == ("all", "all")
+    told = config_from_args(parser.parse_args(["train", "--data", "d", "--retrieval-attention", "saliency"]))
+    assert told.retrieval_attention == "saliency" and told.attention_names == ("saliency", "text")
     with pytest.raises(ValueError, match="recipe"):
         config_for_recipe("fancy")
 
