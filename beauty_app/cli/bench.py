@@ -37,7 +37,7 @@ def _recipes_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training recipes (cross-domain instance retrieval)")
     g.add_argument("--products", type=positive_int, help="products in the training catalog")
     g.add_argument("--eval-products", type=positive_int,
-                   help="unseen products in the evaluation catalog (one query photo each)")
+                   help="unseen products in the evaluation catalog (one query photo each; default 300)")
     g.add_argument("--iterations", type=positive_int, help="end-to-end iterations per model (paper: 500)")
     g.add_argument("--stage1-iterations", type=non_negative_int, help="at most this many saliency-branch iterations")
     g.add_argument("--train-batch-size", type=positive_int,
