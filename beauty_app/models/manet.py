@@ -13,7 +13,7 @@ backbone feature map F (B,C,h,w), and an earlier, finer map E (B,C',H/8,W/8) at 
 F' is the retrieval feature map (its GAP is the paper's "last pooling layer" feature) and S drives
 SR-MAC (which pools S onto F's grid itself). With ``retrieval_attention="saliency"`` the index pools
 F * (1 + pool(S)) instead, and T re-weights only what the classifier and title heads see (an ablation
-of the instance recipe: it scored +0.04 to +0.07 MAP@7 after 500 iterations and the same as F' after
+of the instance recipe: it scored +0.035 to +0.07 MAP@7 after 500 iterations and the same as F' after
 its default 1000; docs/benchmarks.md, issue 18). Either branch can be switched off for the Table A1
 ablations, and the saliency can come from outside ("MANet with DSS": a mask from a separate
 saliency detector instead of the branch).
