@@ -224,13 +224,16 @@ class MANet(nn.Module):
     def feature_dim(self) -> int:
         return self.info.out_channels
 
-    def forward_features(self, images: torch.Tensor, saliency: torch.Tensor | None = None) -> MANetOutput:
+    def forward_features(self, images: torch.Tensor, saliency: torch.Tensor | None = None, *,
+                         head_input: bool = False) -> MANetOutput:
         """Backbone + attention branches; returns re-weighted features and the maps (no logits).
 
         Args:
             images: normalised (B,3,H,W) batch.
             saliency: (B,1,H',W') external saliency in [0,1], required when the model was built
                 with `external_saliency=True` and ignored otherwise.
+            head_input: also give the heads' input as `head_features` where it differs from
+                `features` (:meth:`forward` asks; indexing needs only the retrieval features).
         """
         # Only a fine head needs the earlier map; the others keep the plain (cheaper to trace) forward.
         uses_fine = self.attention_head == "fine" and (self.saliency_branch is not None or self.text_branch is not None)
@@ -262,7 +265,7 @@ class MANet(nn.Module):
             with_text = pool_to(text_map, size) if weight is None else weight + pool_to(text_map, size)
             if self.retrieval_attention == "all":
                 weight = with_text
-            else:
+            elif head_input:
                 head_weight = with_text
         head_features = None if head_weight is None else features * (1.0 + head_weight)
         if weight is not None:
@@ -285,7 +288,7 @@ class MANet(nn.Module):
         return self.title_head(self.dropout(pooled).to(self.title_head.weight.dtype))
 
     def forward(self, images: torch.Tensor, saliency: torch.Tensor | None = None) -> MANetOutput:
-        out = self.forward_features(images, saliency)
+        out = self.forward_features(images, saliency, head_input=True)
         head_input = out.features if out.head_features is None else out.head_features
         out.logits = self.forward_head(head_input)
         out.title_logits = self.forward_titles(head_input)

@@ -159,3 +159,13 @@ def test_unknown_retrieval_attention_is_refused(tmp_path):
     rewrite_checkpoint(path, payload)
     with pytest.raises(ModelError, match="retrieval attention"):
         load_model(str(path))
+
+
+def test_retrieval_features_alone_skip_the_heads_input():
+    torch.manual_seed(0)
+    model = MANet("tiny", num_classes=2, attention="both", retrieval_attention="saliency").eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        indexing, full = model.forward_features(images), model(images)
+    assert indexing.head_features is None and full.head_features is not None
+    torch.testing.assert_close(indexing.features, full.features)
