@@ -13,6 +13,7 @@ from pathlib import Path
 from ..training.config import (DEFAULT_RECIPE, RECIPES, TrainConfig,  # torch-free: the options' defaults
                                config_for_recipe)
 from ..errors import UserError
+from ..models.attention import RETRIEVAL_ATTENTIONS
 from .common import add_command, device_name, input_side, non_negative_int, positive_int, print_json
 
 
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     objective.add_argument("--map-gradient", type=float, default=None,
                            help="share of the attention maps' loss gradient that reaches the backbone "
                                 "(1: all, as in the paper; 0: the maps do not reshape the backbone)")
-    objective.add_argument("--retrieval-attention", default=None, choices=["all", "saliency"],
+    objective.add_argument("--retrieval-attention", default=None, choices=RETRIEVAL_ATTENTIONS,
                            help="maps that re-weight the retrieval features: all (saliency and text, as in the "
                                 "paper; default) or saliency (text re-weights only the classifier's input)")
     objective.add_argument("--instance-pooling", default=defaults.instance_pooling,

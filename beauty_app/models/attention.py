@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 ATTENTIONS = ("saliency", "text")
+#: Which attention maps re-weight the feature map the index pools: "all" (the paper's F') or
+#: "saliency" (the text map re-weights only the classifier's and title head's input; models.manet).
+RETRIEVAL_ATTENTIONS = ("all", "saliency")
+#: The paper's choice, and that of checkpoints that do not name one.
+DEFAULT_RETRIEVAL_ATTENTION = "all"
 
 
 def parse_attention(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:

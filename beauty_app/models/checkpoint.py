@@ -41,7 +41,8 @@ from .. import __version__
 from ..errors import ModelError, UserError
 from ..limits import MAX_CLASSES, input_size_problem
 from .backbones import BACKBONES, backbone_info, resolve_pretrained_path
-from .manet import ATTENTION_HEADS, LEGACY_ATTENTION_HEAD, RETRIEVAL_ATTENTIONS, MANet, parse_attention
+from .manet import (ATTENTION_HEADS, DEFAULT_RETRIEVAL_ATTENTION, LEGACY_ATTENTION_HEAD, RETRIEVAL_ATTENTIONS, MANet,
+                    parse_attention)
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,8 @@ def save_checkpoint(
         "attention": list(model.attention),
         "external_saliency": model.external_saliency,
         "attention_head": model.attention_head,
-        **({"retrieval_attention": model.retrieval_attention} if model.retrieval_attention != "all" else {}),
+        **({"retrieval_attention": model.retrieval_attention}
+           if model.retrieval_attention != DEFAULT_RETRIEVAL_ATTENTION else {}),
         "num_classes": model.num_classes,
         "class_names": list(class_names),
         **({"title_names": title_names} if title_names else {}),
@@ -398,7 +400,7 @@ def model_from_checkpoint(payload: dict) -> MANet:
     if head not in ATTENTION_HEADS:
         raise ModelError(f"The checkpoint has an unknown attention head {head!r}; update the app to load it.")
     # Checkpoints from before the setting existed re-weight the retrieval features with every map.
-    retrieval_attention = str(payload.get("retrieval_attention", "all"))
+    retrieval_attention = str(payload.get("retrieval_attention", DEFAULT_RETRIEVAL_ATTENTION))
     if retrieval_attention not in RETRIEVAL_ATTENTIONS:
         raise ModelError(f"The checkpoint has an unknown retrieval attention {retrieval_attention!r}; "
                          "update the app to load it.")

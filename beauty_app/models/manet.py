@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import ATTENTIONS, parse_attention  # noqa: F401 (re-exported)
+from .attention import ATTENTIONS, DEFAULT_RETRIEVAL_ATTENTION, RETRIEVAL_ATTENTIONS, parse_attention  # noqa: F401 (re-exported)
 from .backbones import BackboneInfo, build_backbone
 
 #: Attention heads a MANet can have (see the module docstring).
@@ -44,10 +44,6 @@ ATTENTION_HEADS = ("fine", "coarse")
 DEFAULT_ATTENTION_HEAD = "fine"
 #: The head of checkpoints that do not name one (all written before the fine head existed).
 LEGACY_ATTENTION_HEAD = "coarse"
-#: Which attention maps re-weight the feature map the index pools: "all" (the paper's F') or
-#: "saliency" (the text map re-weights only the classifier's and title head's input). Checkpoints
-#: that do not name one have "all".
-RETRIEVAL_ATTENTIONS = ("all", "saliency")
 
 
 class AttentionBranch(nn.Module):
@@ -177,7 +173,7 @@ class MANet(nn.Module):
         allow_download: bool = True,
         attention_head: str = DEFAULT_ATTENTION_HEAD,
         num_titles: int = 0,
-        retrieval_attention: str = "all",
+        retrieval_attention: str = DEFAULT_RETRIEVAL_ATTENTION,
     ):
         super().__init__()
         if attention_head not in ATTENTION_HEADS:
@@ -263,7 +259,7 @@ class MANet(nn.Module):
             text_logits = predict(self.text_branch)
             text_map = torch.sigmoid(text_logits)
             with_text = pool_to(text_map, size) if weight is None else weight + pool_to(text_map, size)
-            if self.retrieval_attention == "all":
+            if self.retrieval_attention == DEFAULT_RETRIEVAL_ATTENTION:
                 weight = with_text
             elif head_input:
                 head_weight = with_text

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from ..models.attention import parse_attention
+from ..models.attention import DEFAULT_RETRIEVAL_ATTENTION, parse_attention
 
 
 @dataclass
@@ -60,7 +60,7 @@ class TrainConfig:
     # "all" (saliency and text, the paper's F') or "saliency" (the text map re-weights only the
     # classifier's and title head's input; see models.manet). An ablation: on the instance recipe's
     # default schedule both measured the same (docs/benchmarks.md, session 6).
-    retrieval_attention: str = "all"
+    retrieval_attention: str = DEFAULT_RETRIEVAL_ATTENTION
     # Input side for queries and catalog images of the trained model (0 = input_size). A model trained on
     # pasted photos at 224 px retrieves and maps best at a larger side (docs/benchmarks.md, issue 13/18).
     query_size: int = 0

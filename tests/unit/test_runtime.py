@@ -192,13 +192,10 @@ def test_small_jobs_use_eager_torch_and_large_ones_the_chosen_runtime(bundle, mo
 
 @pytest.mark.parametrize("name", [*EXPORTED, *(["openvino"] if HAS_OPENVINO else [])])
 def test_exported_runtimes_keep_the_text_map_out_of_saliency_retrieval_features(tiny_checkpoint, tmp_path, name):
-    from beauty_app.models.checkpoint import read_checkpoint, save_checkpoint
-    from beauty_app.models.manet import MANet
+    from beauty_app.models.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
 
     payload = read_checkpoint(tiny_checkpoint)
-    model = MANet(payload["backbone"], num_classes=payload["num_classes"], attention=tuple(payload["attention"]),
-                  retrieval_attention="saliency")
-    model.load_state_dict(payload["state_dict"])
+    model = model_from_checkpoint({**payload, "retrieval_attention": "saliency"})
     path = save_checkpoint(tmp_path / "split.safetensors", model, class_names=payload["class_names"],
                            input_size=payload["input_size"], mean=payload["mean"], std=payload["std"])
     split, paper = load_model(str(path)), load_model(str(tiny_checkpoint))
